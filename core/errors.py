@@ -1,0 +1,80 @@
+"""The one error module. Every error says what went wrong and what to do about it.
+
+`api/errors.py` maps these to HTTP statuses in one place; the CLI prints the message and exits 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DevMeshError(Exception):
+    """Base of every DevMesh error."""
+
+    status_code = 500
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": type(self).__name__, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInput(DevMeshError):
+    """Input that cannot be accepted as given (malformed, wrong type, missing field)."""
+
+    status_code = 422
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body or batch over the configured limit."""
+
+    status_code = 413
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A body in an encoding DevMesh does not read."""
+
+    status_code = 415
+
+
+class NotFound(DevMeshError):
+    """Something asked for by id does not exist."""
+
+    status_code = 404
+
+
+class ReadOnlyViolation(InvalidInput):
+    """A statement that would write was sent where only reads are allowed."""
+
+    status_code = 400
+
+
+class EngineUnavailable(DevMeshError):
+    """A storage engine (FalkorDB, Qdrant, the event store) could not be started or reached."""
+
+    status_code = 503
+
+
+class EmbedderUnavailable(DevMeshError):
+    """The embedding model could not be loaded or reached; events are kept, run `devmesh backfill`."""
+
+    status_code = 503
+
+
+class LLMUnavailable(DevMeshError):
+    """The LLM (Ollama) could not be reached; explanations fall back to evidence-only."""
+
+    status_code = 503
+
+
+class DatasetError(InvalidInput):
+    """A data set folder that does not have the expected layout."""

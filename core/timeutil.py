@@ -1,0 +1,88 @@
+"""Timestamps: DevMesh stores nanoseconds since the Unix epoch (UTC) everywhere."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+from core.errors import InvalidInput
+
+NS = 1_000_000_000
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def to_ns(value: datetime | int | float | str) -> int:
+    """Nanoseconds since the epoch from a datetime, an ISO-8601 string or an epoch number.
+
+    Epoch numbers are taken in the unit their size implies (s, ms, us or ns), as log shippers mix them.
+    Naive datetimes are taken as UTC.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput("a timestamp cannot be a boolean")
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(dt.timestamp()) * NS + dt.microsecond * 1000
+    if isinstance(value, int | float):
+        v = abs(value)
+        if v < 1e11:
+            return int(value * NS)
+        if v < 1e14:
+            return int(value * 1_000_000)
+        if v < 1e17:
+            return int(value * 1000)
+        return int(value)
+    if isinstance(value, str):
+        s = value.strip()
+        if re.fullmatch(r"-?\d+(\.\d+)?", s):
+            return to_ns(float(s) if "." in s else int(s))
+        try:
+            dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace(" UTC", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput(f"not a timestamp: {value!r} (use ISO-8601 or epoch seconds)") from exc
+        return to_ns(dt)
+    raise InvalidInput(f"not a timestamp: {value!r}")
+
+
+def from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // NS, tz=UTC) + timedelta(microseconds=(ns % NS) // 1000)
+
+
+def iso(ns: int) -> str:
+    return from_ns(ns).isoformat().replace("+00:00", "Z")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'15m', '2h', '30s', '1d' -> timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        raise InvalidInput(f"not a duration: {text!r} (examples: 30s, 15m, 2h, 1d)")
+    return timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+
+
+def parse_time_arg(text: str, *, now: int | None = None) -> int:
+    """A CLI/API time: ISO-8601, epoch number, 'now', or a relative '-15m' / '15m ago'."""
+    s = text.strip()
+    ref = now if now is not None else now_ns()
+    if s == "now":
+        return ref
+    rel = s[1:] if s.startswith("-") else s[:-4].strip() if s.endswith(" ago") else None
+    if rel is not None and _DURATION.match(rel):
+        return ref - int(parse_duration(rel).total_seconds() * NS)
+    return to_ns(s)
+
+
+def check_sane(ns: int, *, min_year: int, max_future_skew_s: int, now: int | None = None) -> str | None:
+    """Why a timestamp is absurd, or None when it is fine."""
+    low = int(datetime(min_year, 1, 1, tzinfo=UTC).timestamp()) * NS
+    high = (now if now is not None else now_ns()) + max_future_skew_s * NS
+    if ns < low:
+        return f"timestamp is before {min_year}"
+    if ns > high:
+        return f"timestamp is more than {max_future_skew_s}s in the future"
+    return None
