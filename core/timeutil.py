@@ -86,3 +86,22 @@ def check_sane(ns: int, *, min_year: int, max_future_skew_s: int, now: int | Non
     if ns > high:
         return f"timestamp is more than {max_future_skew_s}s in the future"
     return None
+
+
+_ISO_NS = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|[+-]\d{2}:?\d{2}|UTC)?$")
+
+
+def iso_to_ns(text: str) -> int:
+    """ISO-8601 with up to nanosecond fractions ('2023-01-29T08:42:22.383150913Z') -> ns; naive is UTC."""
+    m = _ISO_NS.match(text.strip())
+    if not m:
+        return to_ns(text)
+    date, hh, mm, ss, frac, tz = m.groups()
+    y, mo, d = (int(x) for x in date.split("-"))
+    secs = int(datetime(y, mo, d, int(hh), int(mm), int(ss), tzinfo=UTC).timestamp())
+    if tz and tz not in ("Z", "UTC"):
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        secs -= sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
+    ns = int((frac or "0")[:9].ljust(9, "0"))
+    return secs * NS + ns
