@@ -91,14 +91,17 @@ def events_of(doc: Any) -> list[Any]:
     raise InvalidInput("expected {\"events\": [...]} or a list of events", field="body")
 
 
-def parse_events(items: list[Any], limits: Limits, *, default_source: str = "api", now_ns: int) -> ParsedEvents:
+def parse_events(
+    items: list[Any], limits: Limits, *, default_source: str = "api", now_ns: int, index_offset: int = 0
+) -> ParsedEvents:
+    """Validate events one by one; errors name `events[i].field` with i counted from `index_offset`."""
     if len(items) > limits.max_events:
         raise PayloadTooLarge(
             f"{len(items)} events in one batch; the limit is {limits.max_events} (DEVMESH_MAX_BATCH_EVENTS)",
             field="events",
         )
     out = ParsedEvents(rows=batch.empty("logs"))
-    for i, item in enumerate(items):
+    for i, item in enumerate(items, start=index_offset):
         if not isinstance(item, dict):
             out.errors.append(EventError(i, f"events[{i}]", "must be a JSON object"))
             continue

@@ -1,0 +1,177 @@
+"""Getting data in: `devmesh ingest`, `devmesh import nezha|runbooks|topology`, `devmesh backfill`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from api.cli.common import JsonOpt, console, emit, err_console, opened, progress, state
+from core.errors import InvalidInput
+from core.timeutil import now_ns
+from ingest.devmesh_json import Limits, events_of, parse_events
+from ingest.importers import import_nezha, import_runbooks
+from ingest.journald import chunks, parse_journald
+from ingest.pipeline import IngestReport
+from ingest.topology_yaml import read_topology
+
+import_app = typer.Typer(help="Import data sets: a Nezha-layout folder, Markdown runbooks, a declared topology.")
+
+
+class Format(StrEnum):
+    json = "json"
+    journald = "journald"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+    app.add_typer(import_app, name="import")
+    app.command("backfill")(backfill)
+
+
+def _limits(ctx: typer.Context) -> Limits:
+    s = state(ctx).settings
+    return Limits(s.max_batch_events, s.max_message_chars, s.min_timestamp_year, s.max_future_skew_s)
+
+
+def ingest(
+    ctx: typer.Context,
+    file: str = typer.Argument("-", help="File to read, or - for standard input."),
+    fmt: Format = typer.Option(Format.json, "--format", "-f", help="json: DevMesh batch; journald: journalctl -o json."),
+    batch_size: int = typer.Option(5000, min=1, help="Events per write."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Ingest logs from a file or stdin. Invalid events are reported by index (or line) and skipped.
+
+    Exit status: 0 all stored, 2 some events rejected, 1 nothing could be read.
+    """
+    limits = _limits(ctx)
+    total = IngestReport(kind="logs")
+    stream: Any
+    if file == "-":
+        stream = sys.stdin.buffer
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise InvalidInput(f"no such file: {file}", field="FILE")
+        stream = path.open("rb")
+    with opened(ctx) as svc, progress(not as_json) as bar:
+        task = bar.add_task(f"ingest {fmt.value}", total=None, status="")
+        if fmt == Format.journald:
+            for first, lines in chunks(stream, batch_size):
+                parsed = parse_journald(lines, limits, now_ns=now_ns(), first_line=first)
+                _one(svc, parsed, total)
+                bar.update(task, advance=len(lines), status=f"{total.stored} stored")
+        else:
+            raw = stream.read()
+            try:
+                doc = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                # JSON Lines: one event a line
+                try:
+                    doc = [json.loads(line) for line in raw.splitlines() if line.strip()]
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise InvalidInput(f"not JSON or JSON Lines: {exc}", field="FILE") from exc
+            items = events_of(doc)
+            for start in range(0, len(items), batch_size):
+                chunk = items[start : start + batch_size]
+                parsed = parse_events(chunk, limits, default_source="file", now_ns=now_ns(), index_offset=start)
+                _one(svc, parsed, total)
+                bar.update(task, advance=len(chunk), status=f"{total.stored} stored")
+    emit(total.as_dict(), as_json, _render_report)
+    if total.rejected and not total.stored and not total.duplicates:
+        raise typer.Exit(1)
+    if total.rejected:
+        raise typer.Exit(2)
+
+
+def _one(svc: Any, parsed: Any, total: IngestReport) -> None:
+    report = svc.pipeline.ingest_logs(parsed.rows)
+    report.rejected = len(parsed.errors)
+    report.received += len(parsed.errors)
+    report.errors = [e.as_dict() for e in parsed.errors]
+    total.add(report)
+
+
+def _render_report(r: dict[str, Any]) -> None:
+    console.print(
+        f"received {r['received']}, stored {r['stored']}, duplicates {r['duplicates']}, rejected {r['rejected']}, "
+        f"new templates {r['new_templates']}, embedded {r['embedded']} ({r['seconds']:.2f}s)"
+    )
+    for e in r.get("errors", [])[:20]:
+        err_console.print(f"  rejected {e['field']}: {e['problem']}")
+    if r.get("embed_error"):
+        err_console.print(f"[yellow]stored without vectors[/yellow] ({r['embed_error']}); run `devmesh backfill`")
+
+
+@import_app.command("nezha")
+def import_nezha_cmd(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="Nezha-layout folder (date folders with log/, trace/, metric/)."),
+    no_logs: bool = typer.Option(False, "--no-logs", help="Skip logs."),
+    no_traces: bool = typer.Option(False, "--no-traces", help="Skip traces."),
+    no_metrics: bool = typer.Option(False, "--no-metrics", help="Skip metrics."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import a Nezha fault-injection data set: logs, spans and per-pod metrics, then the call graph."""
+    kinds = [k for k, off in (("logs", no_logs), ("spans", no_traces), ("metrics", no_metrics)) if not off]
+    with opened(ctx) as svc, progress(not as_json) as bar:
+        task = bar.add_task("import nezha", total=None, status="")
+        report = import_nezha(
+            svc.pipeline,
+            directory,
+            kinds=kinds,
+            on_plan=lambda p: bar.update(task, total=len(p.files)),
+            on_file=lambda kind, path, r: bar.update(task, advance=1, status=f"{kind} {path.name}"),
+        )
+    emit(report.as_dict(), as_json, lambda d: console.print_json(data=d))
+
+
+@import_app.command("runbooks")
+def import_runbooks_cmd(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="Folder of Markdown runbooks (searched recursively)."),
+    base_url: str = typer.Option("", help="Web address the runbooks are published under, for links."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import Markdown runbooks: split into sections, embedded, linked to the alerts and services they name."""
+    with opened(ctx) as svc, progress(not as_json) as bar:
+        task = bar.add_task("import runbooks", total=None, status="")
+        report = import_runbooks(
+            directory,
+            graph=svc.graph,
+            vectors=svc.vectors,
+            embedder=svc.embedder,
+            known_services=svc.graph.services() if svc.graph else (),
+            base_url=base_url,
+            on_runbook=lambda rb: bar.update(task, advance=1, status=rb.id),
+        )
+    emit(report.as_dict(), as_json, lambda d: console.print_json(data=d))
+
+
+@import_app.command("topology")
+def import_topology_cmd(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="YAML file: services with their calls and pods."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import a declared topology (services, calls, pods and nodes) into the graph."""
+    topo = read_topology(file)
+    with opened(ctx, vectors=False) as svc:
+        assert svc.graph is not None
+        svc.graph.upsert_topology(topo)
+    data = {"services": len(topo.services), "calls": len(topo.calls), "pods": len(topo.pods)}
+    emit(data, as_json, lambda d: console.print_json(data=d))
+
+
+def backfill(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Embed templates stored without vectors (after an embedder failure). Safe to stop and run again."""
+    with opened(ctx) as svc, progress(not as_json) as bar:
+        pending = svc.events.stats().get("templates_unembedded", 0)
+        task = bar.add_task("backfill", total=pending or None, status="")
+        done = svc.pipeline.backfill(progress=lambda n: bar.update(task, advance=n))
+    emit({"embedded": done}, as_json, lambda d: console.print(f"embedded {d['embedded']} templates"))

@@ -1,0 +1,63 @@
+"""`devmesh`: the command line. Wiring only: parse arguments, open the engines, call the logic, print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from api.cli import bench_cmds, data_cmds, query_cmds, serve_cmds
+from api.cli.common import State, err_console, setup_logging
+from core.errors import DevMeshError
+
+app = typer.Typer(
+    name="devmesh",
+    help=(
+        "DevMesh explains incidents in distributed systems, locally.\n\n"
+        "Data lives under DEVMESH_HOME (default ~/.devmesh): an embedded FalkorDB graph, Qdrant Edge vectors "
+        "and a DuckDB event store. Every command that returns data takes --json."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(None, "--home", envvar="DEVMESH_HOME", help="Data folder (DEVMESH_HOME)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
+) -> None:
+    ctx.obj = State(home, verbose)
+    setup_logging(ctx.obj.settings.log_level if not verbose else "DEBUG", verbose)
+
+
+serve_cmds.register(app)
+data_cmds.register(app)
+query_cmds.register(app)
+bench_cmds.register(app)
+
+
+def main() -> None:
+    """Console entry point: DevMesh errors become a message and exit code 1, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except DevMeshError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        err_console.print(f"[red]error[/red]{where}: {exc.message}")
+        sys.exit(1)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

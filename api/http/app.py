@@ -1,0 +1,61 @@
+"""The FastAPI application: built from settings, engines opened in the lifespan, routers mounted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from api.http import ingest, meta, otlp, query
+from api.http.errors import install_error_handlers
+from api.http.limits import BodyLimitMiddleware
+from api.wiring import Services, open_services
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOPOLOGY_REFRESH_S = 15.0
+
+
+def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = open_services) -> FastAPI:
+    """The API. `open_fn` builds the services at start-up (tests pass their own)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = await run_in_threadpool(open_fn, settings)
+        app.state.services = svc
+        refresher = asyncio.create_task(_refresh_topology_loop(svc))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await run_in_threadpool(svc.close)
+
+    app = FastAPI(
+        title="DevMesh",
+        summary="Local incident explainer: telemetry in, ranked root causes and cited explanations out.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (meta.router, ingest.router, otlp.router, query.router):
+        app.include_router(router)
+    return app
+
+
+async def _refresh_topology_loop(svc: Services) -> None:
+    """Re-derive CALLS edges from stored spans while new spans keep arriving."""
+    while True:
+        await asyncio.sleep(TOPOLOGY_REFRESH_S)
+        if svc.pipeline.spans_since_refresh:
+            try:
+                await run_in_threadpool(svc.pipeline.refresh_topology)
+            except Exception:
+                log.exception("topology refresh failed; will retry")

@@ -1,0 +1,47 @@
+"""One place that turns errors into HTTP answers: a JSON body naming the field and the problem."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import DevMeshError
+
+log = logging.getLogger(__name__)
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DevMeshError)
+    async def _devmesh(_: Request, exc: DevMeshError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("request failed", extra={"error": type(exc).__name__, "detail": exc.message})
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": _field_of(e["loc"]), "problem": e["msg"]} for e in exc.errors()[:50]]
+        first = problems[0] if problems else {"field": "body", "problem": "invalid request"}
+        body = {"error": "InvalidInput", "message": first["problem"], "field": first["field"], "details": problems}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": "HTTPError", "message": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(
+            {"error": "InternalError", "message": "unexpected server error; see the DevMesh server log"},
+            status_code=500,
+        )

@@ -1,0 +1,74 @@
+"""POST /ingest/logs: DevMesh JSON batches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.http.deps import services
+from api.wiring import Services
+from core.errors import InvalidInput
+from core.timeutil import now_ns
+from ingest.devmesh_json import Limits, LogBatchIn, events_of, parse_events
+
+router = APIRouter(tags=["ingest"])
+
+
+def limits_of(svc: Services) -> Limits:
+    s = svc.settings
+    return Limits(
+        max_events=s.max_batch_events,
+        max_message_chars=s.max_message_chars,
+        min_year=s.min_timestamp_year,
+        max_future_skew_s=s.max_future_skew_s,
+    )
+
+
+def decode_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise InvalidInput("request body is empty; send a JSON batch", field="body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"body is not valid UTF-8 (byte {exc.start})", field="body") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body") from exc
+
+
+@router.post(
+    "/ingest/logs",
+    summary="Ingest a JSON batch of log events",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": LogBatchIn.model_json_schema()}}}},
+    responses={200: {"description": "Stored; invalid events listed by index"}, 413: {}, 422: {}},
+)
+async def ingest_logs(request: Request, svc: Services = Depends(services)) -> JSONResponse:
+    raw = await request.body()
+    doc = decode_json(raw)
+    items = events_of(doc)
+    parsed = parse_events(items, limits_of(svc), now_ns=now_ns())
+    if items and not parsed.accepted:
+        first = parsed.errors[0]
+        raise InvalidInput(
+            f"no valid events in the batch: {first.problem}",
+            field=first.field,
+            details=[e.as_dict() for e in parsed.errors[:100]],
+        )
+    report = await run_in_threadpool(svc.pipeline.ingest_logs, parsed.rows)
+    body = {
+        "received": len(items),
+        "accepted": parsed.accepted,
+        "stored": report.stored,
+        "duplicates": report.duplicates,
+        "rejected": len(parsed.errors),
+        "errors": [e.as_dict() for e in parsed.errors[:100]],
+        "new_templates": report.new_templates,
+    }
+    if report.embed_error:
+        body["warning"] = f"stored without vectors ({report.embed_error}); run `devmesh backfill`"
+    return JSONResponse(body)

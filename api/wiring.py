@@ -1,0 +1,88 @@
+"""Wiring: build the engines and services from settings, once, at the start of a command or the server.
+
+Nothing here holds logic; everything below takes these objects as explicit arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from graph.store import GraphStore
+    from ingest.pipeline import Pipeline
+    from retrieval.embedders import Embedder
+    from retrieval.eventstore import EventStore
+    from retrieval.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The opened engines. Close with `close()` (or use as a context manager)."""
+
+    settings: Settings
+    events: EventStore
+    graph: GraphStore | None = None
+    vectors: VectorStore | None = None
+    embedder: Embedder | None = None
+    _pipeline: Pipeline | None = None
+    _closers: list[Any] = field(default_factory=list)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            from ingest.pipeline import Pipeline
+
+            self._pipeline = Pipeline(self.events, self.graph, self.vectors, self.embedder)
+        return self._pipeline
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.save_state()
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:  # closing must go on for the other engines
+                log.exception("error while closing an engine")
+        self._closers.clear()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_services(settings: Settings, *, graph: bool = True, vectors: bool = True) -> Services:
+    """Open the event store, and the graph and vector stores unless asked not to."""
+    from retrieval.eventstore import EventStore
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    events = EventStore(settings.events_path)
+    svc = Services(settings=settings, events=events)
+    svc._closers.append(events.close)
+    try:
+        if graph:
+            from graph.server import connect_graph
+            from graph.store import GraphStore
+
+            conn = connect_graph(settings)
+            svc.graph = GraphStore(conn.graph)
+            svc._closers.append(conn.close)
+        if vectors:
+            from retrieval.embedders import make_embedder
+            from retrieval.qdrant_store import open_vector_store
+
+            svc.embedder = make_embedder(settings, settings.home / "models")
+            if svc.embedder is not None:
+                svc.vectors = open_vector_store(settings)
+                svc._closers.append(svc.vectors.close)
+    except BaseException:
+        svc.close()
+        raise
+    return svc

@@ -1,0 +1,147 @@
+"""Bulk imports: a Nezha-layout data set, a folder of Markdown runbooks, a declared topology."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ingest import nezha
+from ingest.pipeline import IngestReport, Pipeline
+from ingest.runbooks import Runbook, read_runbooks, services_mentioned
+
+if TYPE_CHECKING:
+    from graph.store import GraphStore
+    from retrieval.embedders import Embedder
+    from retrieval.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+RUNBOOKS = "runbooks"
+OnFile = Callable[[str, Path, IngestReport], None]
+
+
+@dataclass
+class ImportReport:
+    root: str
+    files: int = 0
+    reports: dict[str, IngestReport] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    faults: int = 0
+    services: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "files": self.files,
+            "faults": self.faults,
+            "services": self.services,
+            "calls": self.calls,
+            "seconds": round(self.seconds, 3),
+            "warnings": self.warnings,
+            **{kind: r.as_dict() for kind, r in self.reports.items()},
+        }
+
+
+def import_nezha(
+    pipeline: Pipeline,
+    root: Path,
+    *,
+    kinds: Collection[str] = ("logs", "spans", "metrics"),
+    on_plan: Callable[[nezha.NezhaPlan], None] | None = None,
+    on_file: OnFile | None = None,
+) -> ImportReport:
+    """Import every file of a Nezha-layout folder, then derive the call graph from the spans."""
+    t0 = time.perf_counter()
+    plan = nezha.plan(root)
+    plan.files = [f for f in plan.files if f.kind in kinds]
+    if on_plan is not None:
+        on_plan(plan)
+    out = ImportReport(root=str(root), warnings=list(plan.warnings), faults=len(nezha.load_faults(plan)))
+    for kind in kinds:
+        out.reports[kind] = IngestReport(kind=kind)
+    for f, cols in nezha.iter_batches(plan):
+        report = pipeline.ingest(f.kind, cols)
+        out.reports[f.kind].add(report)
+        out.files += 1
+        if on_file is not None:
+            on_file(f.kind, f.path, report)
+    pipeline.save_state()
+    topo = pipeline.refresh_topology()
+    out.services, out.calls = len(topo.services), len(topo.calls)
+    for w in out.warnings:
+        log.warning("nezha import: %s", w)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+@dataclass
+class RunbookImport:
+    runbooks: int = 0
+    sections: int = 0
+    embedded: int = 0
+    linked_services: int = 0
+    alerts: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def import_runbooks(
+    root: Path,
+    *,
+    graph: GraphStore | None,
+    vectors: VectorStore | None,
+    embedder: Embedder | None,
+    known_services: Collection[str] = (),
+    base_url: str = "",
+    on_runbook: Callable[[Runbook], None] | None = None,
+) -> RunbookImport:
+    """Read, embed (section by section) and link runbooks: COVERS edges to the alerts and services they name."""
+    from retrieval.vectors import VectorPoint
+
+    books, warnings = read_runbooks(root, base_url=base_url)
+    out = RunbookImport(warnings=warnings)
+    if vectors is not None and embedder is not None:
+        vectors.ensure_collection(RUNBOOKS, embedder.dim)
+    for rb in books:
+        services = services_mentioned(rb, known_services)
+        if graph is not None:
+            graph.upsert_runbook(rb.id, rb.title, rb.path, rb.url, covers_services=services, covers_alerts=rb.alerts)
+        if vectors is not None and embedder is not None and rb.sections:
+            texts = [f"{rb.title}: {s.heading}\n{s.text}" for s in rb.sections]
+            vecs = embedder.embed(texts)
+            vectors.upsert(
+                RUNBOOKS,
+                [
+                    VectorPoint(
+                        id=s.id,
+                        vector=vecs[i],
+                        payload={
+                            "runbook_id": rb.id,
+                            "title": rb.title,
+                            "heading": s.heading,
+                            "kind": s.kind,
+                            "url": rb.url,
+                            "path": rb.path,
+                            "alerts": rb.alerts,
+                            "text": s.text[:4000],
+                        },
+                    )
+                    for i, s in enumerate(rb.sections)
+                ],
+            )
+            out.embedded += len(rb.sections)
+        out.runbooks += 1
+        out.sections += len(rb.sections)
+        out.alerts += len(rb.alerts)
+        out.linked_services += len(services)
+        if on_runbook is not None:
+            on_runbook(rb)
+    return out

@@ -1,0 +1,59 @@
+"""A declared topology in YAML, for what spans cannot show (or where there are no traces).
+
+```yaml
+services:
+  - name: checkout
+    calls: [payment, inventory]
+    pods:
+      - {name: checkout-7d9f-abcde, node: node-1}
+  - name: payment
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from core.errors import InvalidInput
+from core.telemetry import CallEdge, PodPlacement, Topology
+
+
+class _PodDecl(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    node: str = Field(default="", max_length=256)
+
+
+class _ServiceDecl(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    calls: list[str] = Field(default_factory=list)
+    pods: list[_PodDecl] = Field(default_factory=list)
+
+
+class _TopologyDecl(BaseModel):
+    services: list[_ServiceDecl]
+
+
+def parse_topology(data: Any) -> Topology:
+    try:
+        decl = _TopologyDecl.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InvalidInput(err["msg"], field=".".join(str(p) for p in err["loc"])) from exc
+    names = {s.name for s in decl.services} | {c for s in decl.services for c in s.calls}
+    return Topology(
+        services=sorted(names),
+        pods=[PodPlacement(pod=p.name, service=s.name, host=p.node) for s in decl.services for p in s.pods],
+        calls=[CallEdge(caller=s.name, callee=c) for s in decl.services for c in s.calls],
+    )
+
+
+def read_topology(path: Path) -> Topology:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"cannot read topology YAML: {exc}", field=str(path)) from exc
+    return parse_topology(data)
