@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 
 from api.cli import bench_cmds, data_cmds, query_cmds, serve_cmds
 from api.cli.common import State, err_console, setup_logging
@@ -47,6 +48,11 @@ def main() -> None:
     except DevMeshError as exc:
         where = f" ({exc.field})" if exc.field else ""
         err_console.print(f"[red]error[/red]{where}: {exc.message}")
+        sys.exit(1)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        field = ".".join(str(p) for p in e["loc"]) or exc.title
+        err_console.print(f"[red]error[/red] ({field}): {e['msg']}")
         sys.exit(1)
     except typer.Abort:
         err_console.print("aborted")

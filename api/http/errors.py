@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DevMeshError
@@ -31,6 +32,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [{"field": _field_of(e["loc"]), "problem": e["msg"]} for e in exc.errors()[:50]]
         first = problems[0] if problems else {"field": "body", "problem": "invalid request"}
+        body = {"error": "InvalidInput", "message": first["problem"], "field": first["field"], "details": problems}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def _model(_: Request, exc: ValidationError) -> JSONResponse:
+        problems = [{"field": _field_of(e["loc"]), "problem": e["msg"]} for e in exc.errors()[:50]]
+        first = problems[0]
         body = {"error": "InvalidInput", "message": first["problem"], "field": first["field"], "details": problems}
         return JSONResponse(body, status_code=422)
 

@@ -1,0 +1,89 @@
+"""GET /query/logs and GET /search/logs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from api.http.deps import services
+from api.wiring import Services
+from core.timeutil import parse_time_arg
+from retrieval.logquery import LogPage, LogQuery
+from retrieval.search import SearchResult, search_logs
+
+router = APIRouter(tags=["query"])
+
+
+def _filters(
+    since: str | None,
+    until: str | None,
+    service: list[str] | None,
+    host: list[str] | None,
+    level: str | None,
+    trace_id: str | None,
+    template_id: list[str] | None,
+    contains: str | None,
+) -> dict[str, Any]:
+    from core.errors import InvalidInput
+
+    out: dict[str, Any] = {}
+    for name, value in (("since", since), ("until", until)):
+        if value:
+            try:
+                out["start_ns" if name == "since" else "end_ns"] = parse_time_arg(value)
+            except InvalidInput as exc:
+                raise InvalidInput(exc.message, field=name) from exc
+    for key, value in (("service", service), ("host", host), ("template_id", template_id)):
+        if value:
+            out[key] = value
+    for key, value in (("min_level", level), ("trace_id", trace_id), ("contains", contains)):
+        if value:
+            out[key] = value
+    return out
+
+
+Since = Annotated[str | None, Query(description="Start: ISO-8601, epoch, or relative ('15m' = 15 minutes ago).")]
+Until = Annotated[str | None, Query(description="End (exclusive), same forms as since.")]
+Services_ = Annotated[list[str] | None, Query(alias="service", description="Service; repeat for several.")]
+Hosts = Annotated[list[str] | None, Query(alias="host", description="Host; repeat for several.")]
+Level = Annotated[str | None, Query(description="Minimum level: DEBUG, INFO, WARN, ERROR, FATAL.")]
+
+
+@router.get("/query/logs", response_model=LogPage, summary="Log lines by filters, paginated with a cursor")
+def query_logs(
+    since: Since = None,
+    until: Until = None,
+    service: Services_ = None,
+    host: Hosts = None,
+    level: Level = None,
+    trace_id: Annotated[str | None, Query(max_length=64)] = None,
+    template_id: Annotated[list[str] | None, Query()] = None,
+    contains: Annotated[str | None, Query(max_length=1000)] = None,
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    svc: Services = Depends(services),
+) -> LogPage:
+    q = LogQuery(
+        **_filters(since, until, service, host, level, trace_id, template_id, contains),
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+    return svc.events.query_logs(q)
+
+
+@router.get("/search/logs", response_model=SearchResult, summary="Semantic search over log templates")
+def search(
+    q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for, in words.")],
+    since: Since = None,
+    until: Until = None,
+    service: Services_ = None,
+    host: Hosts = None,
+    level: Level = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    svc: Services = Depends(services),
+) -> SearchResult:
+    filters = LogQuery(**_filters(since, until, service, host, level, None, None, None))
+    return search_logs(q, filters, events=svc.events, vectors=svc.vectors, embedder=svc.embedder, limit=limit)

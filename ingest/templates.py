@@ -1,0 +1,438 @@
+"""Online log-template mining: lines in, stable template ids out.
+
+How a line finds its template:
+
+1. Hot path. The line (cut to `max_chars`) goes through `mask_fast` (every word holding a digit
+   becomes `<*>`); the masked text is looked up in an exact cache. Most lines stop here: one regex
+   pass and one dict lookup.
+2. Known template. A new masked text is normalized into tokens (`ingest.masking.normalize`) and
+   compared with the templates of the same token count; it joins the most specific template whose
+   constant tokens it carries.
+3. New lines of a batch. Lines that fit no template are grouped together, Brain-style: within a
+   token count, the tokens of a line that share its most common position-frequency are its
+   template's core; the other positions are split on when they hold at most `max_values` distinct
+   words, and are variables when they hold more (or when a masked value there shows that the slot
+   carries data). Each group then either generalizes a compatible template (its text gains `<*>`,
+   its id stays) or becomes a new template.
+4. Streams of single new lines. When a new template would be the (`max_values`+1)-th that differs
+   from existing ones in one and the same position only, that position is a variable: the largest
+   of those siblings is generalized instead of creating another template.
+
+Ids are `T` + 12 hex digits of a hash of the first template text, fixed at creation and never
+reused; two miners fed the same lines assign the same ids, and so does a miner restored from
+`state()`. Lines given together to `add_many` are grouped with each other's help, so bigger
+batches parse better; `add` is `add_many` of one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Any
+
+from core.errors import InvalidInput
+from ingest.masking import WILDCARD, mask_fast, normalize
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TemplateMatch:
+    """The template a line was assigned to."""
+
+    template_id: str  # 'T' + 12 hex, fixed at cluster creation
+    template: str  # current text, variables as <*>
+    is_new: bool  # a cluster was created by this line
+    changed: bool  # the cluster's template text changed by this line
+
+
+@dataclass(frozen=True)
+class MinerParams:
+    """Parameters of `TemplateMiner`; one set for every system."""
+
+    max_chars: int = 1024
+    """Lines are templated on their first `max_chars` characters (bounds time on huge lines)."""
+    max_values: int = 3
+    """A position holding more distinct constant words than this is a variable."""
+    min_gain: float = 1.0
+    """A position with more values is still split on when that makes, on average, this many other
+    positions constant (tells a logger name from a user name in a shared header)."""
+    similarity: float = 0.5
+    """Share of equal positions a new group needs to generalize an existing template."""
+    cache_size: int = 50_000
+    """Masked lines remembered for the hot path; the oldest tenth is dropped when full."""
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 16:
+            raise InvalidInput("max_chars must be at least 16", field="max_chars")
+        if self.max_values < 1:
+            raise InvalidInput("max_values must be at least 1", field="max_values")
+        if not 0.0 <= self.similarity <= 1.0:
+            raise InvalidInput("similarity must be between 0 and 1", field="similarity")
+        if self.cache_size < 1:
+            raise InvalidInput("cache_size must be at least 1", field="cache_size")
+
+
+class _Cluster:
+    __slots__ = ("id", "tokens", "count", "n_const", "hit")
+
+    def __init__(self, cluster_id: str, tokens: list[str], count: int = 0) -> None:
+        self.id = cluster_id
+        self.tokens = tokens
+        self.count = count
+        self.n_const = 0
+        self.hit = TemplateMatch(cluster_id, "", False, False)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.n_const = sum(1 for t in self.tokens if t != WILDCARD)
+        self.hit = TemplateMatch(self.id, " ".join(self.tokens), False, False)
+
+    @property
+    def text(self) -> str:
+        return self.hit.template
+
+    def generalize(self, tokens: Sequence[str]) -> bool:
+        """Make every position where `tokens` differs a variable; True if the text changed."""
+        changed = False
+        for p, (mine, theirs) in enumerate(zip(self.tokens, tokens, strict=True)):
+            if mine != theirs and mine != WILDCARD:
+                self.tokens[p] = WILDCARD
+                changed = True
+        if changed:
+            self._refresh()
+        return changed
+
+    def accepts(self, tokens: Sequence[str]) -> bool:
+        """Every constant of the template is in `tokens` at the same position."""
+        return all(mine in (theirs, WILDCARD) for mine, theirs in zip(self.tokens, tokens, strict=True))
+
+
+class TemplateMiner:
+    """Drain/Brain-style online template miner with an exact-line cache (see module doc).
+
+    Parameters (keywords, see `MinerParams`): `max_chars` (1024), `max_values` (3),
+    `similarity` (0.5), `min_gain` (1.0), `cache_size` (50,000).
+
+    `revision` grows whenever a batch taught the miner something (a new cached line, template or
+    template text): save `state()` when it moved, so a restored miner answers the same.
+    """
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(MinerParams.__dataclass_fields__)
+        if unknown:
+            raise InvalidInput(f"unknown template miner parameter(s): {sorted(unknown)}", field="params")
+        self.params = MinerParams(**params)
+        self._cache: dict[str, _Cluster] = {}
+        self._by_len: dict[int, list[_Cluster]] = defaultdict(list)
+        self._by_id: dict[str, _Cluster] = {}
+        self.revision = 0
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def add(self, message: str) -> TemplateMatch:
+        """Assign one line to a template, learning from it."""
+        return self.add_many([message])[0]
+
+    def add_many(self, messages: Sequence[str]) -> list[TemplateMatch]:
+        """Assign a batch of lines, in order; new lines of the batch are grouped together."""
+        out: list[TemplateMatch | None] = [None] * len(messages)
+        cache = self._cache
+        max_chars = self.params.max_chars
+        mask = mask_fast
+        pending: dict[str, list[int]] = {}
+        for i, message in enumerate(messages):
+            if not isinstance(message, str):
+                raise InvalidInput(f"log line {i} is {type(message).__name__}, not text", field="message")
+            if len(message) > max_chars:
+                message = message[:max_chars]
+            key = mask(message)
+            cluster = cache.get(key)
+            if cluster is not None:
+                cluster.count += 1
+                out[i] = cluster.hit
+            elif key in pending:
+                pending[key].append(i)
+            else:
+                pending[key] = [i]
+        if pending:
+            self._learn(pending, out)
+        return out  # type: ignore[return-value]
+
+    def match(self, message: str) -> str | None:
+        """Template id for a line without learning from it; None if no template fits."""
+        if not isinstance(message, str):
+            raise InvalidInput(f"log line is {type(message).__name__}, not text", field="message")
+        key = mask_fast(message[: self.params.max_chars])
+        cluster = self._cache.get(key)
+        if cluster is None:
+            cluster = self._find(normalize(key))
+        return None if cluster is None else cluster.id
+
+    def templates(self) -> list[tuple[str, str, int]]:
+        """(id, text, count) of every template, in creation order."""
+        return [(c.id, c.text, c.count) for c in self._by_id.values()]
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state; `from_state` of it continues with the same ids."""
+        return {
+            "version": STATE_VERSION,
+            "params": asdict(self.params),
+            "clusters": [[c.id, c.tokens, c.count] for c in self._by_id.values()],
+            "cache": {key: c.id for key, c in self._cache.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TemplateMiner:
+        """Rebuild a miner from `state()` output."""
+        try:
+            if state["version"] != STATE_VERSION:
+                raise InvalidInput(
+                    f"template miner state version {state['version']!r} is not {STATE_VERSION}",
+                    field="version",
+                )
+            miner = cls(**state["params"])
+            for cluster_id, tokens, count in state["clusters"]:
+                miner._add_cluster(_Cluster(str(cluster_id), [str(t) for t in tokens], int(count)))
+            miner._cache = {str(key): miner._by_id[cid] for key, cid in state["cache"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"template miner state is malformed: {exc!r}", field="state") from exc
+        return miner
+
+    # -- learning -----------------------------------------------------------------------------
+
+    def _learn(self, pending: dict[str, list[int]], out: list[TemplateMatch | None]) -> None:
+        """Place the lines whose masked text was not cached."""
+        self.revision += 1
+        assigned: list[tuple[_Cluster, list[int]]] = []
+        events: dict[str, tuple[int, bool, bool]] = {}  # cluster id -> (line, is_new, changed)
+        new_rows: dict[tuple[str, ...], list[str]] = {}
+        for key, lines in pending.items():
+            tokens = tuple(normalize(key))
+            cluster = self._find(tokens)
+            if cluster is None:
+                new_rows.setdefault(tokens, []).append(key)
+            else:
+                self._cache[key] = cluster
+                cluster.count += len(lines)
+                assigned.append((cluster, lines))
+        by_len: dict[int, list[tuple[tuple[str, ...], list[str]]]] = defaultdict(list)
+        for tokens, keys in new_rows.items():
+            by_len[len(tokens)].append((tokens, keys))
+        for rows in by_len.values():
+            weights = [sum(len(pending[k]) for k in keys) for _, keys in rows]
+            groups = group_new_lines([t for t, _ in rows], weights, self.params.max_values, self.params.min_gain)
+            for template, members in groups:
+                cluster, created, changed = self._place(template)
+                lines = [i for j in members for key in rows[j][1] for i in pending[key]]
+                for j in members:
+                    for key in rows[j][1]:
+                        self._cache[key] = cluster
+                cluster.count += len(lines)
+                assigned.append((cluster, lines))
+                if (created or changed) and cluster.id not in events:
+                    events[cluster.id] = (min(lines), created, changed)
+        for cluster, lines in assigned:
+            for i in lines:
+                out[i] = cluster.hit
+        for cluster_id, (i, is_new, changed) in events.items():
+            out[i] = TemplateMatch(cluster_id, self._by_id[cluster_id].text, is_new, changed)
+        self._trim_cache()
+
+    def _find(self, tokens: Sequence[str]) -> _Cluster | None:
+        """Most specific existing template whose constants the tokens carry (oldest on ties)."""
+        best: _Cluster | None = None
+        for cluster in self._by_len.get(len(tokens), ()):
+            if (best is None or cluster.n_const > best.n_const) and cluster.accepts(tokens):
+                best = cluster
+        return best
+
+    def _place(self, template: list[str]) -> tuple[_Cluster, bool, bool]:
+        """Cluster for a new group: (cluster, created, changed)."""
+        n = len(template)
+        candidates = self._by_len.get(n, [])
+        best: _Cluster | None = None
+        best_equal = -1
+        for cluster in candidates:
+            equal = 0
+            for mine, theirs in zip(cluster.tokens, template, strict=True):
+                if mine == theirs:
+                    equal += 1
+                elif mine != WILDCARD and theirs != WILDCARD and not _holds_data({mine, theirs}):
+                    break
+            else:
+                if equal > best_equal:
+                    best, best_equal = cluster, equal
+        if best is not None and (n == 0 or best_equal / n >= self.params.similarity):
+            return best, False, best.generalize(template)
+        sibling = self._sibling(template)
+        if sibling is not None:
+            return sibling, False, sibling.generalize(template)
+        cluster = _Cluster(self._new_id(template), list(template))
+        self._add_cluster(cluster)
+        return cluster, True, False
+
+    def _sibling(self, template: list[str]) -> _Cluster | None:
+        """Largest template differing from `template` only at a position that has too many values."""
+        siblings: dict[int, list[_Cluster]] = defaultdict(list)
+        for cluster in self._by_len.get(len(template), ()):
+            diff = -1
+            equal_constants = 0
+            for p, (mine, theirs) in enumerate(zip(cluster.tokens, template, strict=True)):
+                if mine == theirs:
+                    equal_constants += mine != WILDCARD
+                elif diff >= 0 or mine == WILDCARD or theirs == WILDCARD:
+                    break
+                else:
+                    diff = p
+            else:
+                if diff >= 0 and equal_constants >= 2:
+                    siblings[diff].append(cluster)
+        for members in siblings.values():
+            if len(members) >= self.params.max_values:
+                return max(members, key=lambda c: c.count)
+        return None
+
+    def _new_id(self, template: Sequence[str]) -> str:
+        text = " ".join(template)
+        salt = 0
+        while True:
+            data = f"{text}\x00{salt}" if salt else text
+            digest = hashlib.blake2b(data.encode("utf-8", "replace"), digest_size=6).hexdigest()
+            cluster_id = "T" + digest
+            if cluster_id not in self._by_id:
+                return cluster_id
+            salt += 1
+
+    def _add_cluster(self, cluster: _Cluster) -> None:
+        self._by_id[cluster.id] = cluster
+        self._by_len[len(cluster.tokens)].append(cluster)
+
+    def _trim_cache(self) -> None:
+        size = self.params.cache_size
+        if len(self._cache) > size:
+            drop = len(self._cache) - size + size // 10
+            for key in list(islice(self._cache, drop)):
+                del self._cache[key]
+            log.debug("template cache trimmed", extra={"dropped": drop})
+
+
+def group_new_lines(
+    rows: Sequence[tuple[str, ...]], weights: Sequence[int], max_values: int, min_gain: float
+) -> list[tuple[list[str], list[int]]]:
+    """Group token rows of one length; returns (template tokens, row indices) per group.
+
+    A row's core is its tokens whose position-frequency is the most common one among its tokens
+    (ties to the higher frequency); rows with the same core start a group, which is then split on
+    positions with few distinct words (at most `max_values`), fewest first.
+    """
+    if not rows:
+        return []
+    n = len(rows[0])
+    freq: list[Counter[str]] = [Counter() for _ in range(n)]
+    for tokens, weight in zip(rows, weights, strict=True):
+        for p, token in enumerate(tokens):
+            freq[p][token] += weight
+    cores: dict[tuple[tuple[int, str], ...], list[int]] = {}
+    for r, tokens in enumerate(rows):
+        fs = [freq[p][t] for p, t in enumerate(tokens) if t != WILDCARD]
+        core: tuple[tuple[int, str], ...] = ()
+        if fs:
+            counts = Counter(fs)
+            mode = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+            core = tuple((p, t) for p, t in enumerate(tokens) if t != WILDCARD and freq[p][t] == mode)
+        cores.setdefault(core, []).append(r)
+    out: list[tuple[list[str], list[int]]] = []
+    for core, members in cores.items():
+        _split(rows, weights, members, frozenset(p for p, _ in core), (max_values, min_gain), out)
+    return out
+
+
+def _split(
+    rows: Sequence[tuple[str, ...]],
+    weights: Sequence[int],
+    members: list[int],
+    fixed: frozenset[int],
+    params: tuple[int, float],
+    out: list[tuple[list[str], list[int]]],
+) -> None:
+    max_values, min_gain = params
+    n = len(rows[members[0]])
+    open_columns: dict[int, set[str]] = {}
+    for p in range(n):
+        if p not in fixed:
+            values = {rows[r][p] for r in members}
+            if len(values) > 1:
+                open_columns[p] = values
+    best: tuple[int, int] | None = None
+    for p, values in open_columns.items():
+        if len(values) <= max_values and not _holds_data(values) and (best is None or len(values) < best[0]):
+            best = (len(values), p)
+    if best is None and len(open_columns) > 1:
+        top = 0.0
+        for p, values in open_columns.items():
+            if _holds_data(values):
+                continue
+            gain = _split_gain(rows, weights, members, p, open_columns)
+            if gain >= min_gain and gain > top:
+                top, best = gain, (len(values), p)
+    if best is None:
+        first = rows[members[0]]
+        template = [WILDCARD if p in open_columns else first[p] for p in range(n)]
+        out.append((template, members))
+        return
+    p = best[1]
+    parts: dict[str, list[int]] = {}
+    for r in members:
+        parts.setdefault(rows[r][p], []).append(r)
+    for part in parts.values():
+        _split(rows, weights, part, fixed | {p}, params, out)
+
+
+def _split_gain(
+    rows: Sequence[tuple[str, ...]],
+    weights: Sequence[int],
+    members: list[int],
+    p: int,
+    open_columns: dict[int, set[str]],
+) -> float:
+    """Average number (over lines) of other open columns that a split on column p makes constant.
+
+    A part made of a single line counts as no gain (one line is trivially constant), so two
+    unmasked variables that are unique per line never vouch for each other.
+    """
+    parts: dict[str, list[int]] = {}
+    for r in members:
+        parts.setdefault(rows[r][p], []).append(r)
+    gained = 0
+    total = 0
+    for part in parts.values():
+        weight = sum(weights[r] for r in part)
+        total += weight
+        if weight < 2:
+            continue
+        first = rows[part[0]]
+        for q in open_columns:
+            if q != p and all(rows[r][q] == first[q] for r in part):
+                gained += weight
+    return gained / total
+
+
+def _holds_data(values: set[str]) -> bool:
+    """A masked value here matches a plain one: the slot carries data (`chdir(<*>)`, `chdir(pwd)`)."""
+    masked = [v for v in values if WILDCARD in v]
+    if not masked:
+        return False
+    plain = [v for v in values if WILDCARD not in v]
+    for v in masked:
+        pattern = re.compile(".*?".join(re.escape(part) for part in v.split(WILDCARD)), re.DOTALL)
+        if any(pattern.fullmatch(other) for other in plain):
+            return True
+    return False
