@@ -71,8 +71,7 @@ def existing_indexes(graph: Graph) -> set[tuple[str, str]]:
     """(label, property) pairs with a node range index; empty when the graph does not exist yet."""
     try:
         rows = graph.ro_query(
-            "CALL db.indexes() YIELD label, properties, types, entitytype "
-            "RETURN label, properties, types, entitytype"
+            "CALL db.indexes() YIELD label, properties, types, entitytype RETURN label, properties, types, entitytype"
         ).result_set
     except ResponseError as exc:
         if "empty key" in str(exc):

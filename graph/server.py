@@ -23,15 +23,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import redis
+from falkordb import FalkorDB, Graph
 
 from core.errors import EngineUnavailable
 
 if TYPE_CHECKING:
-    from falkordb import FalkorDB, Graph
-
     from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -68,6 +67,15 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _is_redis(pid: int) -> bool:
+    """Whether pid is a redis-server (guards against a pid reused after a reboot); True without /proc."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return True
+    return comm.startswith("redis-server")
 
 
 def _free_loopback_port() -> int:
@@ -139,12 +147,15 @@ class EmbeddedFalkorDB:
 
     def stop(self) -> None:
         """Shut the server down with SAVE and wait for the process to exit. No-op when not running."""
+        if not self.state_file.exists():
+            self.url = self.pid = None
+            return
         with self._lock():
             state = self._read_state()
             if state is None:
                 return
             url, pid = state
-            if not _pid_alive(pid):
+            if not _pid_alive(pid) or not _is_redis(pid):
                 self._clear_state()
                 return
             try:
@@ -175,7 +186,7 @@ class EmbeddedFalkorDB:
     def is_running(self) -> bool:
         """True when a server for this data_dir is alive and answers PING."""
         state = self._read_state()
-        if state is None or not _pid_alive(state[1]):
+        if state is None or not _pid_alive(state[1]) or not _is_redis(state[1]):
             return False
         try:
             return bool(self._client(state[0], timeout=2.0).ping())
@@ -212,7 +223,7 @@ class EmbeddedFalkorDB:
         if state is None:
             return None
         url, pid = state
-        if not _pid_alive(pid):
+        if not _pid_alive(pid) or not _is_redis(pid):
             self._clear_state()
             return None
         self._wait_ready(url, pid)
@@ -224,9 +235,7 @@ class EmbeddedFalkorDB:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if not _pid_alive(pid):
-                raise EngineUnavailable(
-                    f"FalkorDB (pid {pid}) exited during start-up. Log tail:\n{self._log_tail()}"
-                )
+                raise EngineUnavailable(f"FalkorDB (pid {pid}) exited during start-up. Log tail:\n{self._log_tail()}")
             try:
                 if self._client(url, timeout=2.0).ping():
                     return
@@ -311,7 +320,11 @@ class EmbeddedFalkorDB:
             try:
                 return int(self.pid_file.read_text().strip())
             except (OSError, ValueError):
-                time.sleep(0.01)
+                pass
+            tail = self._log_tail(log_start)
+            if "aborting" in tail or "FATAL" in tail or "Fatal" in tail:
+                raise EngineUnavailable(f"FalkorDB failed to start. Log tail:\n{tail}")
+            time.sleep(0.01)
         raise EngineUnavailable(
             f"FalkorDB did not write {self.pid_file} within {self.start_timeout_s:.0f}s. "
             f"Log tail:\n{self._log_tail(log_start)}"
@@ -327,20 +340,32 @@ class EmbeddedFalkorDB:
         return "\n".join(text.splitlines()[-_LOG_TAIL_LINES:]) or "(log empty)"
 
 
-def connect_url(url: str, graph_name: str) -> tuple[FalkorDB, Graph]:
-    """Client and graph for a server URL (redis://, rediss://, unix://); EngineUnavailable if it is down."""
-    from falkordb import FalkorDB
+class GraphConnection(NamedTuple):
+    """A client and its graph; unpacks as `(db, graph)`. `close()` drops the client's connections
+    (an embedded server keeps running for the next process)."""
 
+    db: FalkorDB
+    graph: Graph
+
+    def close(self) -> None:
+        self.db.connection.close()
+
+
+def connect_url(url: str, graph_name: str, *, timeout_s: float = 600.0) -> GraphConnection:
+    """Client and graph for a server URL (redis://, rediss://, unix://); EngineUnavailable if it is down.
+
+    `timeout_s` bounds one reply (redis-py's own default, 5 s, would cut off large batch writes).
+    """
     try:
-        db = FalkorDB.from_url(url, socket_connect_timeout=10)
+        db = FalkorDB.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=10)
         db.connection.ping()
     except (redis.RedisError, ValueError) as exc:
         raise EngineUnavailable(f"cannot reach FalkorDB at {url}: {exc}") from exc
-    return db, db.select_graph(graph_name)
+    return GraphConnection(db, db.select_graph(graph_name))
 
 
-def connect_graph(settings: Settings, *, ensure: bool = True) -> tuple[FalkorDB, Graph]:
-    """For entry points: the FalkorDB client and graph named by settings.
+def connect_graph(settings: Settings, *, ensure: bool = True) -> GraphConnection:
+    """For entry points: the FalkorDB client and graph named by settings, as `(db, graph)`.
 
     Uses `settings.falkordb_url` when set, otherwise starts (or reuses) the embedded server under
     `settings.falkordb_dir`. With `ensure`, creates the schema's indexes.
@@ -349,9 +374,9 @@ def connect_graph(settings: Settings, *, ensure: bool = True) -> tuple[FalkorDB,
         url = settings.falkordb_url
     else:
         url = EmbeddedFalkorDB(settings.falkordb_dir).start()
-    db, graph = connect_url(url, settings.graph_name)
+    conn = connect_url(url, settings.graph_name)
     if ensure:
         from graph.schema import ensure_schema
 
-        ensure_schema(graph)
-    return db, graph
+        ensure_schema(conn.graph)
+    return conn

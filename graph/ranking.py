@@ -1,0 +1,295 @@
+"""Root-cause ranking: signals per service, combined with the CALLS graph by a personalized PageRank.
+
+1. Each service gets an *own-evidence* value e(s) in [0, 1]: a noisy-OR over its signals, each
+   weighted by how much that kind of signal says about the service's own behaviour (a new error
+   template or more time in its own code says more than a longer end-to-end duration, which callee
+   slowness also explains).
+2. A random walk over CALLS moves blame downstream: from a service to a callee in proportion to the
+   callee's evidence, back to a caller only weakly, and stays put in proportion to how much the
+   service's evidence exceeds its callees'. Restarts follow e(s). The stationary mass ranks
+   services: an anomalous service whose callees are healthy keeps its mass; a caller that only
+   suffers from an anomalous callee hands its mass on.
+3. Each candidate gets a confidence (its share of the mass times the strength of the evidence), a
+   guessed fault kind from the families of its signals, and the path from it to the symptoms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from core.rca import (
+    Candidate,
+    FaultKind,
+    Modality,
+    RankingResult,
+    Signal,
+    SignalKind,
+)
+from core.telemetry import CallEdge
+from detect.signals import SignalOptions, TableLike, compute_signals
+from graph.propagation import call_graph, propagation_path
+
+logger = logging.getLogger(__name__)
+
+# How much one signal of a kind says about the service's *own* behaviour (domain priors, not fitted).
+KIND_WEIGHT: dict[SignalKind, float] = {
+    SignalKind.LOG_ERROR_TEMPLATE: 1.0,
+    SignalKind.LOG_TEMPLATE_SHIFT: 0.8,
+    SignalKind.SPAN_SELF_LATENCY: 1.0,
+    SignalKind.SPAN_ERROR: 0.8,
+    SignalKind.SPAN_STRUCTURE: 0.7,
+    SignalKind.EDGE_LATENCY: 0.8,
+    SignalKind.SPAN_LATENCY: 0.3,
+}
+METRIC_FAMILY_WEIGHT: dict[str, float] = {
+    "cpu": 1.0,
+    "memory": 0.8,
+    "error": 0.6,
+    "success": 0.6,
+    "latency": 0.4,
+    "node": 0.1,
+    "io": 0.3,
+    "network": 0.3,
+    "workload": 0.2,
+    "other": 0.2,
+}
+
+
+@dataclass(frozen=True)
+class RankOptions:
+    """Knobs of the ranking; defaults are generic choices, not fitted to any data set."""
+
+    signals: SignalOptions = field(default_factory=SignalOptions)
+    damping: float = 0.85
+    """PageRank damping (probability of following an edge rather than restarting)."""
+    back_weight: float = 0.0
+    """Weight of walking from a callee back to an anomalous caller, relative to walking down."""
+    effect_full_fold: float = 4.0
+    """A change of this fold (or more) counts fully; smaller changes count in proportion to log fold."""
+    strength_scale: float = 4.0
+    """A signal of z contributes 1 - exp(-z / strength_scale) before its kind weight."""
+    max_candidates: int = 10
+    max_signals_per_candidate: int = 8
+    use_graph: bool = True
+    """False ranks by own evidence alone (for comparison)."""
+
+
+def signal_strength(sig: Signal, opt: RankOptions) -> float:
+    """Kind weight x significance x effect size, in [0, 1]."""
+    if sig.modality == Modality.METRICS:
+        w = METRIC_FAMILY_WEIGHT.get(sig.family, 0.2)
+    else:
+        w = KIND_WEIGHT.get(sig.kind, 0.5)
+    fold = min(max(sig.fold, 1e-6), 1e6)
+    effect = min(1.0, abs(math.log(fold)) / math.log(opt.effect_full_fold)) if fold != 1.0 else 1.0
+    return w * effect * (1.0 - math.exp(-max(sig.score, 0.0) / opt.strength_scale))
+
+
+def own_evidence(signals: Iterable[Signal], opt: RankOptions) -> dict[str, float]:
+    """Noisy-OR per service over its strongest signal of each (kind, family)."""
+    best: dict[tuple[str, str, str], float] = {}
+    for s in signals:
+        k = (s.service, s.kind.value, s.family)
+        best[k] = max(best.get(k, 0.0), signal_strength(s, opt))
+    miss: dict[str, float] = defaultdict(lambda: 1.0)
+    for (svc, _, _), v in best.items():
+        miss[svc] *= 1.0 - v
+    return {svc: 1.0 - m for svc, m in miss.items()}
+
+
+def coupling(
+    caller: str, callee: str, anomalous_traces: dict[str, set[str]] | None
+) -> float:
+    """How much of the caller's anomaly sits in requests where the callee is anomalous too.
+
+    Without trace ids (no traces, or logs without trace ids) nothing can be told apart and the
+    topology alone decides (1.0). With them, it is the share of the caller's anomalous traces in
+    which the callee also shows an anomaly; evidence with no traces behind it (a CPU metric, a
+    template that vanished) cannot be explained by a callee.
+    """
+    if anomalous_traces is None:
+        return 1.0
+    mine = anomalous_traces.get(caller)
+    if not mine:
+        return 0.0
+    theirs = anomalous_traces.get(callee)
+    if not theirs:
+        return 0.0
+    return len(mine & theirs) / len(mine)
+
+
+def blame_walk(
+    graph: nx.DiGraph,
+    evidence: dict[str, float],
+    opt: RankOptions,
+    anomalous_traces: dict[str, set[str]] | None = None,
+) -> dict[str, float]:
+    """Personalized PageRank over the blame graph described in the module doc."""
+    nodes = [s for s, e in evidence.items() if e > 0]
+    if not nodes:
+        return {}
+    w = nx.DiGraph()
+    w.add_nodes_from(nodes)
+    for s in nodes:
+        callees = [c for c in graph.successors(s)] if s in graph else []
+        for c in callees:
+            e = evidence.get(c, 0.0) * coupling(s, c, anomalous_traces)
+            if e > 0:
+                w.add_edge(s, c, weight=e)
+        callers = [p for p in graph.predecessors(s)] if s in graph else []
+        for p in callers:
+            if opt.back_weight > 0 and evidence.get(p, 0.0) > 0:
+                w.add_edge(s, p, weight=opt.back_weight * evidence[p])
+        w.add_edge(s, s, weight=evidence[s])
+    total = sum(evidence[s] for s in nodes)
+    pers = {s: evidence[s] / total for s in nodes}
+    return nx.pagerank(w, alpha=opt.damping, personalization=pers, weight="weight", max_iter=500, tol=1e-10)
+
+
+def fault_kind(signals: list[Signal], opt: RankOptions) -> FaultKind:
+    score: dict[FaultKind, float] = defaultdict(float)
+    for s in signals:
+        v = signal_strength(s, opt)
+        if s.modality == Modality.METRICS and s.family in ("cpu", "memory", "node"):
+            k = FaultKind.RESOURCE_SATURATION
+        elif s.kind == SignalKind.EDGE_LATENCY:
+            k = FaultKind.NETWORK_DELAY
+        elif s.kind == SignalKind.SPAN_SELF_LATENCY:
+            k = FaultKind.RESOURCE_SATURATION
+            v *= 0.8
+        elif s.kind in (SignalKind.LOG_ERROR_TEMPLATE, SignalKind.SPAN_ERROR):
+            k = FaultKind.DEPENDENCY_FAILURE if _mentions_dependency(s) else FaultKind.CODE_ERROR
+        elif s.kind in (SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE):
+            k = FaultKind.CODE_ERROR
+            v *= 0.8
+        else:
+            continue
+        score[k] = max(score[k], v)
+    if not score:
+        return FaultKind.UNKNOWN
+    return max(score.items(), key=lambda kv: kv[1])[0]
+
+
+_DEPENDENCY_WORDS = (
+    "connection refused",
+    "connect timed out",
+    "no instances available",
+    "unavailable",
+    "unknownhost",
+    "unknown host",
+    "broken pipe",
+    "connection reset",
+    "no route to host",
+)
+
+
+def _mentions_dependency(sig: Signal) -> bool:
+    d = sig.description.lower()
+    return any(w in d for w in _DEPENDENCY_WORDS)
+
+
+def rank_signals(
+    signals: list[Signal],
+    graph: nx.DiGraph,
+    opt: RankOptions,
+    anomalous_traces: dict[str, set[str]] | None = None,
+) -> list[Candidate]:
+    """Candidates from signals and the CALLS graph. `anomalous_traces` (service -> window trace ids
+    behind its signals) lets blame pass only along calls whose requests are anomalous at both ends;
+    None means there are no trace ids and the topology alone decides."""
+    evidence = own_evidence(signals, opt)
+    if not evidence:
+        return []
+    mass = blame_walk(graph, evidence, opt, anomalous_traces) if opt.use_graph else dict(evidence)
+    per_service: dict[str, list[Signal]] = defaultdict(list)
+    for s in signals:
+        per_service[s.service].append(s)
+    for sigs in per_service.values():
+        sigs.sort(key=lambda s: -signal_strength(s, opt))
+    order = sorted(mass, key=lambda s: (-mass[s], -evidence.get(s, 0.0), s))
+    total = sum(mass.values()) or 1.0
+    strength = max(evidence.values())
+    out: list[Candidate] = []
+    for rank, svc in enumerate(order[: opt.max_candidates], start=1):
+        sigs = per_service.get(svc, [])
+        top = sigs[: opt.max_signals_per_candidate]
+        pods: dict[str, float] = defaultdict(float)
+        for s in sigs:
+            if s.pod:
+                pods[s.pod] += signal_strength(s, opt)
+        ids: list[str] = []
+        for s in top:
+            for ev in s.evidence_ids[:3]:
+                if ev not in ids:
+                    ids.append(ev)
+        out.append(
+            Candidate(
+                service=svc,
+                pod=max(pods.items(), key=lambda kv: kv[1])[0] if pods else "",
+                rank=rank,
+                score=mass[svc],
+                confidence=round(min(1.0, mass[svc] / total * strength), 4),
+                fault_kind=fault_kind(sigs, opt),
+                own_evidence=round(evidence.get(svc, 0.0), 4),
+                evidence_ids=ids,
+                signals=top,
+                path=propagation_path(graph, svc, evidence, per_service),
+            )
+        )
+    return out
+
+
+def rank_window(
+    logs_window: TableLike,
+    logs_base: TableLike,
+    spans_window: TableLike,
+    spans_base: TableLike,
+    metrics_window: TableLike,
+    metrics_base: TableLike,
+    call_edges: Iterable[CallEdge | tuple[str, str]] | nx.DiGraph | None,
+    *,
+    alert_ns: int = 0,
+    options: RankOptions | None = None,
+) -> RankingResult:
+    """Ranked root-cause candidates for an incident window against a baseline window.
+
+    Any telemetry may be None or empty; what was missing is named in the result. The call graph is
+    `call_edges` plus the caller -> callee pairs seen in the spans of both windows.
+    """
+    opt = options or RankOptions()
+    found = compute_signals(logs_window, logs_base, spans_window, spans_base, metrics_window, metrics_base, opt.signals)
+    seen_edges = set(found.traces_window.edge_calls) | set(found.traces_base.edge_calls)
+    graph = call_graph(call_edges, seen_edges)
+    notes = list(found.notes)
+    if not found.signals:
+        notes.append("no signal reached the threshold in any telemetry: nothing to rank")
+        return RankingResult(
+            status="insufficient_evidence",
+            alert_ns=alert_ns,
+            modalities_used=found.used,
+            modalities_missing=found.missing,
+            notes=notes,
+        )
+    if graph.number_of_edges() == 0:
+        notes.append("no call graph: services ranked by their own evidence only")
+    linked = found.anomalous_traces if found.anomalous_traces else None
+    candidates = rank_signals(found.signals, graph, opt, linked)
+    logger.info(
+        "ranked",
+        extra={"signals": len(found.signals), "candidates": len(candidates), "alert_ns": alert_ns},
+    )
+    return RankingResult(
+        status="ok",
+        alert_ns=alert_ns,
+        candidates=candidates,
+        modalities_used=found.used,
+        modalities_missing=found.missing,
+        signals=found.signals,
+        notes=notes,
+    )
