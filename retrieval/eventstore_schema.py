@@ -1,0 +1,221 @@
+"""The event store's tables, their Arrow shapes, and the event id of a row.
+
+`event_id` is xxh64 over a row's canonical fields (below), each written as text ('' for a missing
+value, integers in decimal, floats as Arrow casts them) and joined by U+001F. Fields that depend
+on how an event reached us (source, meta, template_id) are left out, so the same event sent twice,
+through the same or another reader, gets the same id and is stored once. Callers that serialize
+JSON fields used in the hash (metric `attributes`) should sort keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+from core.errors import InvalidInput
+
+SCHEMA_VERSION = 1
+
+Kind = Literal["logs", "spans", "metrics"]
+KINDS: tuple[Kind, ...] = ("logs", "spans", "metrics")
+
+_S, _I, _U, _F, _B = pa.string(), pa.int64(), pa.uint64(), pa.float64(), pa.bool_()
+
+ARROW_SCHEMAS: dict[Kind, pa.Schema] = {
+    "logs": pa.schema(
+        [
+            ("event_id", _U),
+            ("ts_ns", _I),
+            ("source", _S),
+            ("service", _S),
+            ("host", _S),
+            ("pod", _S),
+            ("level", _S),
+            ("message", _S),
+            ("trace_id", _S),
+            ("span_id", _S),
+            ("event_type", _S),
+            ("error_code", _S),
+            ("template_id", _S),
+            ("meta", _S),
+        ]
+    ),
+    "spans": pa.schema(
+        [
+            ("event_id", _U),
+            ("trace_id", _S),
+            ("span_id", _S),
+            ("parent_id", _S),
+            ("service", _S),
+            ("pod", _S),
+            ("host", _S),
+            ("operation", _S),
+            ("start_ns", _I),
+            ("end_ns", _I),
+            ("duration_us", _F),
+            ("status", _S),
+            ("kind", _S),
+            ("attributes", _S),
+        ]
+    ),
+    "metrics": pa.schema(
+        [
+            ("event_id", _U),
+            ("ts_ns", _I),
+            ("name", _S),
+            ("value", _F),
+            ("service", _S),
+            ("pod", _S),
+            ("host", _S),
+            ("attributes", _S),
+        ]
+    ),
+}
+
+# The column each table is ordered and windowed by.
+TIME_COLUMN: dict[Kind, str] = {"logs": "ts_ns", "spans": "start_ns", "metrics": "ts_ns"}
+
+# Columns an appended table must carry; every other column may be missing ('' / computed).
+REQUIRED: dict[Kind, tuple[str, ...]] = {
+    "logs": ("ts_ns", "message"),
+    "spans": ("trace_id", "span_id", "start_ns", "end_ns"),
+    "metrics": ("ts_ns", "name", "value"),
+}
+
+CANONICAL_FIELDS: dict[Kind, tuple[str, ...]] = {
+    "logs": (
+        "ts_ns",
+        "service",
+        "host",
+        "pod",
+        "level",
+        "message",
+        "trace_id",
+        "span_id",
+        "event_type",
+        "error_code",
+    ),
+    "spans": (
+        "trace_id",
+        "span_id",
+        "parent_id",
+        "service",
+        "pod",
+        "host",
+        "operation",
+        "start_ns",
+        "end_ns",
+        "status",
+        "kind",
+    ),
+    "metrics": ("ts_ns", "name", "value", "service", "pod", "host", "attributes"),
+}
+
+_SQL_TYPES = {_S: "VARCHAR", _I: "BIGINT", _U: "UBIGINT", _F: "DOUBLE", _B: "BOOLEAN"}
+# Text columns default to '' except these (constants, so safe to write into the DDL).
+_DEFAULTS: dict[str, str] = {"event_type": "log", "status": "UNSET"}
+
+
+def _table_ddl(kind: Kind) -> str:
+    cols = []
+    for f in ARROW_SCHEMAS[kind]:
+        sql_type = _SQL_TYPES[f.type]
+        if f.type == _S:
+            cols.append(f"{f.name} {sql_type} NOT NULL DEFAULT '{_DEFAULTS.get(f.name, '')}'")
+        else:
+            cols.append(f"{f.name} {sql_type} NOT NULL")
+    return f"CREATE TABLE IF NOT EXISTS {kind} ({', '.join(cols)})"
+
+
+def ddl(*, trace_index: bool) -> list[str]:
+    """Statements that create the schema; each is idempotent."""
+    stmts = [_table_ddl(k) for k in KINDS]
+    stmts += [
+        "CREATE TABLE IF NOT EXISTS templates (template_id VARCHAR PRIMARY KEY, text VARCHAR NOT NULL,"
+        " count BIGINT NOT NULL DEFAULT 0, first_ns BIGINT NOT NULL DEFAULT 0,"
+        " last_ns BIGINT NOT NULL DEFAULT 0, level VARCHAR NOT NULL DEFAULT '',"
+        " embedded BOOLEAN NOT NULL DEFAULT false)",
+        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_ns BIGINT NOT NULL)",
+    ]
+    if trace_index:
+        stmts += [
+            "CREATE INDEX IF NOT EXISTS logs_trace_id ON logs (trace_id)",
+            "CREATE INDEX IF NOT EXISTS spans_trace_id ON spans (trace_id)",
+        ]
+    return stmts
+
+
+def normalize(kind: Kind, table: pa.Table) -> pa.Table:
+    """The table in the store's exact column order and types, '' for missing text, ids filled in.
+
+    Raises InvalidInput naming the column when a required column is missing or null, a column is
+    unknown, or a value cannot be cast to the column's type.
+    """
+    schema = ARROW_SCHEMAS[kind]
+    unknown = [c for c in table.column_names if schema.get_field_index(c) < 0]
+    if unknown:
+        raise InvalidInput(f"unknown {kind} column(s): {', '.join(unknown)}", field=unknown[0])
+    for name in REQUIRED[kind]:
+        if name not in table.column_names:
+            raise InvalidInput(f"{kind} batch has no '{name}' column", field=name)
+        if table[name].null_count:
+            raise InvalidInput(f"{kind} batch has null '{name}' values", field=name)
+    n = table.num_rows
+    arrays: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for f in schema:
+        if f.name == "event_id":
+            continue
+        if f.name in table.column_names:
+            arrays[f.name] = _cast(table[f.name], f)
+        elif f.name == "duration_us":
+            arrays[f.name] = pc.divide(pc.cast(pc.subtract(arrays["end_ns"], arrays["start_ns"]), _F), 1000.0)
+        elif f.type == _S:
+            arrays[f.name] = pa.repeat(_DEFAULTS.get(f.name, ""), n).cast(_S)
+        else:  # pragma: no cover - every non-text column is required or computed
+            raise InvalidInput(f"{kind} batch has no '{f.name}' column", field=f.name)
+    body = pa.table(arrays)
+    if "event_id" not in table.column_names:
+        ids = _hash_rows(kind, body)
+    else:
+        ids = _cast(table["event_id"], schema.field("event_id"))
+        if ids.null_count:
+            ids = pc.coalesce(ids, _hash_rows(kind, body))
+    return body.add_column(0, schema.field("event_id"), ids).cast(schema)
+
+
+def _cast(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
+    try:
+        out = col if col.type == field.type else pc.cast(col, field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInput(f"column '{field.name}' is not {field.type}: {exc}", field=field.name) from exc
+    if field.type == _S and out.null_count:
+        out = out.fill_null(_DEFAULTS.get(field.name, ""))
+    return out
+
+
+def _hash_rows(kind: Kind, table: pa.Table) -> pa.Array:
+    parts = [pc.cast(table[c], _S) for c in CANONICAL_FIELDS[kind]]
+    joined = pc.binary_join_element_wise(*parts, "\x1f", null_handling="replace", null_replacement="")
+    h = xxhash.xxh64_intdigest
+    values = pc.cast(joined, pa.binary()).to_pylist()
+    return pa.array(np.fromiter((h(v) for v in values), dtype=np.uint64, count=len(values)), _U)
+
+
+def event_ids(kind: Kind, table: pa.Table) -> pa.Array:
+    """xxh64 event ids of a batch, as the store computes them (ignores an existing event_id column)."""
+    if kind not in ARROW_SCHEMAS:
+        raise InvalidInput(f"unknown event kind {kind!r}; use one of {', '.join(KINDS)}", field="kind")
+    cols = [c for c in table.column_names if c != "event_id"]
+    return normalize(kind, table.select(cols))["event_id"].combine_chunks()
+
+
+def event_id_of(kind: Kind, row: Mapping[str, Any]) -> int:
+    """The event id of one event given as a mapping of column -> value."""
+    table = pa.Table.from_pylist([{k: v for k, v in row.items() if k != "event_id"}])
+    return int(event_ids(kind, table)[0].as_py())

@@ -1,0 +1,177 @@
+"""Log queries: the filter model, its SQL WHERE clause, and keyset cursors over (ts_ns, event_id)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import xxhash
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.errors import InvalidInput
+from core.telemetry import Level
+
+LEVEL_ORDER: tuple[str, ...] = tuple(level.value for level in Level)
+
+_CURSOR_VERSION = 1
+_LIST_FIELDS = ("service", "host", "pod", "template_id")
+
+
+class LogQuery(BaseModel):
+    """Which log lines to return. Every given filter must hold; text filters are exact matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start_ns: int | None = Field(default=None, description="Earliest event time (inclusive), ns UTC.")
+    end_ns: int | None = Field(default=None, description="Latest event time (exclusive), ns UTC.")
+    service: str | list[str] | None = Field(default=None, description="Service name, or any of several.")
+    host: str | list[str] | None = Field(default=None, description="Host name, or any of several.")
+    pod: str | list[str] | None = Field(default=None, description="Pod name, or any of several.")
+    level: str | list[str] | None = Field(default=None, description="Level, or any of several levels.")
+    min_level: str | None = Field(default=None, description="This level or a more severe one.")
+    trace_id: str | None = Field(default=None, description="Lines of this trace.")
+    template_id: str | list[str] | None = Field(default=None, description="Lines of these templates.")
+    contains: str | None = Field(
+        default=None, min_length=1, max_length=1000, description="Case-insensitive substring of the message."
+    )
+    order: Literal["asc", "desc"] = Field(default="desc", description="By time: oldest or newest first.")
+    limit: int = Field(default=100, ge=1, le=1000, description="Most lines on one page.")
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
+
+    @field_validator("level", mode="after")
+    @classmethod
+    def _check_levels(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is None:
+            return None
+        levels = [_level(x) for x in ([v] if isinstance(v, str) else v)]
+        return levels[0] if isinstance(v, str) else levels
+
+    @field_validator("min_level", mode="after")
+    @classmethod
+    def _check_min_level(cls, v: str | None) -> str | None:
+        return None if v is None else _level(v)
+
+    @model_validator(mode="after")
+    def _check_window(self) -> LogQuery:
+        if self.start_ns is not None and self.end_ns is not None and self.start_ns > self.end_ns:
+            raise ValueError("start_ns is after end_ns")
+        return self
+
+    def filter_fingerprint(self) -> str:
+        """A short hash of the filters (not order, limit or cursor): a cursor is valid only for them."""
+        body = self.model_dump(exclude={"order", "limit", "cursor"})
+        return xxhash.xxh64_hexdigest(json.dumps(body, sort_keys=True).encode())
+
+
+class LogPage(BaseModel):
+    """One page of log lines and the cursor of the next page (None on the last page)."""
+
+    events: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+def _level(value: str) -> str:
+    up = value.strip().upper()
+    if up == "WARNING":
+        up = "WARN"
+    if up not in LEVEL_ORDER:
+        raise ValueError(f"unknown level {value!r}; use one of {', '.join(LEVEL_ORDER)}")
+    return up
+
+
+def levels_at_least(level: str) -> list[str]:
+    """The levels as severe as `level` or more."""
+    return list(LEVEL_ORDER[LEVEL_ORDER.index(_level(level)) :])
+
+
+def _as_list(v: str | Sequence[str]) -> list[str]:
+    return [v] if isinstance(v, str) else list(v)
+
+
+def in_clause(column: str, values: Sequence[str], params: list[Any]) -> str:
+    """`column IN (?, ...)` with the values appended to params; `column` must come from an allow-list."""
+    if not values:
+        return "false"
+    params.extend(values)
+    return f"{column} IN ({', '.join('?' * len(values))})"
+
+
+def where_clause(q: LogQuery, *, skip_trace: bool = False) -> tuple[list[str], list[Any]]:
+    """SQL conditions (to be ANDed) and their parameters for the filters of `q` (not the cursor).
+
+    `skip_trace` leaves out the trace_id condition, for a caller that applies it itself.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    if q.start_ns is not None:
+        clauses.append("ts_ns >= ?")
+        params.append(q.start_ns)
+    if q.end_ns is not None:
+        clauses.append("ts_ns < ?")
+        params.append(q.end_ns)
+    for name in _LIST_FIELDS:
+        value = getattr(q, name)
+        if value is not None:
+            clauses.append(in_clause(name, _as_list(value), params))
+    if q.level is not None:
+        clauses.append(in_clause("level", _as_list(q.level), params))
+    if q.min_level is not None:
+        clauses.append(in_clause("level", levels_at_least(q.min_level), params))
+    if q.trace_id is not None and not skip_trace:
+        clauses.append("trace_id = ?")
+        params.append(q.trace_id)
+    if q.contains is not None:
+        clauses.append("contains(lower(message), ?)")
+        params.append(q.contains.lower())
+    return clauses, params
+
+
+def encode_cursor(q: LogQuery, ts_ns: int, event_id: int) -> str:
+    body = {"v": _CURSOR_VERSION, "o": q.order, "f": q.filter_fingerprint(), "t": ts_ns, "e": event_id}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(q: LogQuery) -> tuple[int, int] | None:
+    """(ts_ns, event_id) of the last line of the previous page, or None without a cursor."""
+    if q.cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(q.cursor + "=" * (-len(q.cursor) % 4))
+        body = json.loads(raw)
+        ts_ns, event_id = body["t"], body["e"]
+        ok = (
+            body["v"] == _CURSOR_VERSION
+            and type(ts_ns) is int
+            and type(event_id) is int
+            and 0 <= event_id < 2**64
+            and -(2**63) <= ts_ns < 2**63
+        )
+    except (ValueError, binascii.Error, TypeError, KeyError) as exc:
+        raise InvalidInput(
+            "cursor is not one this server issued; pass the next_cursor of the previous page or none",
+            field="cursor",
+        ) from exc
+    if not ok:
+        raise InvalidInput(
+            "cursor is not one this server issued; pass the next_cursor of the previous page or none",
+            field="cursor",
+        )
+    if body.get("o") != q.order or body.get("f") != q.filter_fingerprint():
+        raise InvalidInput(
+            "cursor belongs to a query with other filters or order; repeat that query or start without one",
+            field="cursor",
+        )
+    return ts_ns, event_id
+
+
+def keyset_clause(q: LogQuery, after: tuple[int, int], params: list[Any]) -> str:
+    """Rows strictly after (ts_ns, event_id) in the query's order."""
+    ts_ns, event_id = after
+    params.extend([ts_ns, ts_ns, event_id])
+    if q.order == "asc":
+        return "ts_ns >= ? AND (ts_ns > ? OR event_id > ?)"
+    return "ts_ns <= ? AND (ts_ns < ? OR event_id < ?)"
