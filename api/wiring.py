@@ -38,7 +38,13 @@ class Services:
         if self._pipeline is None:
             from ingest.pipeline import Pipeline
 
-            self._pipeline = Pipeline(self.events, self.graph, self.vectors, self.embedder)
+            self._pipeline = Pipeline(
+                self.events,
+                self.graph,
+                self.vectors,
+                self.embedder,
+                max_message_chars=self.settings.max_message_chars,
+            )
         return self._pipeline
 
     def close(self) -> None:
@@ -68,15 +74,23 @@ def open_services(settings: Settings, *, graph: bool = True, vectors: bool = Tru
     svc._closers.append(events.close)
     try:
         if graph:
-            from graph.server import connect_graph
+            from graph.schema import ensure_schema
+            from graph.server import EmbeddedFalkorDB, connect_url
             from graph.store import GraphStore
 
-            conn = connect_graph(settings)
-            svc.graph = GraphStore(conn.graph)
+            url = settings.falkordb_url
+            if not url:
+                server = EmbeddedFalkorDB(settings.falkordb_dir)
+                url = server.start()
+                if server.launched:  # started by this process: stop it (with a save) when done
+                    svc._closers.append(server.stop)
+            conn = connect_url(url, settings.graph_name)
             svc._closers.append(conn.close)
+            ensure_schema(conn.graph)
+            svc.graph = GraphStore(conn.graph)
         if vectors:
             from retrieval.embedders import make_embedder
-            from retrieval.qdrant_store import open_vector_store
+            from retrieval.qdrant_server import open_vector_store
 
             svc.embedder = make_embedder(settings, settings.home / "models")
             if svc.embedder is not None:

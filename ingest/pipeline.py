@@ -16,14 +16,15 @@ import pyarrow as pa
 
 from core.errors import DevMeshError
 from core.naming import level_rank
-from core.telemetry import PodPlacement, Topology
+from core.telemetry import CallEdge, PodPlacement, Topology
 from ingest import batch
+from ingest.canonical import clean_text
 from ingest.templates import TemplateMiner
 
 if TYPE_CHECKING:
     from graph.store import GraphStore
     from retrieval.embedders import Embedder
-    from retrieval.eventstore import EventStore
+    from retrieval.eventstore import EventStore, StoredTemplate
     from retrieval.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,14 @@ class Pipeline:
         embedder: Embedder | None,
         *,
         miner: TemplateMiner | None = None,
+        max_message_chars: int = 65_536,
     ) -> None:
         self.events = events
         self.graph = graph
         self.vectors = vectors
         self.embedder = embedder
         self._lock = threading.RLock()
+        self.max_message_chars = max_message_chars
         if miner is None:
             state = events.kv_get(MINER_STATE_KEY)
             miner = TemplateMiner.from_state(state) if state else TemplateMiner()
@@ -104,8 +107,12 @@ class Pipeline:
         report = IngestReport(kind="logs", received=n)
         if not n:
             return report
+        messages = cols["message"]
+        for i, m in enumerate(messages):
+            if len(m) > self.max_message_chars:
+                messages[i] = clean_text(m, self.max_message_chars)[0]
         with self._lock:
-            matches = self.miner.add_many(cols["message"])
+            matches = self.miner.add_many(messages)
             template_ids = [m.template_id for m in matches]
             table = batch.to_table("logs", cols).append_column("template_id", pa.array(template_ids, pa.string()))
             result = self.events.append_logs(table)
@@ -175,7 +182,9 @@ class Pipeline:
             services = sorted({p.service for p in new})
             self.graph.upsert_topology(Topology(services=services, pods=new))
 
-    def _link_templates(self, cols: dict[str, list[Any]], template_ids: list[str], aggs: dict[str, _TemplateAgg]) -> None:
+    def _link_templates(
+        self, cols: dict[str, list[Any]], template_ids: list[str], aggs: dict[str, _TemplateAgg]
+    ) -> None:
         if self.graph is None:
             return
         rows = []
@@ -199,23 +208,23 @@ class Pipeline:
             log.warning("embedding failed; templates kept for backfill", extra={"error": exc.message})
             return 0, exc.message
 
-    def _embed_rows(self, rows: list[dict[str, Any]]) -> int:
+    def _embed_rows(self, rows: Sequence[StoredTemplate]) -> int:
         from retrieval.vectors import VectorPoint
 
         assert self.vectors is not None and self.embedder is not None
         if not rows:
             return 0
-        vectors = self.embedder.embed([r["text"] for r in rows])
+        vectors = self.embedder.embed([r.text for r in rows])
         points = [
             VectorPoint(
-                id=r["template_id"],
+                id=r.template_id,
                 vector=vectors[i],
-                payload={"template_id": r["template_id"], "text": r["text"], "level": r["level"]},
+                payload={"template_id": r.template_id, "text": r.text, "level": r.level},
             )
             for i, r in enumerate(rows)
         ]
         self.vectors.upsert(TEMPLATES, points)
-        self.events.mark_embedded([r["template_id"] for r in rows])
+        self.events.mark_embedded([r.template_id for r in rows])
         return len(rows)
 
     def backfill(self, *, batch_size: int = 256, progress: Any = None) -> int:
@@ -274,7 +283,17 @@ class Pipeline:
     def refresh_topology(self, start_ns: int | None = None, end_ns: int | None = None) -> Topology:
         """Service CALLS edges from the stored spans (caller = parent span's service), written to the graph."""
         self.spans_since_refresh = 0
-        edges = self.events.call_edges(start_ns, end_ns)
+        span_range = self.events.stats()["tables"]["spans"]
+        if span_range["rows"] == 0:
+            return Topology()
+        lo = start_ns if start_ns is not None else span_range["min_ns"]
+        hi = end_ns if end_ns is not None else span_range["max_ns"] + 1
+        edges = [
+            CallEdge(
+                caller=e.caller, callee=e.callee, calls=e.calls, errors=e.errors, mean_ms=e.mean_ms, p95_ms=e.p95_ms
+            )
+            for e in self.events.call_edges(lo, hi)
+        ]
         topo = Topology(services=sorted({e.caller for e in edges} | {e.callee for e in edges}), calls=edges)
         if self.graph is not None and (topo.services or topo.calls):
             self.graph.upsert_topology(topo)

@@ -328,6 +328,62 @@ class EventStore:
         )
         return [StoredTemplate(*r) for r in rows]
 
+    def recount_templates(self, ids: Sequence[str]) -> None:
+        """Set these templates' count and first/last time from the stored lines (after de-duplication)."""
+        if not ids:
+            return
+        params: list[Any] = []
+        cond = in_clause("template_id", list(ids), params)
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE templates SET count = s.n, first_ns = s.lo, last_ns = s.hi FROM"
+                " (SELECT template_id AS tid, count(*) AS n, min(ts_ns) AS lo, max(ts_ns) AS hi FROM logs"
+                f" WHERE {cond} GROUP BY template_id) AS s WHERE templates.template_id = s.tid",
+                params,
+            )
+
+    def top_templates(
+        self, *, min_level: str = "WARN", limit: int = 10, start_ns: int | None = None, end_ns: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Most frequent templates among lines at `min_level` or above, with their services."""
+        params: list[Any] = []
+        clauses = [in_clause("l.level", levels_at_least(min_level), params)]
+        if start_ns is not None:
+            clauses.append("l.ts_ns >= ?")
+            params.append(start_ns)
+        if end_ns is not None:
+            clauses.append("l.ts_ns < ?")
+            params.append(end_ns)
+        _, rows = self._all(
+            "SELECT l.template_id, t.text, max(l.level), count(*) AS n, list(DISTINCT l.service ORDER BY l.service)"
+            " FROM logs l JOIN templates t ON t.template_id = l.template_id"
+            f" WHERE {' AND '.join(clauses)} GROUP BY l.template_id, t.text ORDER BY n DESC, l.template_id LIMIT ?",
+            [*params, limit],
+        )
+        return [
+            {"template_id": r[0], "text": r[1], "level": r[2], "count": r[3], "services": list(r[4])} for r in rows
+        ]
+
+    def latest_examples(
+        self, q: LogQuery, template_ids: Sequence[str], per_template: int = 3
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The newest `per_template` lines of each template among the lines matching `q`'s filters."""
+        if not template_ids:
+            return {}
+        clauses, params = where_clause(q.model_copy(update={"template_id": list(template_ids), "cursor": None}))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        columns, rows = self._all(
+            f"SELECT {_LOG_COLUMNS} FROM logs {where}"
+            " QUALIFY row_number() OVER (PARTITION BY template_id ORDER BY ts_ns DESC, event_id DESC) <= ?"
+            " ORDER BY template_id, ts_ns DESC",
+            [*params, per_template],
+        )
+        out: dict[str, list[dict[str, Any]]] = {t: [] for t in template_ids}
+        for r in rows:
+            event = _log_dict(columns, r)
+            out.setdefault(event["template_id"], []).append(event)
+        return out
+
     def kv_get(self, key: str, default: Any = None) -> Any:
         _, rows = self._all("SELECT value FROM kv WHERE key = ?", [key])
         return json.loads(rows[0][0]) if rows else default

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from api.http.deps import services
-from api.wiring import Services
 from api.info import backend_info
+from api.wiring import Services
 
 router = APIRouter(tags=["meta"])
 
