@@ -4,11 +4,12 @@
    weighted by how much that kind of signal says about the service's own behaviour (a new error
    template or more time in its own code says more than a longer end-to-end duration, which callee
    slowness also explains).
-2. A random walk over CALLS moves blame downstream: from a service to a callee in proportion to the
-   callee's evidence, back to a caller only weakly, and stays put in proportion to how much the
-   service's evidence exceeds its callees'. Restarts follow e(s). The stationary mass ranks
-   services: an anomalous service whose callees are healthy keeps its mass; a caller that only
-   suffers from an anomalous callee hands its mass on.
+2. A random walk over CALLS moves blame downstream. From service s it stays with weight e(s) and
+   moves to callee c with weight e(c) * min(1, e(c)/e(s)) * coupling(s, c), where coupling is the
+   share of s's anomalous window traces in which c is anomalous too (1.0 when there are no trace
+   ids, so the topology alone decides). Restarts follow e(s). The stationary mass ranks services:
+   an anomalous service whose callees are healthy keeps its mass; a caller that only suffers from
+   an anomalous callee, in the same requests, hands its mass on.
 3. Each candidate gets a confidence (its share of the mass times the strength of the evidence), a
    guessed fault kind from the families of its signals, and the path from it to the symptoms.
 """
@@ -47,6 +48,8 @@ KIND_WEIGHT: dict[SignalKind, float] = {
     SignalKind.EDGE_LATENCY: 0.8,
     SignalKind.SPAN_LATENCY: 0.3,
 }
+# An ordinary (non-error) template written more often per request: different inputs often do that.
+TEMPLATE_UP_WEIGHT = 0.5
 METRIC_FAMILY_WEIGHT: dict[str, float] = {
     "cpu": 1.0,
     "memory": 0.8,
@@ -84,6 +87,8 @@ def signal_strength(sig: Signal, opt: RankOptions) -> float:
     """Kind weight x significance x effect size, in [0, 1]."""
     if sig.modality == Modality.METRICS:
         w = METRIC_FAMILY_WEIGHT.get(sig.family, 0.2)
+    elif sig.kind == SignalKind.LOG_TEMPLATE_SHIFT and sig.direction == "up":
+        w = TEMPLATE_UP_WEIGHT
     else:
         w = KIND_WEIGHT.get(sig.kind, 0.5)
     fold = min(max(sig.fold, 1e-6), 1e6)
@@ -103,9 +108,7 @@ def own_evidence(signals: Iterable[Signal], opt: RankOptions) -> dict[str, float
     return {svc: 1.0 - m for svc, m in miss.items()}
 
 
-def coupling(
-    caller: str, callee: str, anomalous_traces: dict[str, set[str]] | None
-) -> float:
+def coupling(caller: str, callee: str, anomalous_traces: dict[str, set[str]] | None) -> float:
     """How much of the caller's anomaly sits in requests where the callee is anomalous too.
 
     Without trace ids (no traces, or logs without trace ids) nothing can be told apart and the
@@ -139,7 +142,9 @@ def blame_walk(
     for s in nodes:
         callees = [c for c in graph.successors(s)] if s in graph else []
         for c in callees:
-            e = evidence.get(c, 0.0) * coupling(s, c, anomalous_traces)
+            ec = evidence.get(c, 0.0)
+            # blame moves toward a callee as anomalous as the caller, in the requests they share
+            e = ec * min(1.0, ec / evidence[s]) * coupling(s, c, anomalous_traces)
             if e > 0:
                 w.add_edge(s, c, weight=e)
         callers = [p for p in graph.predecessors(s)] if s in graph else []

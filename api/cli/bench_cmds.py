@@ -60,7 +60,7 @@ def bench_query(
             state(ctx).settings,
             n_events=events,
             runs=runs,
-            open_fn=open_services,
+            open_fn=lambda s: open_services(s, graph=False),
             on_status=lambda s: bar.update(task, status=s),
         )
     emit(result, as_json, _print)

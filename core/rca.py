@@ -1,0 +1,118 @@
+"""Root-cause analysis results: signals found in a window, ranked candidates, propagation paths.
+
+Produced by `detect.signals` (signals) and `graph.ranking` (candidates); read by the agents and the
+explainer. Evidence ids are strings with a prefix naming what they point at:
+
+- ``log:<event_id>`` (or ``log:<ts_ns>:<pod>`` when the row has no event id), ``template:<template_id>``
+- ``span:<trace_id>:<span_id>``, ``edge:<caller>-><callee>``, ``operation:<service>:<operation>``
+- ``metric:<pod or service>:<name>@<start_ns>-<end_ns>`` (the window the deviation was measured in)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Modality(StrEnum):
+    LOGS = "logs"
+    TRACES = "traces"
+    METRICS = "metrics"
+
+
+class SignalKind(StrEnum):
+    LOG_ERROR_TEMPLATE = "log_error_template"
+    """An error-like log template that is new, or much more frequent per request than in the baseline."""
+    LOG_TEMPLATE_SHIFT = "log_template_shift"
+    """Any template whose rate per request (of the operation that writes it) rose or fell sharply."""
+    SPAN_SELF_LATENCY = "span_self_latency"
+    """Time a service spends in its own code per request (children excluded) grew."""
+    SPAN_LATENCY = "span_latency"
+    """End-to-end duration of an operation grew (includes time spent in callees: a symptom)."""
+    SPAN_ERROR = "span_error"
+    """Error spans (status, HTTP 5xx, error handlers) per request of an operation grew."""
+    SPAN_STRUCTURE = "span_structure"
+    """The calls one operation makes per request to a callee changed (new, vanished, many more/fewer)."""
+    EDGE_LATENCY = "edge_latency"
+    """Time between a client span and its remote server span (network and queueing) grew."""
+    METRIC_DEVIATION = "metric_deviation"
+    """A metric left its baseline range (robust z-score)."""
+
+
+class FaultKind(StrEnum):
+    CODE_ERROR = "code_error"
+    RESOURCE_SATURATION = "resource_saturation"
+    NETWORK_DELAY = "network_delay"
+    DEPENDENCY_FAILURE = "dependency_failure"
+    UNKNOWN = "unknown"
+
+
+class Signal(BaseModel):
+    """One anomaly found for a service (and pod) in the incident window, with what it rests on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    pod: str = Field(default="", description="Pod the signal is strongest on, if known.")
+    modality: Modality
+    kind: SignalKind
+    key: str = Field(description="What changed: template id, operation, 'op->callee', metric name.")
+    family: str = Field(
+        default="",
+        description="error, latency, structure, template, cpu, memory, network, workload, io, node, other.",
+    )
+    direction: str = Field(default="up", description="'up' or 'down' relative to the baseline.")
+    score: float = Field(description="Strength as a z-like value (>= 0); larger is more surprising.")
+    baseline: float = Field(default=0.0, description="Baseline value (rate per request, median, ...).")
+    observed: float = Field(default=0.0, description="Value in the incident window, same unit.")
+    fold: float = Field(default=1.0, description="Effect size: window over baseline (rate, median or level ratio).")
+    description: str = Field(default="", description="One line a person can read.")
+    evidence_ids: list[str] = Field(default_factory=list, description="Ids of events behind the signal.")
+
+
+class PropagationStep(BaseModel):
+    """One hop of a fault's path: `source` (closer to the root) affects `target` (its caller)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    target: str
+    relation: str = Field(default="CALLS", description="Graph relation walked (target CALLS source).")
+    description: str = ""
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class Candidate(BaseModel):
+    """A service ranked as a possible root cause."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    pod: str = Field(default="", description="Most affected pod of the service, if known.")
+    rank: int = Field(default=0, description="1 for the most likely root cause.")
+    score: float = Field(description="Ranking score (random-walk mass); comparable within one result.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Probability-like belief this is the root cause.")
+    fault_kind: FaultKind = FaultKind.UNKNOWN
+    own_evidence: float = Field(default=0.0, description="Strength of the service's own anomaly, 0..1.")
+    evidence_ids: list[str] = Field(default_factory=list)
+    signals: list[Signal] = Field(default_factory=list, description="The service's strongest signals.")
+    path: list[PropagationStep] = Field(
+        default_factory=list, description="From this candidate up to the symptoms (callers)."
+    )
+
+
+class RankingResult(BaseModel):
+    """Ranked root-cause candidates for one incident window. `status` says whether there was enough."""
+
+    status: str = Field(description="'ok' or 'insufficient_evidence'.")
+    alert_ns: int = 0
+    candidates: list[Candidate] = Field(default_factory=list)
+    modalities_used: list[Modality] = Field(default_factory=list)
+    modalities_missing: list[Modality] = Field(default_factory=list)
+    signals: list[Signal] = Field(default_factory=list, description="All signals found, strongest first.")
+    notes: list[str] = Field(default_factory=list, description="What was skipped or missing, and why.")
+
+    @property
+    def top(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
