@@ -65,13 +65,14 @@ def run_query_bench(
         svc = open_fn(settings.model_copy(update={"home": Path(tmp)}))
         try:
             status(f"filling {n_events} events")
-            fill = fill_synthetic(svc.events, n_events)
+            fill = fill_synthetic(svc.events, n_events, keep_examples=True)
             status("embedding templates")
             texts = [f"{t[1]}<*>{t[2]}" for t in TEMPLATES]
             ids = [xxhash.xxh64_hexdigest(t.encode()) for t in texts]
             svc.events.upsert_templates(
                 [{"template_id": i, "text": t, "count": 0, "level": lvl[0]} for i, t, lvl in zip(ids, texts, TEMPLATES)]
             )
+            svc.events.recount_templates(ids)
             extra = _distractors(extra_templates)
             all_texts = texts + extra
             all_ids = ids + [f"X{k:06d}" for k in range(len(extra))]

@@ -130,6 +130,7 @@ def fill_synthetic(
     duration_s: int = 6 * 3600,
     batch_size: int = ROW_GROUP * 2,
     seed: int = 0,
+    keep_examples: bool = False,
 ) -> dict[str, Any]:
     """Append `n_events` log lines spread over `duration_s`, in time order; returns rates."""
     rng = np.random.default_rng(seed)
@@ -142,6 +143,8 @@ def fill_synthetic(
         batch = _log_batch(rng, pods, ts_all[lo : lo + batch_size])
         t1 = time.perf_counter()
         inserted += store.append_logs(batch).inserted
+        if keep_examples:  # as the ingest pipeline does
+            store.remember_examples(batch)
         append_s += time.perf_counter() - t1
         build_s += t1 - t0
     # Dedup under load: the last batch again, every row a repeat found by the range check.

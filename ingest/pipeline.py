@@ -21,6 +21,8 @@ from ingest import batch
 from ingest.canonical import clean_text
 from ingest.templates import TemplateMiner
 
+from retrieval.eventstore_schema import normalize
+
 if TYPE_CHECKING:
     from graph.store import GraphStore
     from retrieval.embedders import Embedder
@@ -115,7 +117,9 @@ class Pipeline:
             matches = self.miner.add_many(messages)
             template_ids = [m.template_id for m in matches]
             table = batch.to_table("logs", cols).append_column("template_id", pa.array(template_ids, pa.string()))
+            table = normalize("logs", table)  # event ids computed once, for the store and the examples
             result = self.events.append_logs(table)
+            self.events.remember_examples(table)
             report.stored, report.duplicates = result.inserted, result.duplicates
             aggs = self._aggregate_templates(cols, matches)
             changed = {m.template_id for m in matches if m.is_new or m.changed}

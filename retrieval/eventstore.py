@@ -364,24 +364,87 @@ class EventStore:
             {"template_id": r[0], "text": r[1], "level": r[2], "count": r[3], "services": list(r[4])} for r in rows
         ]
 
-    def latest_examples(
-        self, q: LogQuery, template_ids: Sequence[str], per_template: int = 3
-    ) -> dict[str, list[dict[str, Any]]]:
-        """The newest `per_template` lines of each template among the lines matching `q`'s filters."""
-        if not template_ids:
-            return {}
-        clauses, params = where_clause(q.model_copy(update={"template_id": list(template_ids), "cursor": None}))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        columns, rows = self._all(
-            f"SELECT {_LOG_COLUMNS} FROM logs {where}"
-            " QUALIFY row_number() OVER (PARTITION BY template_id ORDER BY ts_ns DESC, event_id DESC) <= ?"
-            " ORDER BY template_id, ts_ns DESC",
-            [*params, per_template],
-        )
+    def remember_examples(self, table: pa.Table, *, keep: int = 3) -> None:
+        """Keep the newest `keep` lines of each template in `table` (logs with template_id) as examples."""
+        if table.num_rows == 0 or "template_id" not in table.column_names:
+            return
+        batch = normalize("logs", table)
+        with self._write() as cur:
+            cur.register("_ex", batch)
+            try:
+                cur.execute(
+                    "INSERT INTO template_examples SELECT * FROM _ex WHERE template_id <> ''"
+                    " AND event_id NOT IN (SELECT event_id FROM template_examples"
+                    "   WHERE template_id IN (SELECT DISTINCT template_id FROM _ex))"
+                    " QUALIFY row_number() OVER (PARTITION BY template_id ORDER BY ts_ns DESC, event_id DESC) <= ?",
+                    [keep],
+                )
+                cur.execute(
+                    "DELETE FROM template_examples WHERE template_id IN (SELECT DISTINCT template_id FROM _ex)"
+                    " AND rowid NOT IN (SELECT rowid FROM template_examples"
+                    "   WHERE template_id IN (SELECT DISTINCT template_id FROM _ex)"
+                    "   QUALIFY row_number() OVER (PARTITION BY template_id ORDER BY ts_ns DESC, event_id DESC) <= ?)",
+                    [keep],
+                )
+            finally:
+                cur.unregister("_ex")
+
+    def cached_examples(self, template_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Examples kept by `remember_examples`, newest first."""
         out: dict[str, list[dict[str, Any]]] = {t: [] for t in template_ids}
+        if not template_ids:
+            return out
+        params: list[Any] = []
+        cond = in_clause("template_id", list(template_ids), params)
+        columns, rows = self._all(
+            f"SELECT {_LOG_COLUMNS} FROM template_examples WHERE {cond} ORDER BY template_id, ts_ns DESC", params
+        )
         for r in rows:
             event = _log_dict(columns, r)
-            out.setdefault(event["template_id"], []).append(event)
+            out[event["template_id"]].append(event)
+        return out
+
+    def latest_examples(
+        self, q: LogQuery, template_ids: Sequence[str], per_template: int = 3, *, slices_s: Sequence[int] = (60, 3600)
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The newest `per_template` lines of each template among the lines matching `q`'s filters.
+
+        Looks first in short slices of time before each template's last line (or the filter's end), so that
+        the time zone maps keep it from scanning every row; templates with no match there are looked up over
+        the whole filter range.
+        """
+        if not template_ids:
+            return {}
+        last = {t.template_id: t.last_ns for t in self.templates(list(template_ids))}
+        out: dict[str, list[dict[str, Any]]] = {t: [] for t in template_ids}
+        missing = [t for t in template_ids if t in last]
+        for slice_s in (*slices_s, None):
+            if not missing:
+                break
+            parts: list[str] = []
+            params: list[Any] = []
+            for tid in missing:
+                sub = q.model_copy(update={"template_id": [tid], "cursor": None})
+                if slice_s is not None:
+                    end = min(q.end_ns, last[tid] + 1) if q.end_ns is not None else last[tid] + 1
+                    lo = end - slice_s * NS
+                    start = max(q.start_ns, lo) if q.start_ns is not None else lo
+                    sub = sub.model_copy(update={"start_ns": start, "end_ns": end})
+                clauses, sub_params = where_clause(sub)
+                parts.append(
+                    f"(SELECT {_LOG_COLUMNS} FROM logs WHERE {' AND '.join(clauses)}"
+                    " ORDER BY ts_ns DESC, event_id DESC LIMIT ?)"
+                )
+                params += [*sub_params, per_template]
+            columns, rows = self._all(" UNION ALL ".join(parts), params)
+            for r in rows:
+                event = _log_dict(columns, r)
+                out[event["template_id"]].append(event)
+            missing = [t for t in missing if len(out[t]) < per_template]
+            for t in missing:
+                out[t] = []
+        for events in out.values():
+            events.sort(key=lambda e: (-e["ts_ns"], -e["event_id"]))
         return out
 
     def kv_get(self, key: str, default: Any = None) -> Any:

@@ -136,6 +136,8 @@ def ddl(*, trace_index: bool) -> list[str]:
     """Statements that create the schema; each is idempotent."""
     stmts = [_table_ddl(k) for k in KINDS]
     stmts += [
+        # The newest few lines of each template, kept at ingest, so search shows examples without a scan.
+        _table_ddl("logs").replace("EXISTS logs (", "EXISTS template_examples (", 1),
         "CREATE TABLE IF NOT EXISTS templates (template_id VARCHAR PRIMARY KEY, text VARCHAR NOT NULL,"
         " count BIGINT NOT NULL DEFAULT 0, first_ns BIGINT NOT NULL DEFAULT 0,"
         " last_ns BIGINT NOT NULL DEFAULT 0, level VARCHAR NOT NULL DEFAULT '',"

@@ -175,3 +175,23 @@ def keyset_clause(q: LogQuery, after: tuple[int, int], params: list[Any]) -> str
     if q.order == "asc":
         return "ts_ns >= ? AND (ts_ns > ? OR event_id > ?)"
     return "ts_ns <= ? AND (ts_ns < ? OR event_id < ?)"
+
+
+def matches(q: LogQuery, event: dict[str, Any]) -> bool:
+    """Whether one stored line (as returned by the store) passes `q`'s filters; the same rules as SQL."""
+    ts = event["ts_ns"]
+    if q.start_ns is not None and ts < q.start_ns:
+        return False
+    if q.end_ns is not None and ts >= q.end_ns:
+        return False
+    for name in _LIST_FIELDS:
+        value = getattr(q, name)
+        if value is not None and event[name] not in _as_list(value):
+            return False
+    if q.level is not None and event["level"] not in _as_list(q.level):
+        return False
+    if q.min_level is not None and event["level"] not in levels_at_least(q.min_level):
+        return False
+    if q.trace_id is not None and event["trace_id"] != q.trace_id:
+        return False
+    return q.contains is None or q.contains.lower() in event["message"].lower()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from core.errors import EmbedderUnavailable
-from retrieval.logquery import LogQuery
+from retrieval.logquery import LogQuery, matches
 
 if TYPE_CHECKING:
     from retrieval.embedders import Embedder
@@ -60,7 +60,9 @@ def search_logs(
     base = filters.model_copy(update={"cursor": None, "template_id": None})
     ids = [h.id for h in neighbours]
     counts: dict[str, int] = {}
-    if ids:
+    if ids and base == LogQuery():
+        counts = {t.template_id: t.count for t in events.templates(ids)}  # no filter: the running totals
+    elif ids:
         where = base.model_copy(update={"template_id": ids})
         for row in events.count_by("logs", ["template_id"], where=where, limit=len(ids)):
             counts[row["template_id"]] = int(row["count"])
@@ -81,9 +83,15 @@ def search_logs(
         if len(hits) >= limit:
             break
     if hits and examples:
-        shown = events.latest_examples(base, [h.template_id for h in hits], per_template=examples)
+        cached = events.cached_examples([h.template_id for h in hits])
         for hit in hits:
-            hit.examples = shown.get(hit.template_id, [])
+            hit.examples = [e for e in cached.get(hit.template_id, []) if matches(base, e)][:examples]
+        short = [h.template_id for h in hits if len(h.examples) < min(examples, h.count)]
+        if short:  # the kept examples do not pass the filters: look them up
+            found = events.latest_examples(base, short, per_template=examples)
+            for hit in hits:
+                if hit.template_id in found:
+                    hit.examples = found[hit.template_id]
     return SearchResult(
         query=text,
         filters=filters.model_dump(exclude_none=True, exclude={"order", "limit", "cursor"}),

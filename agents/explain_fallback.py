@@ -1,0 +1,163 @@
+"""The evidence-only explanation: built by code from the ranking, the evidence and the runbooks.
+
+Used when no language model is configured or reachable, and as the base the LLM explainer writes
+over. It is complete on its own: summary, root causes with the ranking's confidence and fault kind,
+the propagation path, and every evidence id it cites present in `evidence`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from core.explanation import (
+    AgentStep,
+    EvidenceItem,
+    EvidenceSource,
+    Explanation,
+    ExplanationMode,
+    RootCause,
+    RunbookLink,
+    SimilarIncident,
+    TimeWindow,
+)
+from core.rca import Candidate, PropagationStep, RankingResult, Signal
+
+NO_LLM = "no language model configured (set OLLAMA_HOST to use one)"
+_METRIC_WINDOW = re.compile(r"@(\d+)-(\d+)$")
+
+
+def evidence_from_ranking(ranking: RankingResult) -> list[EvidenceItem]:
+    """One item per evidence id that the ranking's signals, candidates and paths cite."""
+    items: dict[str, EvidenceItem] = {}
+
+    def add(eid: str, sig: Signal | None, service: str, text: str) -> None:
+        if eid in items:
+            return
+        m = _METRIC_WINDOW.search(eid)
+        items[eid] = EvidenceItem(
+            id=eid,
+            kind=eid.split(":", 1)[0] if ":" in eid else "signal",
+            source=EvidenceSource.SIGNALS,
+            time_ns=int(m.group(1)) if m else None,
+            service=sig.service if sig else service,
+            pod=sig.pod if sig else "",
+            text=text,
+            score=sig.score if sig else None,
+            provenance=f"detect.signals {sig.kind.value} {sig.key}" if sig else "graph.ranking",
+        )
+
+    signals = list(ranking.signals) + [s for c in ranking.candidates for s in c.signals]
+    for sig in signals:
+        for eid in sig.evidence_ids:
+            add(eid, sig, sig.service, signal_text(sig))
+    for cand in ranking.candidates:
+        for eid in cand.evidence_ids:
+            add(eid, None, cand.service, f"cited by the ranking for {cand.service}")
+        for step in cand.path:
+            for eid in step.evidence_ids:
+                add(eid, None, step.source, step.description or f"{step.target} calls {step.source}")
+    return list(items.values())
+
+
+def signal_text(sig: Signal) -> str:
+    return sig.description or f"{sig.kind.value} on {sig.key} (score {sig.score:.1f})"
+
+
+def root_cause_of(cand: Candidate) -> RootCause:
+    reasons = [signal_text(s) for s in cand.signals[:3]]
+    reasoning = "; ".join(reasons) if reasons else f"ranked {cand.rank} by the call-graph walk"
+    return RootCause(
+        rank=cand.rank,
+        service=cand.service,
+        pod=cand.pod,
+        confidence=cand.confidence,
+        fault_kind=cand.fault_kind,
+        evidence_ids=list(cand.evidence_ids),
+        reasoning=reasoning,
+    )
+
+
+def path_services(path: Sequence[PropagationStep]) -> list[str]:
+    """Services along a path, root first: [a, b, c] for steps a->b, b->c."""
+    names: list[str] = []
+    for step in path:
+        for name in (step.source, step.target):
+            if not names or names[-1] != name:
+                names.append(name)
+    return names
+
+
+def summary_of(ranking: RankingResult, root_causes: Sequence[RootCause]) -> str:
+    if ranking.status != "ok" or not root_causes:
+        text = "Insufficient evidence to name a root cause."
+        missing = [m.value for m in ranking.modalities_missing]
+        if missing:
+            text += f" No {_either(missing)} data in the window."
+        return " ".join([text, *(_sentence(n) for n in ranking.notes if n.strip())])
+    top = root_causes[0]
+    where = f", pod {top.pod}" if top.pod else ""
+    text = (
+        f"{top.service} is the most likely root cause ({top.confidence:.0%} confidence, "
+        f"fault kind: {top.fault_kind.value.replace('_', ' ')}{where})."
+    )
+    cand = ranking.candidates[0]
+    if cand.signals:
+        text += f" Strongest signal: {signal_text(cand.signals[0]).rstrip('.')}."
+    chain = path_services(cand.path)
+    if len(chain) > 1:
+        text += f" The fault propagates {' -> '.join(chain)}."
+    others = [f"{rc.service} ({rc.confidence:.0%})" for rc in root_causes[1:]]
+    if others:
+        text += f" Other candidates: {', '.join(others)}."
+    return text
+
+
+def _either(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
+
+
+def explain_from_evidence(
+    ranking: RankingResult,
+    evidence: Sequence[EvidenceItem] = (),
+    runbooks: Sequence[RunbookLink] = (),
+    *,
+    similar: Sequence[SimilarIncident] = (),
+    incident_id: str = "",
+    window: TimeWindow | None = None,
+    run: Sequence[AgentStep] = (),
+    timings: dict[str, float] | None = None,
+    reason: str = NO_LLM,
+    max_root_causes: int = 3,
+) -> Explanation:
+    """A complete explanation without a language model, labelled `evidence-only`."""
+    root_causes = [root_cause_of(c) for c in ranking.candidates[:max_root_causes]] if ranking.status == "ok" else []
+    known = {e.id for e in evidence}
+    merged = list(evidence) + [e for e in evidence_from_ranking(ranking) if e.id not in known]
+    path = list(ranking.candidates[0].path) if root_causes else []
+    notes = list(ranking.notes)
+    if ranking.modalities_missing:
+        notes.append(f"missing modalities: {', '.join(m.value for m in ranking.modalities_missing)}")
+    return Explanation(
+        incident_id=incident_id,
+        window=window,
+        status="ok" if root_causes else "insufficient_evidence",
+        mode=ExplanationMode.EVIDENCE_ONLY,
+        model="",
+        fallback_reason=reason,
+        summary=summary_of(ranking, root_causes),
+        summary_evidence_ids=list(root_causes[0].evidence_ids[:5]) if root_causes else [],
+        root_causes=root_causes,
+        propagation_path=path,
+        evidence=merged,
+        runbooks=list(runbooks),
+        similar_incidents=list(similar),
+        notes=notes,
+        timings=dict(timings or {}),
+        run=list(run),
+    )

@@ -1,0 +1,1 @@
+"""Fakes for protocol edges DevMesh cannot run in tests (an Ollama server)."""
