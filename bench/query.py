@@ -35,9 +35,37 @@ QUERIES = [
     "seat allocation",
     "retrying payment",
 ]
-_WORDS = "order seat route station travel payment food user config price ticket train consign voucher".split()
-_VERBS = "query create update delete cancel rebook check verify distribute preserve execute notify".split()
-_OUTCOMES = "ok failed retry timeout not found empty rejected accepted slow cached".split()
+_WORDS = [
+    "order",
+    "seat",
+    "route",
+    "station",
+    "travel",
+    "payment",
+    "food",
+    "user",
+    "config",
+    "price",
+    "ticket",
+    "train",
+    "consign",
+    "voucher",
+]
+_VERBS = [
+    "query",
+    "create",
+    "update",
+    "delete",
+    "cancel",
+    "rebook",
+    "check",
+    "verify",
+    "distribute",
+    "preserve",
+    "execute",
+    "notify",
+]
+_OUTCOMES = ["ok", "failed", "retry", "timeout", "not", "found", "empty", "rejected", "accepted", "slow", "cached"]
 
 
 def _distractors(n: int, seed: int = 7) -> list[str]:

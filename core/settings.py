@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -30,6 +31,10 @@ class Settings(BaseSettings):
         default="minilm",
         description="'minilm' (local all-MiniLM-L6-v2), 'ollama:<model>', or 'none' (no vectors).",
     )
+    model_dir: Path = Field(
+        default=Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "devmesh" / "models",
+        description="Where the exported embedding model (ONNX) is kept; shared by every DEVMESH_HOME.",
+    )
     ollama_host: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DEVMESH_OLLAMA_HOST", "OLLAMA_HOST"),
@@ -51,7 +56,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=1, le=65535, description="Port `devmesh serve` binds.")
     log_level: str = Field(default="INFO", description="Python logging level.")
 
-    @field_validator("home", mode="after")
+    @field_validator("home", "model_dir", mode="after")
     @classmethod
     def _expand_home(cls, v: Path) -> Path:
         return v.expanduser()

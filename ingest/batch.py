@@ -88,3 +88,30 @@ def concat(kind: Kind, batches: Iterable[Mapping[str, list[Any]]]) -> dict[str, 
         for name in out:
             out[name].extend(b[name])
     return out
+
+
+def coalesce(
+    batches: Iterable[tuple[Any, dict[str, list[Any]]]], kind_of: Any, max_rows: int
+) -> Iterable[tuple[str, list[Any], dict[str, list[Any]]]]:
+    """Merge consecutive batches of the same kind up to `max_rows` rows: (kind, sources, columns).
+
+    Bulk imports write fewer, larger batches: each commit costs the same whatever its size, and the event
+    store writes batches of a row group (122,880 rows) or more straight to its file.
+    """
+    kind: str | None = None
+    sources: list[Any] = []
+    merged: dict[str, list[Any]] = {}
+    for source, cols in batches:
+        k = kind_of(source)
+        if kind is not None and (k != kind or num_rows(merged) + num_rows(cols) > max_rows) and sources:
+            yield kind, sources, merged
+            sources, merged = [], {}
+        kind = k
+        sources.append(source)
+        if not merged:
+            merged = {name: list(values) for name, values in cols.items()}
+        else:
+            for name, values in cols.items():
+                merged[name].extend(values)
+    if kind is not None and sources:
+        yield kind, sources, merged

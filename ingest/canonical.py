@@ -20,8 +20,10 @@ def clean_text(value: str, max_chars: int | None = None) -> tuple[str, bool]:
 
 
 def short(value: str, limit: int = 256) -> str:
-    """For ids and names: cleaned and cut hard."""
-    return clean_text(value, limit)[0] if len(value) > limit or not value.isascii() else value
+    """For ids and names: cleaned (no NULs, no lone surrogates) and cut hard at `limit` characters."""
+    if len(value) <= limit and value.isascii() and "\x00" not in value:
+        return value
+    return clean_text(value)[0][:limit]
 
 
 def dump_meta(meta: dict[str, Any] | None) -> str:

@@ -6,6 +6,7 @@ ones are kept, the invalid ones reported by index with the field and the problem
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,15 @@ class LogEventIn(BaseModel):
     def _no_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):
             raise ValueError("must be an ISO-8601 string or an epoch number, not a boolean")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("must be a finite epoch number (not NaN or Infinity)")
+        return v
+
+    @field_validator("error_code", mode="before")
+    @classmethod
+    def _no_bool_code(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be a string or an integer, not a boolean")
         return v
 
 
@@ -88,7 +98,28 @@ def events_of(doc: Any) -> list[Any]:
         return doc["events"]
     if isinstance(doc, dict) and "message" in doc:
         return [doc]
-    raise InvalidInput("expected {\"events\": [...]} or a list of events", field="body")
+    raise InvalidInput('expected {"events": [...]} or a list of events', field="body")
+
+
+_EXPECTED = {"timestamp": "an ISO-8601 string or an epoch number", "error_code": "a string or an integer"}
+_JSON_TYPES = {
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _problem(err: Any) -> str:
+    if err["type"] == "missing":
+        return "required field is missing"
+    loc = err["loc"]
+    if len(loc) > 1 and loc[0] in _EXPECTED and not err["type"].startswith("value_error"):
+        got = "null" if err["input"] is None else _JSON_TYPES.get(type(err["input"]), type(err["input"]).__name__)
+        return f"must be {_EXPECTED[loc[0]]}, not {got}"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def parse_events(
@@ -109,8 +140,8 @@ def parse_events(
             ev = LogEventIn.model_validate(item)
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            out.errors.append(EventError(i, f"events[{i}].{loc}", err["msg"]))
+            name = str(err["loc"][0]) if err["loc"] else ""  # later parts name union members ('str', 'int')
+            out.errors.append(EventError(i, f"events[{i}].{name}" if name else f"events[{i}]", _problem(err)))
             continue
         try:
             ts = to_ns(ev.timestamp)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest import nezha
+from ingest import batch, nezha
 from ingest.pipeline import IngestReport, Pipeline
 from ingest.runbooks import Runbook, read_runbooks, services_mentioned
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNBOOKS = "runbooks"
+BULK_ROWS = 131_072  # rows a write during imports (a DuckDB row group is 122,880)
 OnFile = Callable[[str, Path, IngestReport], None]
 
 
@@ -65,13 +66,16 @@ def import_nezha(
     out = ImportReport(root=str(root), warnings=list(plan.warnings), faults=len(nezha.load_faults(plan)))
     for kind in kinds:
         out.reports[kind] = IngestReport(kind=kind)
-    for f, cols in nezha.iter_batches(plan):
-        report = pipeline.ingest(f.kind, cols)
-        out.reports[f.kind].add(report)
-        out.files += 1
+    for kind, files, cols in batch.coalesce(nezha.iter_batches(plan), lambda f: f.kind, BULK_ROWS):
+        report = pipeline.ingest(kind, cols, embed=False)  # type: ignore[arg-type]
+        out.reports[kind].add(report)
+        out.files += len(files)
         if on_file is not None:
-            on_file(f.kind, f.path, report)
+            for f in files:
+                on_file(kind, f.path, report)
     pipeline.save_state()
+    if "logs" in out.reports:
+        out.reports["logs"].embedded = pipeline.backfill()
     topo = pipeline.refresh_topology()
     out.services, out.calls = len(topo.services), len(topo.calls)
     for w in out.warnings:

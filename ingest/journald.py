@@ -29,15 +29,21 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _field(doc: dict[str, Any], key: str) -> str:
+    """A journald field as text: strings as they are, byte arrays decoded, numbers written out, else ''."""
+    value = doc.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return _text(value) or ""
+
+
 def _pod_of_container(name: str) -> str:
     """Docker-shim names 'k8s_<container>_<pod>_<namespace>_<uid>_<n>' -> pod."""
     parts = name.split("_")
     return parts[2] if len(parts) >= 4 and parts[0] == "k8s" else ""
 
 
-def parse_journald(
-    lines: Iterable[str | bytes], limits: Limits, *, now_ns: int, first_line: int = 1
-) -> ParsedEvents:
+def parse_journald(lines: Iterable[str | bytes], limits: Limits, *, now_ns: int, first_line: int = 1) -> ParsedEvents:
     """Parse journald JSON lines; bad lines are reported by line number (as `index`)."""
     out = ParsedEvents(rows=batch.empty("logs"))
     for n, raw in enumerate(lines, start=first_line):
@@ -49,6 +55,9 @@ def parse_journald(
             doc = json.loads(raw)
         except json.JSONDecodeError as exc:
             out.errors.append(EventError(n, f"line {n}", f"not JSON: {exc.msg}"))
+            continue
+        except RecursionError:
+            out.errors.append(EventError(n, f"line {n}", "not JSON: nested too deeply"))
             continue
         if not isinstance(doc, dict):
             out.errors.append(EventError(n, f"line {n}", "must be a JSON object"))
@@ -73,8 +82,8 @@ def parse_journald(
             level = "INFO"
         if level_word and level == "INFO":
             level = level_word
-        unit = str(doc.get("_SYSTEMD_UNIT", ""))
-        service = str(doc.get("SYSLOG_IDENTIFIER") or (unit[:-8] if unit.endswith(".service") else unit) or "")
+        unit = _field(doc, "_SYSTEMD_UNIT")
+        service = _field(doc, "SYSLOG_IDENTIFIER") or (unit[:-8] if unit.endswith(".service") else unit)
         message, cut = clean_text(msg, limits.max_message_chars)
         meta = {k: doc[k] for k in _META_FIELDS if k in doc}
         if cut:
@@ -84,13 +93,13 @@ def parse_journald(
             {
                 "ts_ns": ts,
                 "source": "journald",
-                "service": short(service or str(doc.get("_COMM", ""))),
-                "host": short(str(doc.get("_HOSTNAME", ""))),
-                "pod": short(_pod_of_container(str(doc.get("CONTAINER_NAME", "")))),
+                "service": short(service or _field(doc, "_COMM")),
+                "host": short(_field(doc, "_HOSTNAME")),
+                "pod": short(_pod_of_container(_field(doc, "CONTAINER_NAME"))),
                 "level": level,
                 "message": message,
-                "trace_id": short(str(doc.get("TRACE_ID", "")).lower(), 64),
-                "span_id": short(str(doc.get("SPAN_ID", "")).lower(), 32),
+                "trace_id": short(_field(doc, "TRACE_ID").lower(), 64),
+                "span_id": short(_field(doc, "SPAN_ID").lower(), 32),
                 "event_type": "journald",
                 "error_code": "",
                 "meta": clean_text(dump_meta(meta))[0],

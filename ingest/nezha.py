@@ -20,10 +20,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from core.errors import DatasetError
+from core.errors import DatasetError, InvalidInput
 from core.naming import service_of_pod
 from core.timeutil import NS, iso_to_ns
 from ingest import batch
+from ingest.canonical import clean_text
 from ingest.lineparse import split_head
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNITS = re.compile(r"\([^)]*\)")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _MAX_SKEW_NS = 86_400 * NS
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # Nezha metric columns are CamelCase with units: 'PodClientLatencyP90(s)' -> 'client_latency_p90'.
 _METRIC_ALIASES = {"pod_workload": "workload", "pod_success_rate": "success_rate"}
@@ -127,29 +129,74 @@ def _plan_date(d: Path, out: NezhaPlan, *, baseline: bool) -> None:
 
 
 def load_faults(p: NezhaPlan) -> list[NezhaFault]:
+    """The labelled faults of every fault list: {"<hour>": [{inject_time, inject_pod, inject_type}, ...]}."""
     faults: list[NezhaFault] = []
     for path in p.fault_lists:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise DatasetError(f"{path}: not a readable fault list ({exc})", field="fault_list") from exc
-        groups = data.values() if isinstance(data, dict) else [data]
-        for group in groups:
-            for f in group:
-                pod = str(f["inject_pod"])
-                faults.append(
-                    NezhaFault(
-                        inject_ns=iso_to_ns(str(f["inject_time"])),
-                        pod=pod,
-                        service=service_of_pod(pod),
-                        fault_type=str(f.get("inject_type", "unknown")),
-                        date=path.parent.name,
-                    )
-                )
+        groups = list(data.values()) if isinstance(data, dict) else [data]
+        for g, group in enumerate(groups):
+            if not isinstance(group, list):
+                raise DatasetError(f"{path}: entry {g} is not a list of faults", field="fault_list")
+            for i, f in enumerate(group):
+                faults.append(_fault(f, path, f"entry {g}, fault {i}"))
     return sorted(faults, key=lambda f: f.inject_ns)
 
 
+def _fault(f: Any, path: Path, where: str) -> NezhaFault:
+    if not isinstance(f, dict) or not f.get("inject_pod") or not f.get("inject_time"):
+        raise DatasetError(
+            f"{path}: {where} needs inject_pod and inject_time (and optionally inject_type)", field="fault_list"
+        )
+    try:
+        inject_ns = iso_to_ns(str(f["inject_time"]))
+    except (ValueError, InvalidInput) as exc:
+        raise DatasetError(
+            f"{path}: {where} has an inject_time that is not a time: {f['inject_time']!r}", field="fault_list"
+        ) from exc
+    pod = str(f["inject_pod"])
+    return NezhaFault(
+        inject_ns=inject_ns,
+        pod=pod,
+        service=service_of_pod(pod),
+        fault_type=str(f.get("inject_type") or "unknown"),
+        date=path.parent.name,
+    )
+
+
 def _read_csv(path: Path) -> pa.Table:
+    """Every column as text. A file with bytes that are not UTF-8 is read again with those bytes replaced
+    (as U+FFFD) rather than skipped whole."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            header = next(csv.reader([fh.readline()]), [])
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
+        return pa.table({})
+    try:
+        return _read_csv_as(path, header, pa.string())
+    except pa.ArrowInvalid as exc:
+        if "utf8" not in str(exc).lower() and "utf-8" not in str(exc).lower():
+            log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
+            return pa.table({})
+    try:
+        raw = _read_csv_as(path, header, pa.binary())
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
+        return pa.table({})
+    log.warning("file has bytes that are not UTF-8; replaced", extra={"path": str(path)})
+    return pa.table(
+        {
+            name: pa.array([v.decode("utf-8", "replace") for v in raw.column(name).to_pylist()], pa.string())
+            for name in raw.column_names
+        }
+    )
+
+
+def _read_csv_as(path: Path, header: list[str], text_type: pa.DataType) -> pa.Table:
     skipped = 0
 
     def skip(_row: Any) -> str:
@@ -158,23 +205,30 @@ def _read_csv(path: Path) -> pa.Table:
         return "skip"
 
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            header = next(csv.reader([fh.readline()]), [])
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=8 << 20),
             parse_options=pacsv.ParseOptions(invalid_row_handler=skip, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header}, strings_can_be_null=False
+                column_types={name: text_type for name in header}, strings_can_be_null=False
             ),
         )
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
-        return pa.table({})
+    except (OSError, EOFError) as exc:  # e.g. a truncated gzip stream
+        raise pa.ArrowInvalid(str(exc)) from exc
     if skipped:
         log.warning("skipped malformed rows", extra={"path": str(path), "rows": skipped})
     return table
+
+
+def _int64(value: Any) -> int | None:
+    """An integer column value, or None when it is missing, not an integer or outside int64."""
+    if value is None or value == "":
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return None
+    return n if _INT64_MIN <= n <= _INT64_MAX else None
 
 
 def _strings(table: pa.Table, name: str) -> list[str]:
@@ -194,18 +248,14 @@ def read_logs(path: Path) -> dict[str, list[Any]]:
     nodes, pods = _strings(t, "Node"), _strings(t, "PodName")
     traces, spans, raws = _strings(t, "TraceID"), _strings(t, "SpanID"), _strings(t, "Log")
     for i in range(t.num_rows):
-        raw = raws[i]
-        try:
-            doc = json.loads(raw)
-            line = doc["log"] if isinstance(doc, dict) else raw
-        except (json.JSONDecodeError, KeyError):
-            line = raw if raw and not raw.startswith("{") else ""
-        if not line:
+        line = _docker_line(raws[i])
+        if not line or line.isspace():
             continue
         ts = _row_ns(unix[i], stamps[i])
         if ts is None:
             continue
         level, message = split_head(line)
+        message = clean_text(message)[0]
         pod = pods[i]
         svc = service_of_pod(pod)
         cols["ts_ns"].append(ts)
@@ -223,18 +273,29 @@ def read_logs(path: Path) -> dict[str, list[Any]]:
     return cols
 
 
+def _docker_line(raw: str) -> str:
+    """The `log` text of a Docker JSON record; a plain line as it is; '' for a broken record."""
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return raw if raw and not raw.lstrip().startswith("{") else ""
+    if isinstance(doc, dict):
+        line = doc.get("log")
+        return line if isinstance(line, str) else ""
+    return raw
+
+
 def _row_ns(unix: Any, stamp: str) -> int | None:
-    """TimeUnixNano unless it overflowed or disagrees with the Timestamp column by over a day."""
+    """TimeUnixNano unless it is missing, overflowed, or disagrees with the Timestamp column by over a day."""
     from_text: int | None = None
     if stamp:
         try:
             from_text = iso_to_ns(stamp)
-        except ValueError:
+        except (ValueError, InvalidInput):
             from_text = None
-    try:
-        ns = int(unix) if unix not in (None, "") else None
-    except (TypeError, ValueError):
-        ns = None
+        if from_text is not None and not _INT64_MIN <= from_text <= _INT64_MAX:
+            from_text = None
+    ns = _int64(unix)
     if ns is not None and (from_text is None or abs(ns - from_text) <= _MAX_SKEW_NS):
         return ns
     return from_text
@@ -259,11 +320,8 @@ def read_spans(path: Path) -> dict[str, list[Any]]:
     n = t.num_rows
     keep = []
     for i in range(n):
-        try:
-            s, e = int(starts[i]), int(ends[i])
-        except (TypeError, ValueError):
-            continue
-        if e < s:
+        s, e = _int64(starts[i]), _int64(ends[i])
+        if s is None or e is None or e < s:
             continue
         keep.append(i)
         pod = pods[i]
@@ -300,7 +358,9 @@ def read_metrics(path: Path) -> dict[str, list[Any]]:
     for i in range(t.num_rows):
         try:
             ts = int(float(stamps[i])) * NS
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if not _INT64_MIN <= ts <= _INT64_MAX:
             continue
         pod = pods[i]
         svc = "frontend" if front else service_of_pod(pod)

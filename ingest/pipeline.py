@@ -6,6 +6,7 @@ Logic only: the stores, the embedder and the miner are passed in by the entry po
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -20,7 +21,6 @@ from core.telemetry import CallEdge, PodPlacement, Topology
 from ingest import batch
 from ingest.canonical import clean_text
 from ingest.templates import TemplateMiner
-
 from retrieval.eventstore_schema import normalize
 
 if TYPE_CHECKING:
@@ -71,6 +71,16 @@ class _TemplateAgg:
     services: set[str]
 
 
+_PLACEHOLDER = re.compile(r"<\*>")
+_SPACES = re.compile(r"\s+")
+EMBED_CHARS = 256
+
+
+def embedding_text(template: str) -> str:
+    """What is embedded for a template: its words without the <*> placeholders, cut to a few hundred chars."""
+    return _SPACES.sub(" ", _PLACEHOLDER.sub(" ", template)).strip()[:EMBED_CHARS] or template[:EMBED_CHARS]
+
+
 class Pipeline:
     """Stateful ingestion front: owns the template miner and small caches of what the graph already has."""
 
@@ -118,20 +128,21 @@ class Pipeline:
             template_ids = [m.template_id for m in matches]
             table = batch.to_table("logs", cols).append_column("template_id", pa.array(template_ids, pa.string()))
             table = normalize("logs", table)  # event ids computed once, for the store and the examples
-            result = self.events.append_logs(table)
-            self.events.remember_examples(table)
-            report.stored, report.duplicates = result.inserted, result.duplicates
             aggs = self._aggregate_templates(cols, matches)
             changed = {m.template_id for m in matches if m.is_new or m.changed}
             report.new_templates = sum(1 for m in matches if m.is_new)
             if changed:
                 self._miner_dirty = True
-            if result.inserted:
-                self._store_templates(aggs, exact=result.duplicates == 0)
+            with self.events.transaction():  # one commit a batch: lines, examples, templates, miner state
+                result = self.events.append_logs(table)
+                report.stored, report.duplicates = result.inserted, result.duplicates
+                if result.inserted:
+                    self.events.remember_examples(table)
+                    self._store_templates(aggs, exact=result.duplicates == 0)
+                if self._miner_dirty:
+                    self.save_state()
             self._learn_placements(cols)
             self._link_templates(cols, template_ids, aggs)
-            if self._miner_dirty:
-                self.save_state()
         if embed and changed:
             report.embedded, report.embed_error = self._embed_templates(sorted(changed))
         report.seconds = time.perf_counter() - t0
@@ -218,7 +229,7 @@ class Pipeline:
         assert self.vectors is not None and self.embedder is not None
         if not rows:
             return 0
-        vectors = self.embedder.embed([r.text for r in rows])
+        vectors = self.embedder.embed([embedding_text(r.text) for r in rows])
         points = [
             VectorPoint(
                 id=r.template_id,
@@ -276,9 +287,11 @@ class Pipeline:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def ingest(self, kind: batch.Kind, cols: dict[str, list[Any]]) -> IngestReport:
+    def ingest(self, kind: batch.Kind, cols: dict[str, list[Any]], *, embed: bool = True) -> IngestReport:
+        """Ingest one batch. Bulk imports pass `embed=False` and call `backfill()` once at the end, so a
+        template whose text generalizes over many batches is embedded once, not once a change."""
         if kind == "logs":
-            return self.ingest_logs(cols)
+            return self.ingest_logs(cols, embed=embed)
         if kind == "spans":
             return self.ingest_spans(cols)
         return self.ingest_metrics(cols)

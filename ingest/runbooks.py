@@ -18,7 +18,9 @@ from core.errors import DatasetError
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
-_ALERT_NAME = re.compile(r"^[A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+$")  # CamelCase, two words at least
+# CamelCase, two words at least: KubePodCrashLooping, CPUThrottlingHigh, KubeAPIDown (not "Overview")
+_ALERT_NAME = re.compile(r"^(?=(?:[^A-Z]*[A-Z]){2})(?=[^a-z]*[a-z])[A-Z][A-Za-z0-9]+$")
+_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _MAX_FILE_BYTES = 2 * 1024 * 1024
 
 
@@ -72,29 +74,40 @@ def parse_runbook(text: str, rel_path: str, *, base_url: str = "") -> Runbook:
     rb_id = "rb:" + rel_path.removesuffix(".md")
     title = str(front.get("title") or "")
     sections: list[RunbookSection] = []
-    heading, buf, h1 = "", [], ""
+    heading, kind, h1 = "", "other", ""
+    buf: list[str] = []
+    parents: list[tuple[int, str]] = []  # (level, kind) of the enclosing headings
+    fence = ""
 
     def flush() -> None:
         body = "\n".join(buf).strip()
-        if body or heading:
+        if body:
             sid = f"{rb_id}#{len(sections)}"
-            sections.append(
-                RunbookSection(id=sid, heading=heading or title or stem, kind=section_kind(heading), text=body)
-            )
+            sections.append(RunbookSection(id=sid, heading=heading or title or stem, kind=kind, text=body))
 
     for line in text.splitlines():
-        hm = _HEADING.match(line)
+        fm = _FENCE.match(line)
+        if fm and (not fence or fm.group(1).startswith(fence)):
+            fence = "" if fence else fm.group(1)[0] * 3  # a heading-like line inside a code block is code
+            buf.append(line)
+            continue
+        hm = None if fence else _HEADING.match(line)
         if hm:
             level, name = len(hm.group(1)), hm.group(2).strip()
-            if level == 1 and not sections and not "".join(buf).strip():
+            if level == 1 and not sections and not "".join(buf).strip() and not h1:
                 title, heading, h1 = title or name, name, name
                 continue
             flush()
+            while parents and parents[-1][0] >= level:
+                parents.pop()
+            own = section_kind(name)
+            # "### Option A" under "## Mitigation" is mitigation too
+            kind = own if own != "other" or not parents else parents[-1][1]
+            parents.append((level, kind))
             heading, buf = name, []
         else:
             buf.append(line)
     flush()
-    sections = [s for s in sections if s.text]
     alerts = [stem] if _ALERT_NAME.match(stem) else []
     if _ALERT_NAME.match(h1) and h1 not in alerts:
         alerts.append(h1)

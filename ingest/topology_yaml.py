@@ -13,7 +13,7 @@ services:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -29,7 +29,7 @@ class _PodDecl(BaseModel):
 
 class _ServiceDecl(BaseModel):
     name: str = Field(min_length=1, max_length=256)
-    calls: list[str] = Field(default_factory=list)
+    calls: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
     pods: list[_PodDecl] = Field(default_factory=list)
 
 
@@ -38,11 +38,16 @@ class _TopologyDecl(BaseModel):
 
 
 def parse_topology(data: Any) -> Topology:
+    """A topology from a decoded YAML document; InvalidInput names the first bad field ('services[0].name')."""
+    if not isinstance(data, dict):
+        got = "empty" if data is None else f"a {type(data).__name__}"
+        raise InvalidInput(f"a topology file must be a mapping with a 'services' list, not {got}", field="services")
     try:
         decl = _TopologyDecl.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InvalidInput(err["msg"], field=".".join(str(p) for p in err["loc"])) from exc
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        raise InvalidInput(f"{field}: {err['msg']}", field=field or "services") from exc
     names = {s.name for s in decl.services} | {c for s in decl.services for c in s.calls}
     return Topology(
         services=sorted(names),
@@ -54,6 +59,6 @@ def parse_topology(data: Any) -> Topology:
 def read_topology(path: Path) -> Topology:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInput(f"cannot read topology YAML: {exc}", field=str(path)) from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"cannot read topology YAML {path}: {exc}", field="FILE") from exc
     return parse_topology(data)

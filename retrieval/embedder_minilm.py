@@ -5,6 +5,9 @@ Two ways to run the same model, chosen on first use (nothing is loaded at import
   to `<cache_dir>/all-MiniLM-L6-v2.*.onnx`, then run with onnxruntime and the model's own tokenizer
   (`tokenizers`). Same vectors as sentence-transformers (cosine 1.0), ~3 ms for one text instead of
   ~11-21 ms; later processes load the file without importing torch. Exporting needs the `onnx` package.
+  With `quantize=True` (the default) the export is then quantized to int8 (dynamic, per channel): about
+  3 times faster on template-length texts, mean cosine >= 0.98 against float32 (checked before use;
+  one-word texts drift most, to about 0.95).
 - "torch": sentence-transformers on CPU, the fallback when the export is not possible.
 """
 
@@ -175,6 +178,7 @@ class MiniLMEmbedder:
         backend: Backend = "auto",
         threads: int | None = None,
         batch_size: int = 32,
+        quantize: bool = True,
     ) -> None:
         if backend == "onnx" and cache_dir is None:
             raise ValueError("backend='onnx' needs a cache_dir for the exported model")
@@ -182,6 +186,8 @@ class MiniLMEmbedder:
         self.requested_backend: Backend = backend
         self.threads = threads or default_threads()
         self.batch_size = batch_size
+        self.quantize = quantize
+        self.name = MODEL_NAME + ("-int8" if quantize else "")
         self.backend: str | None = None  # "onnx" or "torch" once loaded
         self._runner: Any = None
         self._lock = threading.Lock()
@@ -245,13 +251,35 @@ class MiniLMEmbedder:
                     return None
             else:
                 runner = _OnnxRunner(path, self.threads)
+            if self.quantize:
+                runner = self._quantized(path, runner)
         except Exception as exc:  # missing `onnx`, unreadable file, ...: fall back to torch
             logger.warning(
                 "ONNX embedding unavailable, using sentence-transformers",
                 extra={"path": str(path), "error": repr(exc)},
             )
             return None
-        self.backend = "onnx"
+        self.backend = self.backend or "onnx"
+        return runner
+
+    def _quantized(self, path: Path, full: _OnnxRunner) -> _OnnxRunner:
+        """The int8 form of the export (made once, checked against float32), or `full` if it drifts."""
+        qpath = path.with_name(path.stem + ".int8.onnx")
+        if not qpath.exists():
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            partial = qpath.with_name(f"{qpath.name}.{os.getpid()}.partial")
+            logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime's pre-processing advice
+            quantize_dynamic(str(path), str(partial), per_channel=True, weight_type=QuantType.QInt8)
+            os.replace(partial, qpath)
+        runner = _OnnxRunner(qpath, self.threads)
+        a, b = l2_normalize(full(_CHECK_TEXTS)), l2_normalize(runner(_CHECK_TEXTS))
+        cosines = np.sum(a * b, axis=1)
+        if float(cosines.mean()) < 0.98 or float(cosines.min()) < 0.94:
+            logger.warning("int8 embedding model drifts; using float32", extra={"cosines": cosines.tolist()})
+            self.name = MODEL_NAME
+            return full
+        self.backend = "onnx-int8"
         return runner
 
     def _export_matches_torch(self, runner: _OnnxRunner) -> bool:

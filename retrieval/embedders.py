@@ -75,8 +75,8 @@ class HashingEmbedder:
 def make_embedder(settings: Settings, cache_dir: Path) -> Embedder | None:
     """The embedder the settings ask for, wrapped in a persistent cache under `cache_dir`.
 
-    `cache_dir` (normally `DEVMESH_HOME/models`) holds the ONNX export of MiniLM and
-    `embeddings.sqlite`. Returns None for `embedder = 'none'`. Nothing is loaded until the first embed.
+    `cache_dir` (normally `DEVMESH_HOME/models`) holds `embeddings.sqlite`; the ONNX export of MiniLM is
+    kept in `settings.model_dir`, shared by every DEVMESH_HOME. Returns None for `embedder = 'none'`. Nothing is loaded until the first embed.
     """
     from retrieval.embedding_cache import EmbeddingCache
 
@@ -86,7 +86,7 @@ def make_embedder(settings: Settings, cache_dir: Path) -> Embedder | None:
     if settings.embedder == "minilm":
         from retrieval.embedder_minilm import MiniLMEmbedder
 
-        inner = MiniLMEmbedder(cache_dir=cache_dir)
+        inner = MiniLMEmbedder(cache_dir=settings.model_dir)
     elif settings.embedder.startswith("ollama:"):
         from retrieval.embedder_ollama import OllamaEmbedder
 

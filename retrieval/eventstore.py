@@ -132,7 +132,8 @@ class EventStore:
     def __init__(self, path: Path | None, *, trace_index: bool = True, sql_timeout_s: float = 30.0) -> None:
         self.path = path
         self.sql_timeout_s = sql_timeout_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: writes inside `transaction()` take it again
+        self._example_writes = 0
         self._closed = False
         config: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
         try:
@@ -193,6 +194,20 @@ class EventStore:
             yield cur
         finally:
             cur.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (all or nothing); other writers wait until it ends."""
+        with self._lock:
+            if self._closed:
+                raise EngineUnavailable("the event store is closed")
+            self._writer.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
 
     @contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -369,23 +384,30 @@ class EventStore:
         if table.num_rows == 0 or "template_id" not in table.column_names:
             return
         batch = normalize("logs", table)
+        tids = batch["template_id"].to_pylist()
+        seen: dict[str, int] = {}
+        newest: list[int] = []
+        for i in np.argsort(-batch["ts_ns"].to_numpy(), kind="stable").tolist():
+            n = seen.get(tids[i], 0)
+            if n < keep and tids[i]:
+                newest.append(i)
+                seen[tids[i]] = n + 1
+        batch = batch.take(pa.array(newest, pa.int64()))
         with self._write() as cur:
             cur.register("_ex", batch)
             try:
                 cur.execute(
-                    "INSERT INTO template_examples SELECT * FROM _ex WHERE template_id <> ''"
-                    " AND event_id NOT IN (SELECT event_id FROM template_examples"
-                    "   WHERE template_id IN (SELECT DISTINCT template_id FROM _ex))"
-                    " QUALIFY row_number() OVER (PARTITION BY template_id ORDER BY ts_ns DESC, event_id DESC) <= ?",
-                    [keep],
+                    "INSERT INTO template_examples SELECT * FROM _ex WHERE event_id NOT IN"
+                    " (SELECT event_id FROM template_examples WHERE template_id IN (SELECT template_id FROM _ex))"
                 )
-                cur.execute(
-                    "DELETE FROM template_examples WHERE template_id IN (SELECT DISTINCT template_id FROM _ex)"
-                    " AND rowid NOT IN (SELECT rowid FROM template_examples"
-                    "   WHERE template_id IN (SELECT DISTINCT template_id FROM _ex)"
-                    "   QUALIFY row_number() OVER (PARTITION BY template_id ORDER BY ts_ns DESC, event_id DESC) <= ?)",
-                    [keep],
-                )
+                self._example_writes += 1
+                if self._example_writes % 64 == 0:  # older examples are only trimmed now and then
+                    cur.execute(
+                        "DELETE FROM template_examples WHERE rowid NOT IN (SELECT rowid FROM template_examples"
+                        " QUALIFY row_number() OVER (PARTITION BY template_id ORDER BY ts_ns DESC, event_id DESC)"
+                        " <= ?)",
+                        [keep * 4],
+                    )
             finally:
                 cur.unregister("_ex")
 

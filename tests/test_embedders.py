@@ -241,7 +241,7 @@ def test_make_embedder_none_and_minilm_are_lazy(tmp_path: Path) -> None:
     built = make_embedder(Settings(home=tmp_path, embedder="minilm", _env_file=None), tmp_path / "models")
     assert isinstance(built, EmbeddingCache)
     assert isinstance(built.embedder, MiniLMEmbedder)
-    assert (built.name, built.dim) == ("all-MiniLM-L6-v2", 384)
+    assert (built.name, built.dim) == ("all-MiniLM-L6-v2-int8", 384)
     assert built.embedder.backend is None  # nothing loaded yet
     assert not (tmp_path / "models").exists()
 
@@ -297,7 +297,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_minilm_onnx_matches_sentence_transformers(onnx_cache: Path, reference: np.ndarray) -> None:
-    emb = MiniLMEmbedder(cache_dir=onnx_cache)
+    emb = MiniLMEmbedder(cache_dir=onnx_cache, quantize=False)
     assert emb.backend is None
     vectors = emb.embed(TEXTS)
     assert emb.backend == "onnx"
@@ -311,12 +311,22 @@ def test_minilm_onnx_matches_sentence_transformers(onnx_cache: Path, reference: 
 
 
 @pytest.mark.slow
+def test_minilm_int8_stays_close_to_the_model(onnx_cache: Path, reference: np.ndarray) -> None:
+    emb = MiniLMEmbedder(cache_dir=onnx_cache)  # the default: int8
+    vectors = emb.embed(TEXTS)
+    assert emb.backend == "onnx-int8"
+    assert emb.name == "all-MiniLM-L6-v2-int8"
+    cosines = np.sum(vectors * reference, axis=1)
+    assert cosines.mean() >= 0.98 and cosines.min() >= 0.94
+
+
+@pytest.mark.slow
 def test_minilm_reuses_the_export_and_ranks_by_meaning(onnx_cache: Path, reference: np.ndarray) -> None:
     MiniLMEmbedder(cache_dir=onnx_cache).embed(["warm up"])  # exports if this test runs alone
     stamp = embedder_minilm.onnx_path(onnx_cache).stat().st_mtime_ns
     emb = MiniLMEmbedder(cache_dir=onnx_cache, threads=1)
     query, near, far = emb.embed(["database connection refused", "cannot connect to postgres", "user logged in"])
-    assert emb.backend == "onnx"
+    assert emb.backend == "onnx-int8"
     assert embedder_minilm.onnx_path(onnx_cache).stat().st_mtime_ns == stamp
     assert _cos(query, near) > _cos(query, far)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from enum import StrEnum
@@ -13,7 +14,7 @@ import typer
 from api.cli.common import JsonOpt, console, emit, err_console, opened, progress, state
 from core.errors import InvalidInput
 from core.timeutil import now_ns
-from ingest.devmesh_json import Limits, events_of, parse_events
+from ingest.devmesh_json import EventError, Limits, events_of, parse_events
 from ingest.importers import import_nezha, import_runbooks
 from ingest.journald import chunks, parse_journald
 from ingest.pipeline import IngestReport
@@ -41,7 +42,9 @@ def _limits(ctx: typer.Context) -> Limits:
 def ingest(
     ctx: typer.Context,
     file: str = typer.Argument("-", help="File to read, or - for standard input."),
-    fmt: Format = typer.Option(Format.json, "--format", "-f", help="json: DevMesh batch; journald: journalctl -o json."),
+    fmt: Format = typer.Option(
+        Format.json, "--format", "-f", help="json: DevMesh batch; journald: journalctl -o json."
+    ),
     batch_size: int = typer.Option(5000, min=1, help="Events per write."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -51,15 +54,23 @@ def ingest(
     """
     limits = _limits(ctx)
     total = IngestReport(kind="logs")
-    stream: Any
-    if file == "-":
-        stream = sys.stdin.buffer
-    else:
-        path = Path(file)
-        if not path.is_file():
-            raise InvalidInput(f"no such file: {file}", field="FILE")
-        stream = path.open("rb")
-    with opened(ctx) as svc, progress(not as_json) as bar:
+    with contextlib.ExitStack() as stack:
+        if file == "-":
+            stream: Any = sys.stdin.buffer
+        else:
+            path = Path(file)
+            if not path.is_file():
+                raise InvalidInput(f"no such file: {file}", field="FILE")
+            stream = stack.enter_context(path.open("rb"))
+        items: list[Any] = []
+        line_of: list[int] | None = None
+        if fmt == Format.json:
+            items, line_of, bad_lines = _read_json(stream.read())
+            total.rejected += len(bad_lines)
+            total.received += len(bad_lines)
+            total.errors.extend(e.as_dict() for e in bad_lines[:100])
+        svc = stack.enter_context(opened(ctx))
+        bar = stack.enter_context(progress(not as_json))
         task = bar.add_task(f"ingest {fmt.value}", total=None, status="")
         if fmt == Format.journald:
             for first, lines in chunks(stream, batch_size):
@@ -67,26 +78,59 @@ def ingest(
                 _one(svc, parsed, total)
                 bar.update(task, advance=len(lines), status=f"{total.stored} stored")
         else:
-            raw = stream.read()
-            try:
-                doc = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                # JSON Lines: one event a line
-                try:
-                    doc = [json.loads(line) for line in raw.splitlines() if line.strip()]
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise InvalidInput(f"not JSON or JSON Lines: {exc}", field="FILE") from exc
-            items = events_of(doc)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
                 parsed = parse_events(chunk, limits, default_source="file", now_ns=now_ns(), index_offset=start)
+                if line_of is not None:
+                    parsed.errors = [_on_line(e, line_of[e.index]) for e in parsed.errors]
                 _one(svc, parsed, total)
                 bar.update(task, advance=len(chunk), status=f"{total.stored} stored")
     emit(total.as_dict(), as_json, _render_report)
+    # SystemExit, not typer.Exit: the entry point runs typer with standalone_mode=False, where a
+    # typer.Exit's code is returned (and was dropped) instead of becoming the process's exit status
     if total.rejected and not total.stored and not total.duplicates:
-        raise typer.Exit(1)
+        raise SystemExit(1)
     if total.rejected:
-        raise typer.Exit(2)
+        raise SystemExit(2)
+
+
+def _loads(text: bytes) -> Any:
+    """json.loads, refusing NaN/Infinity (not JSON); ValueError (or RecursionError) when it is not JSON."""
+
+    def not_json(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    return json.loads(text, parse_constant=not_json)
+
+
+def _read_json(raw: bytes) -> tuple[list[Any], list[int] | None, list[EventError]]:
+    """Events of a DevMesh JSON batch or of JSON Lines (one event a line).
+
+    Returns (events, line number of each event or None for a batch, errors of lines that are not JSON).
+    """
+    try:
+        return events_of(_loads(raw)), None, []
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        first_error = exc
+    items: list[Any] = []
+    line_of: list[int] = []
+    bad: list[EventError] = []
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(_loads(line))
+            line_of.append(n)
+        except (ValueError, RecursionError) as exc:
+            bad.append(EventError(n, f"line {n}", f"not JSON: {exc}"))
+    if not items:
+        raise InvalidInput(f"not JSON or JSON Lines: {first_error}", field="FILE")
+    return items, line_of, bad
+
+
+def _on_line(e: EventError, line: int) -> EventError:
+    """An event error of JSON Lines input, named by its line ('line 3.timestamp')."""
+    return EventError(line, e.field.replace(f"events[{e.index}]", f"line {line}", 1), e.problem)
 
 
 def _one(svc: Any, parsed: Any, total: IngestReport) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, opened
-from core.timeutil import parse_time_arg
+from core.errors import InvalidInput
+from core.timeutil import parse_duration, parse_time_arg
 from retrieval.logquery import LogQuery
 from retrieval.search import search_logs
 
@@ -32,8 +34,8 @@ def _filters(
     contains: str | None,
 ) -> dict[str, Any]:
     f: dict[str, Any] = {
-        "start_ns": parse_time_arg(since) if since else None,
-        "end_ns": parse_time_arg(until) if until else None,
+        "start_ns": _time_arg(since, "--since") if since else None,
+        "end_ns": _time_arg(until, "--until") if until else None,
         "service": service or None,
         "host": host or None,
         "min_level": level,
@@ -42,6 +44,34 @@ def _filters(
         "contains": contains,
     }
     return {k: v for k, v in f.items() if v is not None}
+
+
+def _time_arg(text: str, option: str) -> int:
+    """parse_time_arg, with a bare duration ('15m') read as that long ago, as --since's help says."""
+    s = text.strip()
+    try:
+        parse_duration(s)
+    except InvalidInput:
+        try:
+            return parse_time_arg(s)
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message, field=option) from exc
+    return parse_time_arg("-" + s)
+
+
+_OPTION_OF = {"start_ns": "--since", "end_ns": "--until", "min_level": "--level", "template_id": "--template"}
+
+
+def _log_query(**kwargs: Any) -> LogQuery:
+    """LogQuery from the options; a bad value is InvalidInput naming the option."""
+    try:
+        return LogQuery(**kwargs)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "start_ns"  # the model-level check is since <= until
+        problem = str(err["msg"]).removeprefix("Value error, ")
+        problem = problem.replace("start_ns is after end_ns", "--since is after --until")
+        raise InvalidInput(problem, field=_OPTION_OF.get(name, "--" + name.replace("_", "-"))) from exc
 
 
 SinceOpt = typer.Option(None, "--since", help="Start: ISO time, epoch, or relative like 15m / 2h ago.")
@@ -71,7 +101,7 @@ def query_logs_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Log lines matching the filters, newest first, a page at a time."""
-    q = LogQuery(
+    q = _log_query(
         **_filters(since, until, service, host, level, trace_id, template, contains),
         order="asc" if oldest_first else "desc",
         limit=limit,
@@ -129,7 +159,7 @@ def search_logs_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Log templates closest in meaning to TEXT, with scores, counts and example lines."""
-    filters = LogQuery(**_filters(since, until, service, host, level, None, None, None))
+    filters = _log_query(**_filters(since, until, service, host, level, None, None, None))
     with opened(ctx) as svc:
         result = search_logs(text, filters, events=svc.events, vectors=svc.vectors, embedder=svc.embedder, limit=limit)
     emit(result.model_dump(), as_json, _render_search)
