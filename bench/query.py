@@ -98,7 +98,10 @@ def run_query_bench(
             texts = [f"{t[1]}<*>{t[2]}" for t in TEMPLATES]
             ids = [xxhash.xxh64_hexdigest(t.encode()) for t in texts]
             svc.events.upsert_templates(
-                [{"template_id": i, "text": t, "count": 0, "level": lvl[0]} for i, t, lvl in zip(ids, texts, TEMPLATES)]
+                [
+                    {"template_id": i, "text": t, "count": 0, "level": lvl[0]}
+                    for i, t, lvl in zip(ids, texts, TEMPLATES, strict=True)
+                ]
             )
             svc.events.recount_templates(ids)
             extra = _distractors(extra_templates)

@@ -76,7 +76,8 @@ def make_embedder(settings: Settings, cache_dir: Path) -> Embedder | None:
     """The embedder the settings ask for, wrapped in a persistent cache under `cache_dir`.
 
     `cache_dir` (normally `DEVMESH_HOME/models`) holds `embeddings.sqlite`; the ONNX export of MiniLM is
-    kept in `settings.model_dir`, shared by every DEVMESH_HOME. Returns None for `embedder = 'none'`. Nothing is loaded until the first embed.
+    kept in `settings.model_dir`, shared by every DEVMESH_HOME. Returns None for `embedder = 'none'`.
+    Nothing is loaded until the first embed.
     """
     from retrieval.embedding_cache import EmbeddingCache
 
