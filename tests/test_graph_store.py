@@ -1,6 +1,7 @@
 """GraphStore, the schema and neighborhoods, against one real embedded FalkorDB per session.
 
-Each test works in its own graph (named after the test), so tests share the server, not state.
+Each test works in its own graph (named after the test), so tests share the server, not state. The
+session's server is the `falkordb_url` fixture of tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -17,16 +18,8 @@ from core.errors import InvalidInput
 from core.telemetry import CallEdge, PodPlacement, Topology
 from graph.neighborhood import Subgraph, neighborhood, to_networkx
 from graph.schema import NODE_KEYS, ensure_schema, existing_indexes, wanted_indexes
-from graph.server import EmbeddedFalkorDB, connect_url
+from graph.server import connect_url
 from graph.store import GraphStore
-
-
-@pytest.fixture(scope="session")
-def falkordb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedFalkorDB(tmp_path_factory.mktemp("graph") / "falkordb")
-    url = server.start()
-    yield url
-    server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from api.http.deps import services
 from api.wiring import Services
 from core.errors import InvalidInput
 from core.timeutil import now_ns
-from ingest.devmesh_json import Limits, LogBatchIn, events_of, parse_events
+from ingest.devmesh_json import Limits, LogBatchIn, ParsedEvents, events_of, parse_events
 
 router = APIRouter(tags=["ingest"])
 
@@ -36,9 +36,22 @@ def decode_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"body is not valid UTF-8 (byte {exc.start})", field="body") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body") from exc
+    except RecursionError as exc:
+        raise InvalidInput("malformed JSON: nested too deeply", field="body") from exc
+
+
+def _not_json(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259), although Python's json module reads them."""
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
+
+
+def _parse(raw: bytes, limits: Limits) -> tuple[list[Any], ParsedEvents]:
+    """Decode and validate a body (CPU work: run off the event loop)."""
+    items = events_of(decode_json(raw))
+    return items, parse_events(items, limits, now_ns=now_ns())
 
 
 @router.post(
@@ -49,9 +62,7 @@ def decode_json(raw: bytes) -> Any:
 )
 async def ingest_logs(request: Request, svc: Services = Depends(services)) -> JSONResponse:
     raw = await request.body()
-    doc = decode_json(raw)
-    items = events_of(doc)
-    parsed = parse_events(items, limits_of(svc), now_ns=now_ns())
+    items, parsed = await run_in_threadpool(_parse, raw, limits_of(svc))
     if items and not parsed.accepted:
         first = parsed.errors[0]
         raise InvalidInput(

@@ -33,13 +33,19 @@ _DOC = {
 
 async def _receive(signal: str, request: Request, svc: Services) -> Response:
     kind, parse = _PARSERS[signal]
-    raw = await request.body()
     content_type = request.headers.get("content-type", "")
-    body = otlp.decode_body(raw, content_type, request.headers.get("content-encoding"), svc.settings.max_body_bytes)
+    otlp.media_kind(content_type)  # an unsupported type is refused (415) before the body is read
+    raw = await request.body()
+    encoding = request.headers.get("content-encoding")
     s = svc.settings
-    parsed = parse(
-        body, content_type, now_ns=now_ns(), min_year=s.min_timestamp_year, max_future_skew_s=s.max_future_skew_s
-    )
+
+    def decode_and_parse() -> Any:  # CPU work (inflate, decode): off the event loop
+        body = otlp.decode_body(raw, content_type, encoding, s.max_body_bytes)
+        return parse(
+            body, content_type, now_ns=now_ns(), min_year=s.min_timestamp_year, max_future_skew_s=s.max_future_skew_s
+        )
+
+    parsed = await run_in_threadpool(decode_and_parse)
     await run_in_threadpool(svc.pipeline.ingest, kind, parsed.rows)  # type: ignore[arg-type]
     payload, media_type = otlp.partial_success_response(signal, parsed, content_type)
     return Response(content=payload, media_type=media_type)

@@ -1,0 +1,124 @@
+"""compose.yaml, the scale-out deployment: read as YAML and checked for what `docker compose up` relies on."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "compose.yaml"
+SERVICES = {"falkordb", "qdrant", "ollama", "api", "worker"}
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_VAR = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(:?[-?][^}]*)?\}$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    doc = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # ["KEY=value", ...]
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def test_every_service_exists_with_a_healthcheck(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == SERVICES
+    for name, service in compose["services"].items():
+        check = service.get("healthcheck")
+        assert check, f"{name} has no healthcheck"
+        test = check["test"]
+        assert test and (isinstance(test, str) or test[0] in ("CMD", "CMD-SHELL")), name
+        assert "image" in service or "build" in service, name
+
+
+def test_named_volumes_are_declared_and_used(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = set()
+    for service in compose["services"].values():
+        for v in service.get("volumes", []):
+            source = v.split(":", 1)[0] if isinstance(v, str) else v.get("source", "")
+            if source and not source.startswith((".", "/", "~")):
+                used.add(source)
+    assert used, "no named volumes"
+    assert used <= declared, f"used but not declared: {used - declared}"
+    assert declared <= used, f"declared but not used: {declared - used}"
+    for name in ("falkordb", "qdrant", "ollama", "api"):
+        assert compose["services"][name].get("volumes"), f"{name} keeps no data in a volume"
+
+
+def test_api_and_worker_point_at_the_service_names(compose: dict[str, Any]) -> None:
+    for name in ("api", "worker"):
+        env = env_of(compose["services"][name])
+        assert env["DEVMESH_FALKORDB_URL"] == "redis://falkordb:6379"
+        assert env["DEVMESH_QDRANT_URL"] == "http://qdrant:6333"
+        assert env["OLLAMA_HOST"] == "http://ollama:11434"
+        assert env["DEVMESH_HOME"].startswith("/")
+    assert "http://api:8080" in " ".join(compose["services"]["worker"]["command"])
+    ports = compose["services"]["api"].get("ports", [])
+    assert ports == ["127.0.0.1:8080:8080"]  # published on the host's loopback only
+
+
+def test_no_literal_secrets(compose: dict[str, Any]) -> None:
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                key = str(k)
+                if any(word in key.upper() for word in SECRET_WORDS) and not isinstance(v, dict | list):
+                    value = "" if v is None else str(v)
+                    assert value == "" or _VAR.match(value), f"{path}.{key} holds a literal secret"
+                walk(v, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                if isinstance(v, str) and "=" in v:
+                    key, value = v.split("=", 1)
+                    if any(word in key.upper() for word in SECRET_WORDS):
+                        assert value == "" or _VAR.match(value), f"{path}[{i}] holds a literal secret"
+                walk(v, f"{path}[{i}]")
+
+    walk(compose, "compose")
+    # and the check itself catches one
+    with pytest.raises(AssertionError):
+        walk({"environment": {"SLACK_BOT_TOKEN": "xoxb-123"}}, "example")
+
+
+def test_depends_on_names_existing_services_with_valid_conditions(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        deps = service.get("depends_on") or {}
+        items = deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps)
+        for dep, spec in items:
+            assert dep in services and dep != name, f"{name} depends on {dep}"
+            condition = (spec or {}).get("condition", "service_started")
+            assert condition in ("service_started", "service_healthy", "service_completed_successfully")
+            if condition == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy, which has no check"
+    assert set(services["api"]["depends_on"]) == {"falkordb", "qdrant", "ollama"}
+    assert set(services["worker"]["depends_on"]) == {"api"}
+
+
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        pytest.skip("the docker client has no compose plugin")
+    proc = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
