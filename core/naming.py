@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-_HASH = re.compile(r"^[a-z0-9]{4,10}$")
+# Kubernetes' generated name parts: no vowels (its SafeEncodeString alphabet, or decimal in old versions).
+_POD_SUFFIX = re.compile(r"^[b-df-hj-np-tv-z0-9]{5}$")
+_TEMPLATE_HASH = re.compile(r"^[b-df-hj-np-tv-z0-9]{6,10}$")
 _LEVELS = {
     "TRACE": "TRACE",
     "DEBUG": "DEBUG",
@@ -36,7 +38,7 @@ def service_of_pod(pod: str) -> str:
     trailing ordinal.
     """
     parts = pod.split("-")
-    if len(parts) >= 3 and _HASH.match(parts[-1]) and _HASH.match(parts[-2]) and any(c.isdigit() for c in parts[-2]):
+    if len(parts) >= 3 and _POD_SUFFIX.match(parts[-1]) and _TEMPLATE_HASH.match(parts[-2]):
         return "-".join(parts[:-2])
     if len(parts) >= 2 and parts[-1].isdigit():
         return "-".join(parts[:-1])

@@ -66,12 +66,12 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_time_arg(text: str, *, now: int | None = None) -> int:
-    """A CLI/API time: ISO-8601, epoch number, 'now', or a relative '-15m' / '15m ago'."""
+    """A CLI/API time: ISO-8601, epoch number, 'now', or a relative '15m', '-15m' or '15m ago' (before now)."""
     s = text.strip()
     ref = now if now is not None else now_ns()
     if s == "now":
         return ref
-    rel = s[1:] if s.startswith("-") else s[:-4].strip() if s.endswith(" ago") else None
+    rel = s[1:] if s.startswith("-") else s[:-4].strip() if s.endswith(" ago") else s
     if rel is not None and _DURATION.match(rel):
         return ref - int(parse_duration(rel).total_seconds() * NS)
     return to_ns(s)

@@ -105,8 +105,6 @@ class Pipeline:
             miner = TemplateMiner.from_state(state) if state else TemplateMiner()
         self.miner = miner
         self._placements: set[tuple[str, str, str]] = set()
-        self._emits: set[tuple[str, str]] = set()
-        self._pod_host: dict[str, str] = {}
         self._miner_dirty = False
         self.spans_since_refresh = 0
         if vectors is not None and embedder is not None:
@@ -142,7 +140,8 @@ class Pipeline:
                 if self._miner_dirty:
                     self.save_state()
             self._learn_placements(cols)
-            self._link_templates(cols, template_ids, aggs)
+            if result.inserted:
+                self._link_templates(template_ids, aggs)
         if embed and changed:
             report.embedded, report.embed_error = self._embed_templates(sorted(changed))
         report.seconds = time.perf_counter() - t0
@@ -189,26 +188,29 @@ class Pipeline:
             if key in self._placements:
                 continue
             self._placements.add(key)
-            if pod and host:
-                self._pod_host[pod] = host
             if pod and service:
                 new.append(PodPlacement(pod=pod, service=service, host=host))
         if new and self.graph is not None:
             services = sorted({p.service for p in new})
             self.graph.upsert_topology(Topology(services=services, pods=new))
 
-    def _link_templates(
-        self, cols: dict[str, list[Any]], template_ids: list[str], aggs: dict[str, _TemplateAgg]
-    ) -> None:
-        if self.graph is None:
+    def _link_templates(self, template_ids: list[str], aggs: dict[str, _TemplateAgg]) -> None:
+        """EMITS edges for the (service, template) pairs of a batch, with their stored line counts."""
+        if self.graph is None or not aggs:
             return
-        rows = []
-        for service, tid in zip(cols["service"], template_ids, strict=True):
-            if not service or (service, tid) in self._emits:
-                continue
-            self._emits.add((service, tid))
-            a = aggs[tid]
-            rows.append({"service": service, "template_id": tid, "text": a.text, "level": a.level, "count": a.count})
+        rows = [
+            {
+                "service": r["service"],
+                "template_id": r["template_id"],
+                "text": aggs[r["template_id"]].text,
+                "level": aggs[r["template_id"]].level,
+                "count": int(r["count"]),
+            }
+            for r in self.events.count_by(
+                "logs", ["service", "template_id"], where={"template_id": sorted(aggs)}, limit=1_000_000
+            )
+            if r["service"]
+        ]
         if rows:
             self.graph.upsert_templates(rows)
 
@@ -263,10 +265,6 @@ class Pipeline:
         if not n:
             return report
         with self._lock:
-            hosts = cols["host"]
-            for i, pod in enumerate(cols["pod"]):
-                if not hosts[i] and pod in self._pod_host:
-                    hosts[i] = self._pod_host[pod]
             result = self.events.append_spans(batch.to_table("spans", cols))
             report.stored, report.duplicates = result.inserted, result.duplicates
             self.spans_since_refresh += result.inserted

@@ -375,9 +375,7 @@ class EventStore:
             f" WHERE {' AND '.join(clauses)} GROUP BY l.template_id, t.text ORDER BY n DESC, l.template_id LIMIT ?",
             [*params, limit],
         )
-        return [
-            {"template_id": r[0], "text": r[1], "level": r[2], "count": r[3], "services": list(r[4])} for r in rows
-        ]
+        return [{"template_id": r[0], "text": r[1], "level": r[2], "count": r[3], "services": list(r[4])} for r in rows]
 
     def remember_examples(self, table: pa.Table, *, keep: int = 3) -> None:
         """Keep the newest `keep` lines of each template in `table` (logs with template_id) as examples."""
@@ -468,6 +466,55 @@ class EventStore:
         for events in out.values():
             events.sort(key=lambda e: (-e["ts_ns"], -e["event_id"]))
         return out
+
+    def put_doc(
+        self,
+        collection: str,
+        doc_id: str,
+        body: Mapping[str, Any],
+        *,
+        time_ns: int,
+        status: str = "",
+        service: str = "",
+    ) -> None:
+        """Store (or replace) one JSON document: an incident, an explanation, a detection run."""
+        with self._write() as cur:
+            cur.execute(
+                "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, id) DO UPDATE SET"
+                " time_ns = excluded.time_ns, status = excluded.status, service = excluded.service,"
+                " body = excluded.body, updated_ns = excluded.updated_ns",
+                [collection, doc_id, time_ns, status, service, json.dumps(body, default=str), now_ns()],
+            )
+
+    def get_doc(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        _, rows = self._all("SELECT body FROM docs WHERE collection = ? AND id = ?", [collection, doc_id])
+        return json.loads(rows[0][0]) if rows else None
+
+    def list_docs(
+        self,
+        collection: str,
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        status: str | None = None,
+        service: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Documents of a collection, newest first, by time window, status and service."""
+        clauses, params = ["collection = ?"], [collection]
+        for cond, value in (
+            ("time_ns >= ?", start_ns),
+            ("time_ns < ?", end_ns),
+            ("status = ?", status),
+            ("service = ?", service),
+        ):
+            if value is not None:
+                clauses.append(cond)
+                params.append(value)
+        _, rows = self._all(
+            f"SELECT body FROM docs WHERE {' AND '.join(clauses)} ORDER BY time_ns DESC, id LIMIT ?", [*params, limit]
+        )
+        return [json.loads(r[0]) for r in rows]
 
     def kv_get(self, key: str, default: Any = None) -> Any:
         _, rows = self._all("SELECT value FROM kv WHERE key = ?", [key])

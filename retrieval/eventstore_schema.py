@@ -143,6 +143,10 @@ def ddl(*, trace_index: bool) -> list[str]:
         " last_ns BIGINT NOT NULL DEFAULT 0, level VARCHAR NOT NULL DEFAULT '',"
         " embedded BOOLEAN NOT NULL DEFAULT false)",
         "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+        # Small JSON documents: incidents, explanations with their agent runs, detection runs.
+        "CREATE TABLE IF NOT EXISTS docs (collection VARCHAR NOT NULL, id VARCHAR NOT NULL, time_ns BIGINT NOT NULL,"
+        " status VARCHAR NOT NULL DEFAULT '', service VARCHAR NOT NULL DEFAULT '', body VARCHAR NOT NULL,"
+        " updated_ns BIGINT NOT NULL, PRIMARY KEY (collection, id))",
         "CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_ns BIGINT NOT NULL)",
     ]
     if trace_index:

@@ -90,11 +90,6 @@ def test_help_lists_every_command(settings: Settings) -> None:
     assert "query" in devmesh(settings, "query", "--help").stdout.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/cli/main.py catches click.ClickException, but typer now raises its vendored "
-    "typer._click exceptions, so a usage error ends in a traceback with exit status 1",
-)
 def test_a_usage_error_is_a_message_not_a_traceback(settings: Settings) -> None:
     usage = devmesh(settings, "no-such-command", expect=2)
     assert b"No such command" in usage.stderr

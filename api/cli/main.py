@@ -42,9 +42,12 @@ bench_cmds.register(app)
 
 
 def main() -> None:
-    """Console entry point: DevMesh errors become a message and exit code 1, never a traceback."""
+    """Console entry point: DevMesh errors become a message and exit code 1, never a traceback.
+
+    Usage errors are click's (message and exit code 2); commands choose their own exit codes.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except DevMeshError as exc:
         where = f" ({exc.field})" if exc.field else ""
         err_console.print(f"[red]error[/red]{where}: {exc.message}")
@@ -54,16 +57,3 @@ def main() -> None:
         field = ".".join(str(p) for p in e["loc"]) or exc.title
         err_console.print(f"[red]error[/red] ({field}): {e['msg']}")
         sys.exit(1)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
