@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from core.settings import Settings
 
 if TYPE_CHECKING:
+    from agents.toolbox import Toolbox
     from graph.store import GraphStore
     from ingest.pipeline import Pipeline
     from retrieval.embedders import Embedder
@@ -31,6 +32,7 @@ class Services:
     vectors: VectorStore | None = None
     embedder: Embedder | None = None
     _pipeline: Pipeline | None = None
+    _llm: Any = None
     _closers: list[Any] = field(default_factory=list)
 
     @property
@@ -46,6 +48,29 @@ class Services:
                 max_message_chars=self.settings.max_message_chars,
             )
         return self._pipeline
+
+    def toolbox(self, *, modalities: tuple[str, ...] = ("logs", "traces", "metrics")) -> Toolbox:
+        """What the agent team works with, built from these engines and the settings."""
+        from agents.llm import OllamaLLM
+        from agents.masking import Masker, MaskOptions
+        from agents.toolbox import Budget, Toolbox
+        from detect.incidents import IncidentBook
+
+        s = self.settings
+        if self._llm is None and s.ollama_host:
+            self._llm = OllamaLLM(s.ollama_host, s.llm_model, timeout_s=s.llm_timeout_s, retries=s.llm_retries)
+            self._closers.append(self._llm.close)
+        return Toolbox(
+            events=self.events,
+            graph=self.graph,
+            vectors=self.vectors,
+            embedder=self.embedder,
+            book=IncidentBook(self.events, self.graph, self.vectors, self.embedder),
+            llm=self._llm,
+            masker=Masker(MaskOptions()) if s.mask_prompts else None,
+            budget=Budget(seconds=s.investigation_budget_s),
+            modalities=modalities,
+        )
 
     def close(self) -> None:
         if self._pipeline is not None:

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
         description="Ollama server for explanations (and optional embeddings); unset means evidence-only.",
     )
     llm_model: str = Field(default="llama3.1:8b", description="Ollama model that writes explanations.")
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for one LLM answer.")
+    llm_retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed LLM call (with backoff).")
+    mask_prompts: bool = Field(
+        default=True, description="Mask secrets, emails and IP addresses before anything reaches a model."
+    )
+    investigation_budget_s: float = Field(
+        default=30.0, gt=0, description="Time budget of one investigation by the agent team."
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 above)."
     )

@@ -132,14 +132,14 @@ def code_sections(title: str, lines: Sequence[str]) -> list[Block]:
     return out
 
 
-def fit(blocks: list[Block], *, note: str = "More in the full report (`devmesh explain <id>`).") -> list[Block]:
+def fit(blocks: list[Block], *, note: str = "") -> list[Block]:
     """At most 50 blocks: trailing actions kept, the overflow replaced by a context note."""
     if len(blocks) <= MAX_BLOCKS:
         return blocks
     tail = [b for b in blocks[-1:] if b.get("type") == "actions"]
     body = blocks[: MAX_BLOCKS - 1 - len(tail)]
     dropped = len(blocks) - len(tail) - len(body)
-    return [*body, context(f"_{dropped} more blocks not shown._ {note}"), *tail]
+    return [*body, context(f"_{dropped} more blocks not shown._ {note}".strip()), *tail]
 
 
 # -- explanations ------------------------------------------------------------------------------------
@@ -277,7 +277,8 @@ def explanation_blocks(expl: Explanation, *, feedback: bool = True) -> list[Bloc
     fb = feedback_block(expl) if feedback else None
     if fb is not None:
         blocks.append(fb)
-    return fit(blocks)
+    full = f"The full report: `devmesh explain {esc(expl.incident_id)}`." if expl.incident_id else ""
+    return fit(blocks, note=full)
 
 
 def why_blocks(expl: Explanation) -> list[Block]:

@@ -21,7 +21,7 @@ _NODE_CHANGES = (
     re.compile(r"\bchanges?\s+(?:on|in|at|for|to)\s+(?:the\s+)?(?:node|host|machine)\s+" + _NODE),
     re.compile(r"\b(?:node|host)\s+" + _NODE + r"\s+changes?\b"),
 )
-_LOGS = re.compile(r"^(?:logs?|show\b.*\blogs?|(?:give|list|see|get|print|display)\b.*\blogs?|.*\blog lines?)\b")
+_LOGS = re.compile(r"^logs?$|\b(?:show|give|list|see|get|print|display|pull)\b.*\blogs?\b|\blog lines?\b")
 _SEARCH = re.compile(r"^(?:search|find|grep)\s+(?:for\s+)?(.+)$")
 _TOPOLOGY = re.compile(
     r"\b(?:topology|dependencies|depends on|dependents|neighbou?rs?|upstream|downstream|call graph|who calls)\b"
@@ -67,7 +67,7 @@ def classify(text: str) -> FollowUp:
     m = _SEARCH.match(low)
     if m:
         return FollowUp(FollowUpKind.SEARCH, t, t[m.start(1) :].rstrip("?"))
-    if _LOGS.match(low):
+    if _LOGS.search(low):
         return FollowUp(FollowUpKind.LOGS, t)
     if _TOPOLOGY.search(low):
         return FollowUp(FollowUpKind.TOPOLOGY, t)

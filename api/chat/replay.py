@@ -47,6 +47,10 @@ class SeenKeys:
             self._keys.move_to_end(key)
             return True
 
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
     def __len__(self) -> int:
         with self._lock:
             self._purge(self.clock())

@@ -126,19 +126,22 @@ class SlackBot:
         try:
             cmd = parse_command(str(command.get("text", "")))
         except InvalidInput as exc:
-            ack(text=exc.message)
+            ack(text=exc.message, response_type="ephemeral")
             return
         if cmd.action == "help":
-            ack(text=USAGE)
+            ack(text=USAGE, response_type="ephemeral")
             return
         channel, user = str(command.get("channel_id", "")), str(command.get("user_id", ""))
         response_url = str(command.get("response_url", ""))
         if cmd.action == "explain":
             ok = self._submit(self._explain_for_command, channel=channel, user=user, cmd=cmd, response_url=response_url)
-            ack(text=f"Explaining {cmd.describe()}; the answer comes in a thread." if ok else BUSY)
+            ack(
+                text=f"Explaining {cmd.describe()}; the answer comes in a thread." if ok else BUSY,
+                response_type="ephemeral",
+            )
             return
         ok = self._submit(self._list_job, cmd=cmd, response_url=response_url)
-        ack(text=("Looking…" if ok else BUSY))
+        ack(text=("Looking…" if ok else BUSY), response_type="ephemeral")
 
     def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if self._seen_event(body):

@@ -33,6 +33,7 @@ MATTERMOST_MAX_CHARS = 16_000
 TEAMS_MAX_CHARS = 20_000
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 
 
 class WebhookFormat(StrEnum):
@@ -76,7 +77,7 @@ def _teams_card(expl: Explanation) -> dict[str, Any]:
         card["actions"] = actions
     return {
         "type": "message",
-        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}],
+        "attachments": [{"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}],
     }
 
 
@@ -151,7 +152,8 @@ class WebhookSender:
                     break
                 wait = max(wait, _retry_after(resp))
             if attempt < attempts:
-                log.info("webhook post failed; retrying", extra={"host": self.host, "problem": problem, "attempt": attempt})
+                extra = {"host": self.host, "problem": problem, "attempt": attempt}
+                log.info("webhook post failed; retrying", extra=extra)
                 self._sleep(wait)
         raise DevMeshError(
             f"the chat webhook at {self.host} did not take the message ({problem}, {attempt} attempt(s)); "

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api.http import ingest, meta, otlp, query
+from api.http import incidents, ingest, meta, otlp, query
 from api.http.errors import install_error_handlers
 from api.http.limits import BodyLimitMiddleware
 from api.wiring import Services, open_services
@@ -45,7 +45,7 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (meta.router, ingest.router, otlp.router, query.router):
+    for router in (meta.router, ingest.router, otlp.router, query.router, incidents.router):
         app.include_router(router)
     return app
 

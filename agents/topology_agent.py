@@ -1,0 +1,100 @@
+"""Topology agent: ranks root-cause candidates over the call graph, finds similar past incidents (and what
+people confirmed about them), and gathers graph + vector evidence around the top candidates."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agents.feedback import apply_feedback, similar_incidents
+from agents.state import TeamState
+from agents.toolbox import Toolbox, record
+from core.explanation import AgentStep, EvidenceItem, EvidenceSource, StepStatus
+from core.rca import RankingResult
+
+
+def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
+    from detect.incident_window import rank_incident
+
+    t0 = time.perf_counter()
+    inc = state["incident"]
+    steps: list[AgentStep] = []
+    notes: list[str] = []
+    ranking, step = record(
+        "topology",
+        "rca.rank_incident",
+        "rank services over the call graph from log, trace and metric signals around alert_ns",
+        {"alert_ns": inc.alert_ns, "service_hint": inc.service or None, "modalities": list(tools.modalities)},
+        lambda: rank_incident(
+            tools.events, alert_ns=inc.alert_ns, service_hint=inc.service or None, modalities=tools.modalities
+        ),
+        default=RankingResult(status="insufficient_evidence", alert_ns=inc.alert_ns),
+    )
+    if ranking.status != "ok":
+        step = step.model_copy(update={"status": StepStatus.NO_DATA, "items": 0})
+    steps.append(step)
+    symptoms = symptom_text(ranking)
+    similar, sim_steps = similar_incidents(tools, symptoms, exclude=inc.id)
+    steps += sim_steps
+    ranking, fb_notes = apply_feedback(ranking, similar)
+    notes += fb_notes
+    evidence: list[EvidenceItem] = []
+    if time.monotonic() < state["deadline"] and ranking.candidates:
+        evidence, rag_steps = gather(tools, ranking, inc.start_ns, inc.end_ns, symptoms)
+        steps += rag_steps
+    else:
+        notes.append("graph and vector evidence not gathered (no candidates, or out of time)")
+    return {
+        "ranking": ranking,
+        "symptoms": symptoms,
+        "similar": similar,
+        "evidence": evidence,
+        "steps": steps,
+        "notes": notes + list(ranking.notes),
+        "timings": {"topology": round((time.perf_counter() - t0) * 1000, 2)},
+    }
+
+
+def symptom_text(ranking: RankingResult, limit: int = 8) -> str:
+    """What went wrong, in the signals' own words: used as the query for vector search."""
+    return "\n".join(s.description for s in ranking.signals[:limit] if s.description)
+
+
+def gather(
+    tools: Toolbox, ranking: RankingResult, start_ns: int, end_ns: int, symptoms: str
+) -> tuple[list[EvidenceItem], list[AgentStep]]:
+    from retrieval.graphrag import gather_evidence
+
+    bundle, step = record(
+        "topology",
+        "retrieval.gather_evidence",
+        "k-hop FalkorDB neighborhood of the top candidates + Qdrant neighbours of the symptoms, fused (RRF)",
+        {"candidates": [c.service for c in ranking.candidates[:3]], "start_ns": start_ns, "end_ns": end_ns},
+        lambda: gather_evidence(
+            ranking=ranking,
+            window=(start_ns, end_ns),
+            events=tools.events,
+            graph=tools.graph,
+            vectors=tools.vectors,
+            embedder=tools.embedder,
+            symptoms=symptoms or None,
+        ),
+        default=None,
+    )
+    if bundle is None:
+        return [], [step]
+    steps = [step]
+    for q in getattr(bundle, "queries", []):
+        steps.append(
+            AgentStep(
+                agent="topology",
+                tool=str(q.get("tool", "retrieval")),
+                query=str(q.get("query", "")),
+                params=dict(q.get("params", {})),
+                duration_ms=float(q.get("duration_ms", 0.0)),
+                status=StepStatus(q.get("status", "ok")),
+                items=int(q.get("items", 0)),
+            )
+        )
+    items = [i if i.source else i.model_copy(update={"source": EvidenceSource.GRAPH}) for i in bundle.items]
+    return items, steps

@@ -1,0 +1,281 @@
+"""Alert intake: `POST /alerts/alertmanager` takes Prometheus Alertmanager's webhook payload as sent.
+
+Alertmanager posts a group of alerts (version "4"): each firing alert opens or updates an incident
+(keyed by the alert's fingerprint, by the port) and is explained in the background; each resolved
+alert resolves it. The answer (200) comes before any of that work. Alertmanager re-sends a firing
+group every `group_interval`; an alert already explained (same fingerprint and start) is not
+explained again. A `runbook_url` (or `runbook`) annotation is passed to the port and added to the
+explanation's runbooks if the port did not link it.
+
+Optional hooks on `app.state`: `alerts_token` (a `SecretStr`; when set, requests must carry
+`Authorization: Bearer <token>`, as Alertmanager's `http_config.authorization` sends it) and
+`alert_notifier` (a callable `(Explanation, alert_context) -> None`, e.g. a chat webhook sender).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from api.chat.replay import SeenKeys
+from api.ports import DevMeshPort, ExplainRequest, get_port
+from core.errors import DevMeshError, InvalidInput
+from core.explanation import Explanation, RunbookLink
+from core.naming import service_of_pod
+from core.timeutil import NS, to_ns
+
+log = logging.getLogger(__name__)
+
+LOOKBACK_S = 900
+"""How far before an alert started its explanation window begins: causes come before alerts."""
+MAX_ALERTS = 1000
+MAX_EXPLAINS_PER_PAYLOAD = 20
+SEEN_TTL_S = 7 * 86400
+SERVICE_LABELS = ("service", "service_name", "app", "app_kubernetes_io_name", "k8s_app", "job")
+RUNBOOK_ANNOTATIONS = ("runbook_url", "runbook", "runbookURL", "runbook_link")
+_ZERO_TIME_PREFIX = "0001-01-01"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class AlertmanagerAlert(_Model):
+    """One alert of a notification, as Alertmanager sends it."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: str = Field(alias="startsAt", description="RFC 3339.")
+    ends_at: str = Field(default="", alias="endsAt", description="RFC 3339; '0001-01-01T00:00:00Z' while firing.")
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str = Field(default="", max_length=200)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _rfc3339(cls, v: str) -> str:
+        if v and not v.startswith(_ZERO_TIME_PREFIX):
+            try:
+                to_ns(v)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        return v
+
+    @property
+    def starts_ns(self) -> int:
+        return to_ns(self.starts_at)
+
+    @property
+    def ends_ns(self) -> int | None:
+        if not self.ends_at or self.ends_at.startswith(_ZERO_TIME_PREFIX):
+            return None
+        return to_ns(self.ends_at)
+
+    def key(self) -> str:
+        """The fingerprint, or (older Alertmanagers) a hash of the sorted labels."""
+        if self.fingerprint:
+            return self.fingerprint
+        canon = "\x00".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+class AlertmanagerPayload(_Model):
+    """The webhook body (`webhook_config`), version 4."""
+
+    version: str = "4"
+    group_key: str = Field(default="", alias="groupKey")
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[AlertmanagerAlert] = Field(max_length=MAX_ALERTS)
+
+
+def service_of(labels: dict[str, str]) -> str:
+    """The service an alert is about: service/app/job labels, else the pod's Deployment name."""
+    for name in SERVICE_LABELS:
+        if labels.get(name):
+            return labels[name]
+    pod = labels.get("pod") or labels.get("pod_name") or ""
+    return service_of_pod(pod) if pod else ""
+
+
+def runbook_url_of(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> str:
+    for source in (alert.annotations, payload.common_annotations):
+        for name in RUNBOOK_ANNOTATIONS:
+            url = source.get(name, "").strip()
+            if url.lower().startswith(("http://", "https://")):
+                return url
+    return ""
+
+
+def alert_context(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> dict[str, Any]:
+    """The `ExplainRequest.alert` dict: what the port needs to open or update the incident."""
+    return {
+        "source": "alertmanager",
+        "fingerprint": alert.key(),
+        "status": alert.status,
+        "alertname": alert.labels.get("alertname", ""),
+        "severity": alert.labels.get("severity", ""),
+        "service": service_of(alert.labels),
+        "pod": alert.labels.get("pod", ""),
+        "node": alert.labels.get("node") or alert.labels.get("instance", ""),
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "summary": alert.annotations.get("summary", "") or payload.common_annotations.get("summary", ""),
+        "description": alert.annotations.get("description", "") or payload.common_annotations.get("description", ""),
+        "runbook_url": runbook_url_of(alert, payload),
+        "starts_ns": alert.starts_ns,
+        "ends_ns": alert.ends_ns,
+        "generator_url": alert.generator_url,
+        "group_key": payload.group_key,
+        "receiver": payload.receiver,
+        "external_url": payload.external_url,
+    }
+
+
+def explain_request(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> ExplainRequest:
+    start = alert.starts_ns
+    ctx = alert_context(alert, payload)
+    return ExplainRequest(service=ctx["service"] or None, start_ns=start - LOOKBACK_S * NS, end_ns=None, alert=ctx)
+
+
+def with_alert_runbook(expl: Explanation, ctx: dict[str, Any]) -> Explanation:
+    """The explanation with the alert's runbook link first among its runbooks (unless already linked)."""
+    url = str(ctx.get("runbook_url") or "")
+    if not url or any(rb.url == url for rb in expl.runbooks):
+        return expl
+    title = f"Runbook for {ctx.get('alertname') or 'the alert'}"
+    link = RunbookLink(id=f"alert:{ctx.get('alertname') or ctx['fingerprint']}", title=title, url=url)
+    return expl.model_copy(update={"runbooks": [link, *expl.runbooks]})
+
+
+@dataclass
+class AlertPlan:
+    """What one notification asks for."""
+
+    explain: list[ExplainRequest] = field(default_factory=list)
+    resolve: list[str] = field(default_factory=list)
+    repeated: int = 0
+    deferred: int = 0
+
+
+class AlertIntake:
+    """Turns notifications into port calls; remembers explained alerts so re-sent groups are cheap."""
+
+    def __init__(self, *, max_explains: int = MAX_EXPLAINS_PER_PAYLOAD, clock: Callable[[], float] = time.time):
+        self.max_explains = max_explains
+        self.clock = clock
+        self.explained = SeenKeys(max_keys=100_000, clock=clock)
+
+    def plan(self, payload: AlertmanagerPayload) -> AlertPlan:
+        plan = AlertPlan()
+        for alert in payload.alerts:
+            if alert.status == "resolved":
+                plan.resolve.append(alert.key())
+                continue
+            if len(plan.explain) >= self.max_explains:
+                plan.deferred += 1  # not remembered: a later re-send of the group explains it
+                continue
+            verdict = self.explained.add(f"{alert.key()}@{alert.starts_ns}", expires_at=self.clock() + SEEN_TTL_S)
+            if verdict is False:
+                plan.repeated += 1
+                continue
+            plan.explain.append(explain_request(alert, payload))
+        return plan
+
+    def forget(self, req: ExplainRequest) -> None:
+        """After a failed explanation: let the next re-send try again."""
+        if req.alert is not None:
+            self.explained.discard(f"{req.alert['fingerprint']}@{req.alert['starts_ns']}")
+
+
+def run_plan(
+    port: DevMeshPort,
+    plan: AlertPlan,
+    intake: AlertIntake,
+    notify: Callable[[Explanation, dict[str, Any]], None] | None = None,
+) -> None:
+    """Resolve, then explain, each alert of the plan; failures are logged and do not stop the others."""
+    for fingerprint in plan.resolve:
+        try:
+            port.resolve_alert(fingerprint)
+        except DevMeshError as exc:
+            log.warning("resolving an alert failed", extra={"fingerprint": fingerprint, "error": exc.message})
+    for req in plan.explain:
+        ctx = req.alert or {}
+        try:
+            expl = with_alert_runbook(port.explain(req), ctx)
+        except Exception as exc:  # one alert's failure must not stop the rest of the group
+            intake.forget(req)
+            level = logging.WARNING if isinstance(exc, DevMeshError) else logging.ERROR
+            log.log(
+                level,
+                "explaining an alert failed",
+                exc_info=not isinstance(exc, DevMeshError),
+                extra={"fingerprint": ctx.get("fingerprint"), "error": str(exc)},
+            )
+            continue
+        if notify is not None:
+            try:
+                notify(expl, ctx)
+            except Exception:  # a chat outage must not lose the other alerts' explanations
+                log.exception("alert notification failed", extra={"fingerprint": ctx.get("fingerprint")})
+
+
+def get_intake(request: Request) -> AlertIntake:
+    """The app's AlertIntake (`app.state.alert_intake`, made on first use)."""
+    intake: AlertIntake | None = getattr(request.app.state, "alert_intake", None)
+    if intake is None:
+        intake = AlertIntake()
+        request.app.state.alert_intake = intake
+    return intake
+
+
+def check_token(request: Request) -> None:
+    """When `app.state.alerts_token` is set, require `Authorization: Bearer <token>`."""
+    token: SecretStr | str | None = getattr(request.app.state, "alerts_token", None)
+    if not token:
+        return
+    expected = token.get_secret_value() if isinstance(token, SecretStr) else token
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong bearer token: set http_config.authorization in the receiver")
+
+
+router = APIRouter(tags=["alerts"])
+
+
+@router.post("/alerts/alertmanager", dependencies=[Depends(check_token)])
+async def alertmanager_webhook(
+    payload: AlertmanagerPayload,
+    background: BackgroundTasks,
+    request: Request,
+    port: DevMeshPort = Depends(get_port),
+    intake: AlertIntake = Depends(get_intake),
+) -> dict[str, Any]:
+    """Accept a notification; incidents are opened, updated, explained or resolved in the background."""
+    if payload.version != "4":
+        log.info("Alertmanager payload version is not 4; reading it as version 4", extra={"version": payload.version})
+    plan = intake.plan(payload)
+    notify = getattr(request.app.state, "alert_notifier", None)
+    background.add_task(run_plan, port, plan, intake, notify)
+    return {
+        "status": "accepted",
+        "explaining": len(plan.explain),
+        "resolving": len(plan.resolve),
+        "already_explained": plan.repeated,
+        "deferred": plan.deferred,
+    }

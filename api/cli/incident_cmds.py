@@ -1,0 +1,152 @@
+"""Explaining: `devmesh explain`, `devmesh incidents list|show|resolve|feedback`, `devmesh evidence`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from api.cli.common import JsonOpt, console, emit, opened
+from core.incident import Feedback, IncidentStatus, InvestigationRequest
+from core.timeutil import iso, parse_time_arg
+
+incidents_app = typer.Typer(help="Incidents: list, show, resolve, give feedback.")
+
+
+class Format(StrEnum):
+    terminal = "terminal"
+    markdown = "markdown"
+    json = "json"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain)
+    app.command("evidence")(evidence)
+    app.add_typer(incidents_app, name="incidents")
+
+
+def show_explanation(expl: Any, fmt: Format) -> None:
+    from agents.render import terminal_renderable, to_json, to_markdown
+
+    if fmt == Format.json:
+        print(to_json(expl))
+    elif fmt == Format.markdown:
+        print(to_markdown(expl))
+    else:
+        console.print(terminal_renderable(expl))
+
+
+def explain(
+    ctx: typer.Context,
+    incident: str | None = typer.Option(None, "--incident", "-i", help="Explain this incident again."),
+    service: str | None = typer.Option(None, "--service", "-s", help="Service the problem shows on."),
+    at: str | None = typer.Option(None, "--at", help="When it started: ISO time, epoch, or relative (15m)."),
+    since: str | None = typer.Option(None, "--since", help="Start of the window to look at."),
+    until: str | None = typer.Option(None, "--until", help="End of the window to look at."),
+    fmt: Format = typer.Option(Format.terminal, "--format", "-f", help="terminal, markdown or json."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Explain an incident: what broke, why, how it spread, the evidence, and the runbook steps to take."""
+    from agents.investigate import investigate
+
+    req = InvestigationRequest(
+        incident_id=incident,
+        service=service,
+        at_ns=parse_time_arg(at) if at else None,
+        start_ns=parse_time_arg(since) if since else None,
+        end_ns=parse_time_arg(until) if until else None,
+    )
+    with opened(ctx) as svc:
+        _, expl = investigate(svc.toolbox(), req, source="cli")
+    show_explanation(expl, Format.json if as_json else fmt)
+
+
+def evidence(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
+    """The fused evidence list (graph and vector, reranked) behind an incident's explanation."""
+    with opened(ctx) as svc:
+        book = svc.toolbox().book
+        expl = book.explanation(book.get(incident_id))
+    items = [e.model_dump(mode="json") for e in expl.evidence] if expl else []
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        t = Table()
+        for col in ("id", "source", "score", "service", "text"):
+            t.add_column(col, overflow="fold")
+        for e in rows:
+            t.add_row(e["id"], e["source"], f"{e['score'] or 0:.3f}", e["service"], e["text"][:120])
+        console.print(t)
+
+    emit(items, as_json, render)
+
+
+@incidents_app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    status: IncidentStatus | None = typer.Option(None, help="open or resolved."),
+    limit: int = typer.Option(50, min=1, max=1000),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Incidents, newest first."""
+    with opened(ctx, vectors=False) as svc:
+        rows = [i.model_dump(mode="json") for i in svc.toolbox().book.list(status=status, limit=limit)]
+
+    def render(data: list[dict[str, Any]]) -> None:
+        t = Table()
+        for col in ("id", "status", "started", "source", "root cause", "confidence", "title"):
+            t.add_column(col)
+        for i in data:
+            t.add_row(
+                i["id"],
+                i["status"],
+                iso(i["alert_ns"]),
+                i["source"],
+                i["root_cause"],
+                f"{i['confidence']:.2f}",
+                i["title"],
+            )
+        console.print(t)
+
+    emit(rows, as_json, render)
+
+
+@incidents_app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(...),
+    fmt: Format = typer.Option(Format.terminal, "--format", "-f"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """An incident's latest explanation."""
+    with opened(ctx, vectors=False) as svc:
+        book = svc.toolbox().book
+        incident = book.get(incident_id)
+        expl = book.explanation(incident)
+    if expl is None:
+        emit(incident.model_dump(mode="json"), True)
+        return
+    show_explanation(expl, Format.json if as_json else fmt)
+
+
+@incidents_app.command("resolve")
+def resolve_cmd(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
+    """Mark an incident resolved."""
+    with opened(ctx, vectors=False) as svc:
+        inc = svc.toolbox().book.resolve(incident_id)
+    emit(inc.model_dump(mode="json"), as_json, lambda d: console.print(f"resolved {d['id']}"))
+
+
+@incidents_app.command("feedback")
+def feedback_cmd(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(...),
+    root_cause: str | None = typer.Option(None, help="The service that really broke."),
+    helpful: bool | None = typer.Option(None, "--helpful/--not-helpful", help="Did the explanation help?"),
+    by: str = typer.Option("", help="Who says so."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Tell DevMesh the true root cause (used when similar incidents are ranked later)."""
+    with opened(ctx) as svc:
+        inc = svc.toolbox().book.add_feedback(incident_id, Feedback(root_cause=root_cause, helpful=helpful, by=by))
+    emit(inc.model_dump(mode="json"), as_json, lambda d: console.print(f"feedback stored on {d['id']}"))

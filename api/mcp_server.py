@@ -1,0 +1,135 @@
+"""DevMesh as a Model Context Protocol server (`devmesh mcp`), built with the official `mcp` SDK (2.x).
+
+Tools: explain_incident, search_logs, query_topology, list_incidents, incident_logs, node_changes.
+Each calls the `DevMeshPort`; DevMesh errors come back as tool errors (isError) with their message.
+`run_stdio` serves over stdin/stdout: the protocol owns stdout, so logs go to stderr.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field, ValidationError
+
+from agents.render import to_markdown
+from api.ports import DevMeshPort, ExplainRequest, since_to_ns
+from core.errors import DevMeshError
+
+INSTRUCTIONS = (
+    "DevMesh explains incidents in distributed systems from their logs, traces, metrics and topology. "
+    "Start with list_incidents or explain_incident (by incident id, or a service and a since time such as '30m'); "
+    "every cause it names cites evidence ids. Use search_logs, incident_logs, node_changes and query_topology "
+    "to look closer."
+)
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+MaxRows = Annotated[int, Field(ge=1, le=200, description="Most rows to return.")]
+Since = Annotated[str | None, Field(description="Start: '30m', '2h', '1d' ago, or an ISO-8601 time.")]
+
+
+def _tool_error(exc: DevMeshError) -> ToolError:
+    return ToolError(exc.message + (f" (field: {exc.field})" if exc.field else ""))
+
+
+def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
+    """An MCPServer whose tools call `port`. Serve it with `run_stdio`, or connect `mcp.Client(server)` in-process."""
+    server: MCPServer = MCPServer(name=name, instructions=INSTRUCTIONS, version="0.1.0")
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False))
+    def explain_incident(
+        incident_id: Annotated[str | None, Field(description="Incident id, e.g. 'inc-42'.")] = None,
+        service: Annotated[str | None, Field(description="Service to explain, when there is no incident id.")] = None,
+        since: Since = None,
+        question: Annotated[str | None, Field(description="A question about the incident.")] = None,
+    ) -> CallToolResult:
+        """Explain an incident: summary, ranked root causes with confidence, cited evidence, runbook steps.
+
+        Returns the explanation as Markdown, and as JSON in the structured content.
+        """
+        try:
+            req = ExplainRequest(
+                incident_id=incident_id,
+                service=service,
+                start_ns=since_to_ns(since) if since else None,
+                question=question,
+            )
+            expl = port.explain(req)
+        except DevMeshError as exc:
+            raise _tool_error(exc) from exc
+        except ValidationError as exc:
+            raise ToolError("; ".join(e["msg"] for e in exc.errors())) from exc
+        return CallToolResult(
+            content=[TextContent(type="text", text=to_markdown(expl))],
+            structured_content=expl.model_dump(mode="json"),
+        )
+
+    @server.tool(annotations=READ_ONLY)
+    def search_logs(
+        text: Annotated[str, Field(min_length=1, max_length=500, description="What to look for.")],
+        service: Annotated[str | None, Field(description="Only this service's logs.")] = None,
+        since: Since = None,
+        limit: MaxRows = 20,
+    ) -> dict[str, Any]:
+        """Log lines similar to `text` (semantic and keyword search over the stored logs), newest first."""
+        try:
+            rows = port.search_logs(text, service=service, since_ns=since_to_ns(since) if since else None, limit=limit)
+        except DevMeshError as exc:
+            raise _tool_error(exc) from exc
+        return {"count": len(rows), "logs": rows}
+
+    @server.tool(annotations=READ_ONLY)
+    def query_topology(
+        service: Annotated[str, Field(min_length=1, max_length=200, description="The service in the middle.")],
+        hops: Annotated[int, Field(ge=1, le=3, description="How many calls away to go.")] = 1,
+    ) -> dict[str, Any]:
+        """The call graph around a service: the services it calls and that call it, with call and error figures."""
+        try:
+            return port.topology(service, hops)
+        except DevMeshError as exc:
+            raise _tool_error(exc) from exc
+
+    @server.tool(annotations=READ_ONLY)
+    def list_incidents(
+        status: Annotated[str | None, Field(description="'open' or 'resolved'; unset for all.")] = None,
+        limit: MaxRows = 20,
+    ) -> dict[str, Any]:
+        """Incidents, newest first, with their status, services and root cause when known."""
+        try:
+            rows = port.list_incidents(status, limit)
+        except DevMeshError as exc:
+            raise _tool_error(exc) from exc
+        return {"count": len(rows), "incidents": rows}
+
+    @server.tool(annotations=READ_ONLY)
+    def incident_logs(
+        incident_id: Annotated[str, Field(min_length=1, max_length=200, description="Incident id.")],
+        limit: MaxRows = 50,
+    ) -> dict[str, Any]:
+        """The log lines of an incident's window and services, most telling first."""
+        try:
+            rows = port.logs_for(incident_id, limit)
+        except DevMeshError as exc:
+            raise _tool_error(exc) from exc
+        return {"count": len(rows), "logs": rows}
+
+    @server.tool(annotations=READ_ONLY)
+    def node_changes(
+        incident_id: Annotated[str, Field(min_length=1, max_length=200, description="Incident id.")],
+        node: Annotated[str, Field(min_length=1, max_length=200, description="Node (host) name.")],
+    ) -> dict[str, Any]:
+        """What changed on a node around an incident: pods started or gone, restarts, metric shifts."""
+        try:
+            rows = port.node_changes(incident_id, node)
+        except DevMeshError as exc:
+            raise _tool_error(exc) from exc
+        return {"count": len(rows), "changes": rows}
+
+    return server
+
+
+def run_stdio(port: DevMeshPort) -> None:
+    """Serve the MCP tools over stdin/stdout until the client closes the connection."""
+    build_mcp_server(port).run("stdio")

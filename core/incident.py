@@ -1,0 +1,88 @@
+"""Incidents and what opens them: a request to investigate (an id, a service and window, or an alert)."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Feedback(BaseModel):
+    """What a person said about an explanation: the true root cause, and whether it helped."""
+
+    root_cause: str | None = Field(default=None, max_length=256, description="The service that really broke.")
+    helpful: bool | None = Field(default=None, description="Whether the explanation helped.")
+    by: str = Field(default="", max_length=256, description="Who said it (user name, chat id).")
+    note: str = Field(default="", max_length=4000)
+    time_ns: int = 0
+
+
+class Incident(BaseModel):
+    id: str
+    title: str = ""
+    status: IncidentStatus = IncidentStatus.OPEN
+    source: str = Field(default="api", description="api, cli, alertmanager, detection, chat, demo.")
+    alert_ns: int = Field(description="When it started (alert time or detected onset), ns UTC.")
+    start_ns: int = Field(description="Start of the window investigated.")
+    end_ns: int = Field(description="End of the window investigated.")
+    service: str = Field(default="", description="Service named by the alert or the user, if any.")
+    fingerprint: str = Field(default="", description="Alert fingerprint or detection key, for de-duplication.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    root_cause: str = Field(default="", description="Top-ranked service of the latest explanation.")
+    confidence: float = 0.0
+    explanation_id: str = ""
+    feedback: list[Feedback] = Field(default_factory=list)
+    opened_ns: int = 0
+    updated_ns: int = 0
+    resolved_ns: int = 0
+
+
+class AlertIn(BaseModel):
+    """An Alertmanager-style alert (one element of its webhook's `alerts`)."""
+
+    status: str = "firing"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str | None = None  # noqa: N815 - Alertmanager's field name
+    endsAt: str | None = None  # noqa: N815
+    fingerprint: str = ""
+
+
+class InvestigationRequest(BaseModel):
+    """What to explain: an existing incident, a service and/or time window, or an alert."""
+
+    incident_id: str | None = Field(default=None, max_length=128)
+    service: str | None = Field(default=None, max_length=256)
+    start_ns: int | None = None
+    end_ns: int | None = None
+    at_ns: int | None = Field(default=None, description="When it started (defaults to the window's start).")
+    alert: AlertIn | None = None
+    question: str | None = Field(default=None, max_length=2000, description="Follow-up question, as data.")
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> InvestigationRequest:
+        if not (self.incident_id or self.service or self.start_ns or self.at_ns or self.alert):
+            raise ValueError("give an incident_id, a service, a time (start_ns/at_ns) or an alert")
+        if self.start_ns is not None and self.end_ns is not None and self.start_ns >= self.end_ns:
+            raise ValueError("start_ns must be before end_ns")
+        return self
+
+
+def incident_id_for(key: str) -> str:
+    """Stable short id from a de-duplication key."""
+    return "inc-" + hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def alert_service(labels: dict[str, Any]) -> str:
+    for name in ("service", "app", "app_kubernetes_io_name", "job", "deployment", "container"):
+        if labels.get(name):
+            return str(labels[name])
+    return ""

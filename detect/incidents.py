@@ -1,0 +1,218 @@
+"""The incident book: open, find, list, resolve incidents; keep their explanations and feedback.
+
+Incidents and explanations are JSON documents in the event store (`docs`), mirrored into the graph as
+`Incident` nodes with AFFECTS / ROOT_CAUSE / HAS_LOG / RELATED_RUNBOOK / SIMILAR_TO edges.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from core.errors import NotFound
+from core.explanation import Explanation
+from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest, alert_service, incident_id_for
+from core.timeutil import NS, iso, now_ns, to_ns
+
+if TYPE_CHECKING:
+    from graph.store import GraphStore
+    from retrieval.embedders import Embedder
+    from retrieval.eventstore import EventStore
+    from retrieval.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+INCIDENTS = "incidents"
+EXPLANATIONS = "explanations"
+BEFORE_S = 600  # default window: ten minutes before the start ...
+AFTER_S = 300  # ... to five minutes after
+
+
+class IncidentBook:
+    def __init__(
+        self,
+        events: EventStore,
+        graph: GraphStore | None,
+        vectors: VectorStore | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.events = events
+        self.graph = graph
+        self.vectors = vectors
+        self.embedder = embedder
+
+    # ---- reading ------------------------------------------------------------------------------------
+    def get(self, incident_id: str) -> Incident:
+        doc = self.events.get_doc(INCIDENTS, incident_id)
+        if doc is None:
+            raise NotFound(f"no incident {incident_id!r}; `devmesh incidents list` shows them", field="incident_id")
+        return Incident.model_validate(doc)
+
+    def list(
+        self, *, status: IncidentStatus | None = None, since_ns: int | None = None, limit: int = 100
+    ) -> list[Incident]:
+        docs = self.events.list_docs(
+            INCIDENTS, start_ns=since_ns, status=status.value if status else None, limit=limit
+        )
+        return [Incident.model_validate(d) for d in docs]
+
+    def explanation(self, incident: Incident) -> Explanation | None:
+        if not incident.explanation_id:
+            return None
+        doc = self.events.get_doc(EXPLANATIONS, incident.explanation_id)
+        return Explanation.model_validate(doc) if doc else None
+
+    def explanations(self, *, since_ns: int | None = None, until_ns: int | None = None, limit: int = 50) -> list[dict]:
+        return self.events.list_docs(EXPLANATIONS, start_ns=since_ns, end_ns=until_ns, limit=limit)
+
+    # ---- writing ------------------------------------------------------------------------------------
+    def open(self, req: InvestigationRequest, *, source: str, now: int | None = None) -> Incident:
+        """The incident a request is about: an existing one by id, the open one with the same fingerprint, or
+        a new one."""
+        if req.incident_id:
+            return self.get(req.incident_id)
+        now = now if now is not None else now_ns()
+        labels, annotations, fingerprint = {}, {}, ""
+        service = req.service or ""
+        at = req.at_ns or req.start_ns
+        if req.alert is not None:
+            labels, annotations = dict(req.alert.labels), dict(req.alert.annotations)
+            service = service or alert_service(labels)
+            if req.alert.startsAt:
+                at = at or to_ns(req.alert.startsAt)
+            fingerprint = req.alert.fingerprint or ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if at is None:
+            at = (req.end_ns or now) - AFTER_S * NS
+        start = req.start_ns if req.start_ns is not None else at - BEFORE_S * NS
+        end = req.end_ns if req.end_ns is not None else at + AFTER_S * NS
+        key = f"{source}|{fingerprint or service}|{at // (60 * NS)}"
+        incident_id = incident_id_for(key)
+        existing = self.events.get_doc(INCIDENTS, incident_id)
+        if existing is not None:
+            return Incident.model_validate(existing)
+        title = labels.get("alertname") or (f"{service} incident" if service else "incident") + f" at {iso(at)}"
+        incident = Incident(
+            id=incident_id,
+            title=title,
+            source=source,
+            alert_ns=at,
+            start_ns=start,
+            end_ns=end,
+            service=service,
+            fingerprint=fingerprint,
+            labels=labels,
+            annotations=annotations,
+            opened_ns=now,
+            updated_ns=now,
+        )
+        self.save(incident)
+        return incident
+
+    def save(self, incident: Incident) -> None:
+        self.events.put_doc(
+            INCIDENTS,
+            incident.id,
+            incident.model_dump(mode="json"),
+            time_ns=incident.alert_ns,
+            status=incident.status.value,
+            service=incident.root_cause or incident.service,
+        )
+        if self.graph is not None:
+            self.graph.upsert_incident(
+                {
+                    "id": incident.id,
+                    "title": incident.title,
+                    "status": incident.status.value,
+                    "alert_ns": incident.alert_ns,
+                    "opened_ns": incident.opened_ns,
+                    "source": incident.source,
+                    **({"services": [incident.service]} if incident.service else {}),
+                }
+            )
+
+    def record_explanation(self, incident: Incident, explanation: Explanation) -> Incident:
+        """Store the explanation with its agent run, and link the incident in the graph to what it found."""
+        explanation_id = f"{incident.id}:{now_ns()}"
+        explanation = explanation.model_copy(update={"incident_id": incident.id})
+        self.events.put_doc(
+            EXPLANATIONS,
+            explanation_id,
+            explanation.model_dump(mode="json"),
+            time_ns=incident.alert_ns,
+            status=explanation.mode.value,
+            service=explanation.root_causes[0].service if explanation.root_causes else "",
+        )
+        top = explanation.root_causes[0] if explanation.root_causes else None
+        updated = incident.model_copy(
+            update={
+                "explanation_id": explanation_id,
+                "root_cause": top.service if top else "",
+                "confidence": top.confidence if top else 0.0,
+                "updated_ns": now_ns(),
+            }
+        )
+        self.save(updated)
+        self._index(updated, explanation.summary)
+        if self.graph is not None:
+            templates = [e.id.split(":", 1)[1] for e in explanation.evidence if e.id.startswith("template:")]
+            self.graph.upsert_incident(
+                {
+                    "id": incident.id,
+                    "root_causes": [
+                        {"service": rc.service, "rank": rc.rank, "confidence": rc.confidence}
+                        for rc in explanation.root_causes
+                    ],
+                    "services": sorted({s.source for s in explanation.propagation_path}
+                                       | {s.target for s in explanation.propagation_path}
+                                       | ({incident.service} if incident.service else set())),
+                    "templates": templates[:50],
+                    "runbooks": [r.id for r in explanation.runbooks if not r.draft],
+                    "similar": [
+                        {"id": s.incident_id, "score": s.similarity} for s in explanation.similar_incidents
+                    ],
+                }
+            )
+        return updated
+
+    def resolve(self, incident_id: str) -> Incident:
+        incident = self.get(incident_id)
+        now = now_ns()
+        done = incident.model_copy(update={"status": IncidentStatus.RESOLVED, "resolved_ns": now, "updated_ns": now})
+        self.save(done)
+        return done
+
+    def add_feedback(self, incident_id: str, feedback: Feedback) -> Incident:
+        """Keep what a person said; a named root cause becomes the incident's confirmed cause in the graph."""
+        incident = self.get(incident_id)
+        fb = feedback.model_copy(update={"time_ns": feedback.time_ns or now_ns()})
+        updated = incident.model_copy(update={"feedback": [*incident.feedback, fb], "updated_ns": now_ns()})
+        self.save(updated)
+        if self.graph is not None:
+            props: dict[str, object] = {"id": incident_id}
+            if fb.root_cause:
+                props["confirmed_root_cause"] = fb.root_cause
+            if fb.helpful is not None:
+                props["helpful"] = fb.helpful
+            self.graph.upsert_incident(props)
+        explanation = self.explanation(updated)
+        if explanation is not None:
+            self._index(updated, explanation.summary)
+        return updated
+
+    def _index(self, incident: Incident, summary: str) -> None:
+        """Past incidents are found by meaning: their summary is embedded with what is known of the cause."""
+        if self.vectors is None or self.embedder is None or not summary:
+            return
+        from retrieval.vectors import VectorPoint
+
+        confirmed = next((f.root_cause for f in reversed(incident.feedback) if f.root_cause), "")
+        self.vectors.ensure_collection(INCIDENTS, self.embedder.dim)
+        vector = self.embedder.embed([summary[:1000]])[0]
+        payload = {
+            "incident_id": incident.id,
+            "summary": summary[:2000],
+            "root_cause": incident.root_cause,
+            "confirmed_root_cause": confirmed,
+            "time_ns": incident.alert_ns,
+        }
+        self.vectors.upsert(INCIDENTS, [VectorPoint(id=incident.id, vector=vector, payload=payload)])
