@@ -39,7 +39,7 @@ LOOKBACK_S = 900
 MAX_ALERTS = 1000
 MAX_EXPLAINS_PER_PAYLOAD = 20
 SEEN_TTL_S = 7 * 86400
-SERVICE_LABELS = ("service", "service_name", "app", "app_kubernetes_io_name", "k8s_app", "job")
+SERVICE_LABELS = ("service", "service_name", "app", "app_kubernetes_io_name", "k8s_app", "job", "deployment")
 RUNBOOK_ANNOTATIONS = ("runbook_url", "runbook", "runbookURL", "runbook_link")
 _ZERO_TIME_PREFIX = "0001-01-01"
 
@@ -103,12 +103,12 @@ class AlertmanagerPayload(_Model):
 
 
 def service_of(labels: dict[str, str]) -> str:
-    """The service an alert is about: service/app/job labels, else the pod's Deployment name."""
+    """The service an alert is about: service/app/job labels, else the pod's Deployment name, else the container."""
     for name in SERVICE_LABELS:
         if labels.get(name):
             return labels[name]
     pod = labels.get("pod") or labels.get("pod_name") or ""
-    return service_of_pod(pod) if pod else ""
+    return service_of_pod(pod) if pod else labels.get("container", "")
 
 
 def runbook_url_of(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> str:
@@ -138,6 +138,8 @@ def alert_context(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> dic
         "runbook_url": runbook_url_of(alert, payload),
         "starts_ns": alert.starts_ns,
         "ends_ns": alert.ends_ns,
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at,
         "generator_url": alert.generator_url,
         "group_key": payload.group_key,
         "receiver": payload.receiver,

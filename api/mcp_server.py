@@ -60,7 +60,7 @@ def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
         except DevMeshError as exc:
             raise _tool_error(exc) from exc
         except ValidationError as exc:
-            raise ToolError("; ".join(e["msg"] for e in exc.errors())) from exc
+            raise ToolError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from exc
         return CallToolResult(
             content=[TextContent(type="text", text=to_markdown(expl))],
             structured_content=expl.model_dump(mode="json"),

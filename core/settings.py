@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,15 @@ class Settings(BaseSettings):
         default=86_400, ge=0, description="Timestamps further in the future than this are rejected."
     )
     min_timestamp_year: int = Field(default=2000, description="Timestamps before this year are rejected.")
+    slack_bot_token: SecretStr | None = Field(default=None, description="Slack bot token (xoxb-...).")
+    slack_signing_secret: SecretStr | None = Field(default=None, description="Slack signing secret.")
+    slack_app_token: SecretStr | None = Field(default=None, description="Slack app token for Socket Mode.")
+    slack_api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
+    slack_command: str = Field(default="/devmesh", description="The slash command DevMesh answers.")
+    slack_socket_mode: bool = Field(default=False, description="Use Socket Mode instead of the Events API.")
+    chat_webhook_url: SecretStr | None = Field(default=None, description="Incoming webhook for explanations.")
+    chat_webhook_format: str = Field(default="mattermost", description="mattermost, slack, teams or generic.")
+    alerts_token: SecretStr | None = Field(default=None, description="Bearer token POST /alerts/* must carry.")
     api_host: str = Field(default="127.0.0.1", description="Address `devmesh serve` binds.")
     api_port: int = Field(default=8080, ge=1, le=65535, description="Port `devmesh serve` binds.")
     log_level: str = Field(default="INFO", description="Python logging level.")

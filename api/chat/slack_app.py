@@ -23,7 +23,6 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
-from slack_sdk.webhook import WebhookClient
 
 from api.chat import blocks as bk
 from api.chat.commands import USAGE, ChatCommand, clean_slack_text, parse_command
@@ -31,6 +30,7 @@ from api.chat.config import SlackConfig
 from api.chat.followups import FollowUpKind, answer, classify
 from api.chat.replay import RejectReplays, ReplayGuard, SeenKeys
 from api.chat.threads import ThreadContext, ThreadStore
+from api.chat.webhook import WebhookSender
 from api.ports import DevMeshPort, ExplainRequest
 from core.errors import DevMeshError, InvalidInput
 from core.explanation import Explanation
@@ -95,7 +95,7 @@ class SlackBot:
         with self._lock:
             return self._pending
 
-    def _submit(self, fn: Callable[..., None], /, *, reserve: bool = False, **kwargs: Any) -> bool:
+    def _submit(self, fn: Callable[..., object], /, *, reserve: bool = False, **kwargs: Any) -> bool:
         """Queue a job unless `max_pending` are queued or running (`reserve`: a few more, for short notices)."""
         limit = self.config.max_pending + (NOTICE_RESERVE if reserve else 0)
         with self._lock:
@@ -126,17 +126,17 @@ class SlackBot:
         try:
             cmd = parse_command(str(command.get("text", "")))
         except InvalidInput as exc:
-            ack(text=exc.message, response_type="ephemeral")
+            ack(text=bk.esc(exc.message), response_type="ephemeral")
             return
         if cmd.action == "help":
-            ack(text=USAGE, response_type="ephemeral")
+            ack(text=bk.esc(USAGE), response_type="ephemeral")
             return
         channel, user = str(command.get("channel_id", "")), str(command.get("user_id", ""))
         response_url = str(command.get("response_url", ""))
         if cmd.action == "explain":
             ok = self._submit(self._explain_for_command, channel=channel, user=user, cmd=cmd, response_url=response_url)
             ack(
-                text=f"Explaining {cmd.describe()}; the answer comes in a thread." if ok else BUSY,
+                text=f"Explaining {bk.esc(cmd.describe())}; the answer comes in a thread." if ok else BUSY,
                 response_type="ephemeral",
             )
             return
@@ -151,7 +151,7 @@ class SlackBot:
         text = clean_slack_text(str(event.get("text", "")))
         user = str(event.get("user", ""))
         ctx = self.threads.get(channel, thread_ts) if event.get("thread_ts") else None
-        if ctx is not None:
+        if ctx is not None and not text.lower().startswith("explain "):
             self._submit_or_say_busy(self._followup_job, ctx=ctx, text=text, user=user)
             return
         try:
@@ -162,7 +162,7 @@ class SlackBot:
         if cmd.action == "explain":
             self._submit_or_say_busy(self._explain_job, channel=channel, thread_ts=thread_ts, cmd=cmd, user=user)
         elif cmd.action == "help":
-            self._submit(self._post_job, reserve=True, channel=channel, thread_ts=thread_ts, text=USAGE)
+            self._submit(self._post_job, reserve=True, channel=channel, thread_ts=thread_ts, text=bk.esc(USAGE))
         else:
             self._submit_or_say_busy(self._list_job, cmd=cmd, channel=channel, thread_ts=thread_ts)
 
@@ -212,7 +212,7 @@ class SlackBot:
             return False
         return self._events.add(event_id, expires_at=time.time() + EVENT_ID_TTL_S) is not True
 
-    def _submit_or_say_busy(self, fn: Callable[..., None], /, **kwargs: Any) -> None:
+    def _submit_or_say_busy(self, fn: Callable[..., object], /, **kwargs: Any) -> None:
         if self._submit(fn, **kwargs):
             return
         ctx = kwargs.get("ctx")
@@ -352,13 +352,17 @@ class SlackBot:
             return None
 
     def _respond(self, response_url: str, *, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        """Answer a slash command privately through its response_url (a short-lived secret: never logged)."""
         if not response_url:
             return
-        resp = WebhookClient(response_url, timeout=self.config.api_timeout_s).send(
-            text=text, blocks=blocks, response_type="ephemeral", replace_original=False
-        )
-        if resp.status_code >= 300:
-            log.warning("response_url answer failed", extra={"status": resp.status_code})
+        payload: dict[str, Any] = {"text": text, "response_type": "ephemeral", "replace_original": False}
+        if blocks:
+            payload["blocks"] = blocks
+        try:
+            with WebhookSender(response_url, retries=1, timeout_s=self.config.api_timeout_s) as sender:
+                sender.send(payload)
+        except DevMeshError as exc:
+            log.warning("answering through the response_url failed", extra={"error": exc.message})
 
 
 def _err(exc: SlackApiError) -> str:

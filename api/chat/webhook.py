@@ -6,7 +6,8 @@ Formats:
 - `teams`: a message with one Adaptive Card attachment (Teams Workflows "post to a channel" webhook).
 - `generic`: `{"text": <Markdown>, "explanation": <the Explanation as JSON>}`.
 
-The URL usually embeds a secret, so it is kept as `SecretStr` and logs name only its host.
+The URL usually embeds a secret, so it is kept as `SecretStr` and logs name only its host (requests
+go straight to an httpx transport: `httpx.Client` would log the full URL at INFO).
 Timeouts on every call; connection errors, 429 and 5xx are retried with backoff (Retry-After honoured).
 """
 
@@ -117,7 +118,8 @@ class WebhookSender:
         self.backoff_s = backoff_s
         self.username = username
         self._sleep = sleep
-        self._client = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
+        self._timeout = httpx.Timeout(timeout_s).as_dict()
+        self._transport = transport if transport is not None else httpx.HTTPTransport()
 
     def __enter__(self) -> WebhookSender:
         return self
@@ -126,7 +128,7 @@ class WebhookSender:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        self._transport.close()
 
     def __repr__(self) -> str:
         return f"WebhookSender(host={self.host!r}, fmt={self.fmt.value!r})"
@@ -141,7 +143,7 @@ class WebhookSender:
         for attempt in range(1, attempts + 1):
             wait = self.backoff_s * 2 ** (attempt - 1)
             try:
-                resp = self._client.post(self._url.get_secret_value(), json=payload)
+                resp = self._post(payload)
             except httpx.TransportError as exc:
                 problem = type(exc).__name__
             else:
@@ -159,6 +161,21 @@ class WebhookSender:
             f"the chat webhook at {self.host} did not take the message ({problem}, {attempt} attempt(s)); "
             "check DEVMESH_CHAT_WEBHOOK_URL and that the receiving side is up"
         )
+
+    def _post(self, payload: dict[str, Any]) -> httpx.Response:
+        request = httpx.Request(
+            "POST",
+            self._url.get_secret_value(),
+            json=payload,
+            headers={"User-Agent": "devmesh-webhook/0.1"},
+            extensions={"timeout": self._timeout},
+        )
+        resp = self._transport.handle_request(request)
+        try:
+            resp.read()
+        finally:
+            resp.close()
+        return resp
 
 
 def _retry_after(resp: httpx.Response) -> float:

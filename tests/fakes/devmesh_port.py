@@ -59,9 +59,15 @@ def sample_explanation(incident_id: str = "inc-42", service: str = "ts-order-ser
                 text="HikariPool-1 - Connection is not available, request timed out after 30000ms",
             ),
             EvidenceItem(
-                id="span:t1:s1", kind="span", source=EvidenceSource.EVENTS, service=service, text="POST /order 30.1 s ERROR"
+                id="span:t1:s1",
+                kind="span",
+                source=EvidenceSource.EVENTS,
+                service=service,
+                text="POST /order 30.1 s ERROR",
             ),
-            EvidenceItem(id="log:2", kind="log", source=EvidenceSource.EVENTS, service="ts-payment-service", text="retry"),
+            EvidenceItem(
+                id="log:2", kind="log", source=EvidenceSource.EVENTS, service="ts-payment-service", text="retry"
+            ),
         ],
         runbooks=[
             RunbookLink(
