@@ -516,6 +516,18 @@ class EventStore:
         )
         return [json.loads(r[0]) for r in rows]
 
+    def metric_means(
+        self, start_ns: int, end_ns: int, *, pods: Sequence[str] | None = None
+    ) -> dict[tuple[str, str], float]:
+        """Mean of each (pod, metric name) in [start_ns, end_ns)."""
+        params: list[Any] = [start_ns, end_ns]
+        cond = f" AND {in_clause('pod', list(pods), params)}" if pods is not None else ""
+        _, rows = self._all(
+            f"SELECT pod, name, avg(value) FROM metrics WHERE ts_ns >= ? AND ts_ns < ?{cond} GROUP BY pod, name",
+            params,
+        )
+        return {(r[0], r[1]): float(r[2]) for r in rows if r[2] is not None}
+
     def kv_get(self, key: str, default: Any = None) -> Any:
         _, rows = self._all("SELECT value FROM kv WHERE key = ?", [key])
         return json.loads(rows[0][0]) if rows else default
@@ -757,6 +769,57 @@ class EventStore:
         if self._closed:
             raise EngineUnavailable("the event store is closed")
         return run_read_only(self._conn, statement, limit=limit, timeout_s=self.sql_timeout_s)
+
+    # -- windows as Arrow (root-cause analysis) ------------------------------------------------
+
+    def fetch(
+        self,
+        kind: Kind,
+        start_ns: int,
+        end_ns: int,
+        *,
+        columns: Sequence[str] | None = None,
+        where: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> pa.Table:
+        """Rows of `kind` whose time column is in [start_ns, end_ns), ordered by time, as an Arrow table."""
+        return self.fetch_ranges(kind, [(start_ns, end_ns)], columns=columns, where=where)
+
+    def fetch_ranges(
+        self,
+        kind: Kind,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        columns: Sequence[str] | None = None,
+        where: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> pa.Table:
+        """Rows of `kind` in any of the [start_ns, end_ns) `ranges`, ordered by time, as one Arrow table.
+
+        `columns` (default all) and the keys of `where` (column -> value or values) must be columns of
+        the table; values are passed as parameters.
+        """
+        if kind not in KINDS:
+            raise InvalidInput(f"unknown event kind {kind!r}; use one of {', '.join(KINDS)}", field="kind")
+        names = ARROW_SCHEMAS[kind].names
+        cols = list(columns) if columns is not None else list(names)
+        bad = [c for c in [*cols, *(where or {})] if c not in names]
+        if bad:
+            raise InvalidInput(f"{kind} has no column {', '.join(map(repr, bad))}", field="columns")
+        spans = [(int(a), int(b)) for a, b in ranges if int(b) > int(a)]
+        if not spans or not cols:
+            empty = pa.schema([ARROW_SCHEMAS[kind].field(c) for c in cols])
+            return empty.empty_table()
+        tcol = TIME_COLUMN[kind]
+        params: list[Any] = []
+        parts = []
+        for a, b in spans:
+            parts.append(f"({tcol} >= ? AND {tcol} < ?)")
+            params += [a, b]
+        clauses = [f"({' OR '.join(parts)})"]
+        for column, value in (where or {}).items():
+            clauses.append(in_clause(column, [value] if isinstance(value, str) else list(value), params))
+        sql = f"SELECT {', '.join(cols)} FROM {kind} WHERE {' AND '.join(clauses)} ORDER BY {tcol}"
+        with self._read() as cur:
+            return cur.sql(sql, params=params).to_arrow_table()
 
 
 def _first_of_each_id(batch: pa.Table) -> pa.Table:

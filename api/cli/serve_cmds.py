@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("demo")(demo)
     app.command("info")(info)
+    app.command("mcp")(mcp)
 
 
 def serve(
@@ -110,3 +111,12 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     with opened(ctx) as svc:
         data = backend_info(svc)
     emit(data, as_json, lambda d: console.print_json(data=d))
+
+
+def mcp(ctx: typer.Context) -> None:
+    """Serve DevMesh's tools (explain, search logs, topology, incidents) over MCP on stdin/stdout."""
+    from api.mcp_server import run_stdio
+    from api.port_impl import EnginePort
+
+    with opened(ctx) as svc:
+        run_stdio(EnginePort(svc, source="mcp"))

@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from api import alerts
+from api.chat import routes as chat_routes
+from api.chat.slack_app import slack_bot_from_settings
 from api.http import incidents, ingest, meta, otlp, query
 from api.http.errors import install_error_handlers
 from api.http.limits import BodyLimitMiddleware
+from api.port_impl import EnginePort
 from api.wiring import Services, open_services
 from core.settings import Settings
 
@@ -28,6 +32,10 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await run_in_threadpool(open_fn, settings)
         app.state.services = svc
+        app.state.port = EnginePort(svc)
+        app.state.slack = slack_bot_from_settings(settings, app.state.port)
+        if settings.alerts_token is not None:
+            app.state.alerts_token = settings.alerts_token.get_secret_value()
         refresher = asyncio.create_task(_refresh_topology_loop(svc))
         try:
             yield
@@ -35,6 +43,8 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            if app.state.slack is not None:
+                app.state.slack.close()
             await run_in_threadpool(svc.close)
 
     app = FastAPI(
@@ -45,7 +55,16 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (meta.router, ingest.router, otlp.router, query.router, incidents.router):
+    routers = (
+        meta.router,
+        ingest.router,
+        otlp.router,
+        query.router,
+        incidents.router,
+        alerts.router,
+        chat_routes.router,
+    )
+    for router in routers:
         app.include_router(router)
     return app
 
