@@ -50,5 +50,6 @@ def explain(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         timings=timings,
         masker=tools.masker,
     )
-    expl = expl.model_copy(update={"notes": [*state.get("notes", []), *expl.notes]})
+    notes = list(dict.fromkeys([*state.get("notes", []), *expl.notes]))  # in order, each once
+    expl = expl.model_copy(update={"notes": notes})
     return {"explanation": expl, "timings": {"explainer": round((time.perf_counter() - t0) * 1000, 2)}}

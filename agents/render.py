@@ -164,13 +164,15 @@ def terminal_renderable(expl: Explanation) -> RenderableType:
     if expl.root_causes:
         t = _table("#", "Service", "Pod", "Confidence", "Fault kind", "Evidence")
         for rc in expl.root_causes:
+            shown = ", ".join(i.split(":", 1)[0] for i in rc.evidence_ids[:3])
+            more = f" +{len(rc.evidence_ids) - 3}" if len(rc.evidence_ids) > 3 else ""
             t.add_row(
                 str(rc.rank),
                 Text(plain(rc.service), style="bold"),
                 Text(plain(rc.pod)),
                 f"{rc.confidence:.0%}",
                 rc.fault_kind.value.replace("_", " "),
-                Text(plain(", ".join(rc.evidence_ids))),
+                Text(plain(f"{len(rc.evidence_ids)} items ({shown}{more})" if rc.evidence_ids else "-")),
             )
         parts += [Text("Root causes", style="bold underline"), t]
         parts += [Text(f"{rc.rank}. {plain(rc.service)}: {plain(rc.reasoning)}") for rc in expl.root_causes]

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, opened, progress, state
 from api.info import backend_info
+from core.timeutil import iso
 from ingest.importers import import_nezha, import_runbooks
 from samples import sample_path
 
@@ -45,7 +46,12 @@ def demo(
     as_json: bool = JsonOpt,
     home: Path | None = typer.Option(None, help="Where to keep the demo data (default: DEVMESH_HOME/demo)."),
 ) -> None:
-    """Import the bundled sample (a real TrainTicket incident and a few runbooks) and show what it holds."""
+    """The main job, end to end on bundled data: import a real TrainTicket incident and a few runbooks, detect
+    the incident, explain it with the agent team, and print the report (evidence-only without Ollama)."""
+    from agents.investigate import investigate
+    from core.incident import InvestigationRequest
+    from detect.onset import detect_onset
+
     st = state(ctx)
     st._settings = st.settings.model_copy(update={"home": home or st.settings.home / "demo"})
     sample = sample_path()
@@ -67,7 +73,30 @@ def demo(
             known_services=svc.graph.services() if svc.graph else (),
         )
         summary = demo_summary(svc, imported.as_dict(), books.as_dict())
-    emit(summary, as_json, _render_demo)
+        span = svc.events.stats()["tables"]["logs"]
+        onsets = detect_onset(svc.events, span["min_ns"], span["max_ns"] + 1) if span["rows"] else []
+        summary["detected"] = [o.__dict__ for o in onsets]
+        expl = None
+        if onsets:
+            bar.update(task, status=f"explaining the incident on {onsets[0].service}")
+            req = InvestigationRequest(at_ns=onsets[0].at_ns, service=onsets[0].service)
+            incident, expl = investigate(svc.toolbox(), req, source="demo")
+            summary["incident"] = incident.model_dump(mode="json")
+    if as_json:
+        emit({**(expl.model_dump(mode="json") if expl else {}), **summary}, True)
+        return
+    _render_demo(summary)
+    if expl is None:
+        console.print("[yellow]no incident detected in the sample[/yellow]")
+        return
+    from agents.render import terminal_renderable
+
+    o = onsets[0]
+    console.print(
+        f"\n[bold]Detected[/bold]: {o.service} at {iso(o.at_ns)}: {o.errors} warning/error lines in a minute "
+        f"({o.share:.0%} of its lines, usually {o.baseline:.0%}; robust z {o.z})\n"
+    )
+    console.print(terminal_renderable(expl))
 
 
 def demo_summary(svc: Any, imported: dict[str, Any], books: dict[str, Any]) -> dict[str, Any]:

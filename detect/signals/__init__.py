@@ -1,33 +1,71 @@
-"""Signals for an incident window against a baseline, from whatever telemetry exists."""
+"""Signals for an incident window against its history, from whatever telemetry exists.
+
+The history (`*_base` tables) is cut into slices as long as the window, counted back and forth from
+the window's start (see `detect.signals.common`); for metrics it is simply the series before.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
+import pyarrow as pa
+
 from core.rca import Modality, Signal
-from detect.signals.common import SignalOptions, TableLike, check_table, n_rows
-from detect.signals.logs import log_signals
+from detect.signals.common import (
+    EXCLUDED_SLICE,
+    SignalOptions,
+    TableLike,
+    as_table,
+    check_table,
+    n_rows,
+    slice_of,
+)
+from detect.signals.logs import LOG_SCHEMA, log_signals
 from detect.signals.metrics import metric_signals
-from detect.signals.traces import TraceIndex, index_spans, trace_signals
+from detect.signals.traces import SPAN_SCHEMA, SpanFold, fold_spans, span_slices, trace_signals
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SignalOptions", "TableLike", "WindowSignals", "compute_signals"]
+__all__ = ["SignalOptions", "TableLike", "WindowSignals", "compute_signals", "infer_window"]
 
 
 @dataclass
 class WindowSignals:
-    """Every signal found, which kinds of telemetry took part, and the folded traces (for the graph)."""
+    """Every signal found, which kinds of telemetry took part, and what the graph step needs."""
 
     signals: list[Signal]
     used: list[Modality]
     missing: list[Modality]
     notes: list[str] = field(default_factory=list)
-    traces_window: TraceIndex = field(default_factory=TraceIndex)
-    traces_base: TraceIndex = field(default_factory=TraceIndex)
+    edges: set[tuple[str, str]] = field(default_factory=set)
+    """(caller, callee) service pairs seen in the spans."""
     anomalous_traces: dict[str, set[str]] = field(default_factory=dict)
-    """Per service, window trace ids of the events behind its signals (for blame coupling)."""
+    """Per service, window trace ids of the requests behind its signals (for blame coupling)."""
+    activity: dict[str, float] = field(default_factory=dict)
+    """Per service, window requests (or lines) over the history's typical slice: 0 means it went silent."""
+    window: tuple[int, int] = (0, 0)
+    slice_ns: int = 0
+
+
+def infer_window(*tables: tuple[TableLike, str]) -> tuple[int, int]:
+    """[first, last + 1) of the time columns of the given (table, column) pairs; (0, 0) when empty."""
+    lo, hi = None, None
+    for data, col in tables:
+        if n_rows(data) == 0:
+            continue
+        if isinstance(data, pa.Table):
+            if col not in data.column_names:
+                continue
+            values = np.asarray(data.column(col).to_numpy(zero_copy_only=False), dtype=np.int64)
+        else:
+            values = np.array([r.get(col) for r in data if isinstance(r.get(col), int)], dtype=np.int64)  # type: ignore[union-attr]
+        if len(values) == 0:
+            continue
+        lo = int(values.min()) if lo is None else min(lo, int(values.min()))
+        hi = int(values.max()) + 1 if hi is None else max(hi, int(values.max()) + 1)
+    return (lo or 0, hi or 0)
 
 
 def compute_signals(
@@ -38,8 +76,13 @@ def compute_signals(
     metrics_window: TableLike,
     metrics_base: TableLike,
     options: SignalOptions | None = None,
+    *,
+    window: tuple[int, int] | None = None,
 ) -> WindowSignals:
-    """Log, trace and metric signals; a modality with an empty window or baseline is skipped and named."""
+    """Log, trace and metric signals; a modality with an empty window or history is skipped and named.
+
+    `window` is the incident window [start_ns, end_ns); by default the time the window tables cover.
+    """
     opt = options or SignalOptions()
     inputs = {
         "logs_window": logs_window,
@@ -51,36 +94,97 @@ def compute_signals(
     }
     for name, data in inputs.items():
         check_table(data, name)
+    if window is None:
+        window = infer_window((logs_window, "ts_ns"), (spans_window, "start_ns"), (metrics_window, "ts_ns"))
+    width = max(window[1] - window[0], opt.min_slice_s * 1_000_000_000)
     used: list[Modality] = []
     missing: list[Modality] = []
     notes: list[str] = []
-    tw = index_spans(spans_window)
-    tb = index_spans(spans_base)
-    have_traces = not tw.empty and not tb.empty
+
+    def have(win: TableLike, base: TableLike, modality: Modality) -> bool:
+        if n_rows(win) and n_rows(base):
+            used.append(modality)
+            return True
+        missing.append(modality)
+        side = "window" if n_rows(win) == 0 else "history"
+        notes.append(f"no {modality.value} in the {side}: {modality.value} signals skipped")
+        return False
+
+    sw = as_table(spans_window, SPAN_SCHEMA)
+    sb = as_table(spans_base, SPAN_SCHEMA)
+    spans = pa.concat_tables([sw, sb])
+    fold = fold_spans(spans) if spans.num_rows else SpanFold()
+    span_in_window = np.arange(spans.num_rows) < sw.num_rows
+    s_slices = span_slices(fold, span_in_window, window[0], width)
     signals: list[Signal] = []
     anomalous: dict[str, set[str]] = {}
-    pairs = (
-        (Modality.TRACES, spans_window, spans_base),
-        (Modality.LOGS, logs_window, logs_base),
-        (Modality.METRICS, metrics_window, metrics_base),
-    )
-    for modality, win, base in pairs:
-        if n_rows(win) == 0 or n_rows(base) == 0:
-            missing.append(modality)
-            side = "window" if n_rows(win) == 0 else "baseline"
-            notes.append(f"no {modality.value} in the {side}: {modality.value} signals skipped")
-            continue
-        used.append(modality)
-        traces: dict[str, set[str]] = {}
-        if modality == Modality.TRACES:
-            found, traces = trace_signals(tw, tb, opt)
-        elif modality == Modality.LOGS:
-            found, traces = log_signals(win, base, tw if have_traces else None, tb if have_traces else None, opt)
-        else:
-            found = metric_signals(win, base, opt)
-        for svc, ids in traces.items():
-            anomalous.setdefault(svc, set()).update(ids)
-        logger.debug("signals", extra={"modality": modality.value, "count": len(found)})
-        signals.extend(found)
+    services: set[str] = set()
+    for data in (sw, sb):
+        services.update(data.column("service").unique().to_pylist())
+    if have(spans_window, spans_base, Modality.TRACES):
+        found, traces = trace_signals(fold, s_slices, opt)
+        _merge(signals, anomalous, found, traces)
+    lw = as_table(logs_window, LOG_SCHEMA)
+    lb = as_table(logs_base, LOG_SCHEMA)
+    for data in (lw, lb):
+        services.update(data.column("service").unique().to_pylist())
+    metric_services: set[str] = set()
+    for data in (metrics_window, metrics_base):
+        if isinstance(data, pa.Table) and "service" in data.column_names:
+            metric_services.update(data.column("service").unique().to_pylist())
+        elif data:
+            metric_services.update(str(r.get("service", "")) for r in data)  # type: ignore[union-attr]
+    services |= metric_services
+    names = sorted(s for s in services if s)
+    if have(logs_window, logs_base, Modality.LOGS):
+        logs = pa.concat_tables([lw, lb])
+        in_window = np.arange(logs.num_rows) < lw.num_rows
+        found, traces = log_signals(
+            logs, in_window, window[0], width, fold if not fold.empty else None, s_slices, names, opt
+        )
+        _merge(signals, anomalous, found, traces)
+    if have(metrics_window, metrics_base, Modality.METRICS):
+        signals.extend(metric_signals(metrics_window, metrics_base, opt))
+    activity = _activity(fold, s_slices, lw, lb, window, width)
     signals.sort(key=lambda s: (-s.score, s.service, s.kind.value, s.key))
-    return WindowSignals(signals, used, missing, notes, tw, tb, anomalous)
+    logger.debug("signals", extra={"count": len(signals), "window": window})
+    return WindowSignals(signals, used, missing, notes, fold.edges, anomalous, activity, window, width)
+
+
+def _merge(
+    signals: list[Signal], anomalous: dict[str, set[str]], found: list[Signal], traces: dict[str, set[str]]
+) -> None:
+    signals.extend(found)
+    for svc, ids in traces.items():
+        anomalous.setdefault(svc, set()).update(ids)
+
+
+def _activity(
+    fold: SpanFold, s_slices: np.ndarray, lw: pa.Table, lb: pa.Table, window: tuple[int, int], width: int
+) -> dict[str, float]:
+    """Window rate over history rate, per service: requests when there are spans, else log lines.
+    History is the slices where some service has data."""
+    start = window[0]
+    if not fold.empty:
+        roots = fold.is_root
+        svc = fold.column("service")[roots]
+        sl = s_slices[roots]
+    else:
+        logs = pa.concat_tables([lw, lb])
+        if logs.num_rows == 0:
+            return {}
+        svc = logs.column("service").to_numpy(zero_copy_only=False)
+        ts = logs.column("ts_ns").to_numpy(zero_copy_only=False)
+        sl = np.where(np.arange(logs.num_rows) < lw.num_rows, 0, slice_of(ts, start, width))
+    hist = (sl != 0) & (sl != EXCLUDED_SLICE)
+    n_hist = len(np.unique(sl[hist]))
+    win_s = max(window[1] - window[0], 1)
+    if n_hist == 0:
+        return {}
+    out: dict[str, float] = {}
+    for s in np.unique(svc):
+        mine = svc == s
+        w = int((mine & (sl == 0)).sum()) / win_s
+        h = int((mine & hist).sum()) / (n_hist * width)
+        out[str(s)] = w / h if h > 0 else (float("inf") if w else 1.0)
+    return out

@@ -119,6 +119,8 @@ def metric_signals(win_data: TableLike, base_data: TableLike, opt: SignalOptions
         if z < opt.min_z:
             continue
         ref = f"metric:{pod or service}:{name}@{wpts[0][0]}-{wpts[-1][0]}"
+        fold = _fold(level, med)
+        effect = 1.0 - 1.0 / fold if direction == "up" else 1.0 - fold
         out.append(
             Signal(
                 service=service,
@@ -131,7 +133,9 @@ def metric_signals(win_data: TableLike, base_data: TableLike, opt: SignalOptions
                 score=min(z, Z_CAP),
                 baseline=med,
                 observed=level,
-                fold=_fold(level, med),
+                fold=fold,
+                effect=round(min(1.0, max(0.0, effect)), 6),
+                group=f"metrics:{service}:{fam}",
                 description=f"{pod or service} {name} {direction}: baseline median {med:.4g}, "
                 f"window {level:.4g} (robust z {z:.1f})",
                 evidence_ids=[ref],
@@ -143,4 +147,6 @@ def metric_signals(win_data: TableLike, base_data: TableLike, opt: SignalOptions
 def _fold(level: float, med: float) -> float:
     if med > 0 and level > 0:
         return level / med
-    return 1e6 if level != med else 1.0
+    if level == med:
+        return 1.0
+    return 1e6 if level > med else 1e-6

@@ -1,419 +1,351 @@
-"""Trace signals: per service, what changed in its own requests between baseline and incident window.
+"""Trace signals: per service, what changed in its own requests between history and incident window.
 
 Spans are folded into *requests*: an entry span of a service (its parent is missing or in another
 service) and the spans below it in the same service. For each request we keep the time spent in the
-service's own code (self times of its spans, with client-span time moved to the call edge), the
-end-to-end duration, its error spans and the calls it made to other services. Signals compare these
-per request, so a service that merely receives more or less traffic does not look anomalous.
+service's own code (self times of its spans; a client span's time belongs to the call), the
+end-to-end duration, and its steps in time order: internal operations, calls to other services
+(``-> service``) and error spans (``!ERR``). Two kinds of signal come out:
+
+- paths (`detect.signals.sequences`): after a step, the share of requests taking each next step
+  (a call no longer made, an error handler now reached);
+- latency: the share of an operation's requests slower than that operation's history allows (its
+  `latency_quantile`), in the service's own time (SPAN_SELF_LATENCY) and end to end (SPAN_LATENCY,
+  which callees also explain).
+
+Everything is computed on Arrow columns with numpy, so a day of history folds in well under a second.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.rca import Modality, Signal, SignalKind
 from detect.signals.common import (
     ERROR_WORDS,
     SignalOptions,
     TableLike,
-    add_evidence,
-    columns,
-    count_change,
-    mann_whitney_z,
-    text,
+    EXCLUDED_SLICE,
+    as_table,
+    family_z,
+    share_fold,
+    slice_of,
+    slice_test,
 )
+from detect.signals.sequences import ERR_MARK, EVENT_SCHEMA, SPAN_KINDS, START, sequence_signals
 
-_SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "pod",
-    "operation",
-    "start_ns",
-    "end_ns",
-    "duration_us",
-    "status",
-    "kind",
-    "attributes",
+SPAN_SCHEMA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_id", pa.string()),
+        ("service", pa.string()),
+        ("pod", pa.string()),
+        ("operation", pa.string()),
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("duration_us", pa.float64()),
+        ("status", pa.string()),
+        ("kind", pa.string()),
+        ("attributes", pa.string()),
+    ]
 )
-_HTTP_STATUS = re.compile(r'"(?:http\.)?(?:response\.)?status_code"\s*:\s*"?(\d{3})')
+_HTTP_5XX = r'"(?:http\.)?(?:response\.)?status_code"\s*:\s*"?5\d\d'
+_ERROR_OP = re.compile(ERROR_WORDS.pattern)
 
 
 @dataclass
-class Request:
-    trace_id: str
-    service: str
-    operation: str
-    pod: str
-    span_ref: str
-    local_us: float
-    total_us: float
-    errors: int
-    calls: Counter[str] = field(default_factory=Counter)
+class SpanFold:
+    """Spans folded into requests (see module doc). Arrays are aligned with `spans` rows."""
 
-
-@dataclass
-class TraceIndex:
-    """Requests per service and operation in one window, and how spans map onto them."""
-
-    requests: dict[tuple[str, str], list[Request]] = field(default_factory=dict)
-    by_service: Counter[str] = field(default_factory=Counter)
-    span_entry: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    edge_gaps: dict[tuple[str, str], list[tuple[float, str]]] = field(default_factory=dict)
-    edge_calls: Counter[tuple[str, str]] = field(default_factory=Counter)
-    spans: int = 0
+    spans: pa.Table = field(default_factory=SPAN_SCHEMA.empty_table)
+    parent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    root: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Row of each span's request entry span."""
+    self_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    client: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    error: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    edges: set[tuple[str, str]] = field(default_factory=set)
+    """(caller, callee) service pairs seen."""
 
     @property
     def empty(self) -> bool:
-        return self.spans == 0
+        return self.spans.num_rows == 0
+
+    def column(self, name: str) -> np.ndarray:
+        return self.spans.column(name).to_numpy(zero_copy_only=False)
+
+    @property
+    def is_root(self) -> np.ndarray:
+        return self.root == np.arange(len(self.root))
+
+    def requests(self) -> pa.Table:
+        """One row per request: service, operation, pod, trace, span, start, local and total time, errors."""
+        roots = np.nonzero(self.is_root)[0]
+        n = len(self.root)
+        own = ~self.client
+        local = np.bincount(self.root, weights=np.where(own, self.self_us, 0.0), minlength=n)
+        errs = np.bincount(self.root, weights=self.error.astype(float), minlength=n)
+        idx = pa.array(roots, pa.int64())
+        start = self.column("start_ns")[roots]
+        end = self.column("end_ns")[roots]
+        return pa.table(
+            {
+                "service": self.spans.column("service").take(idx),
+                "operation": self.spans.column("operation").take(idx),
+                "pod": self.spans.column("pod").take(idx),
+                "trace_id": self.spans.column("trace_id").take(idx),
+                "span_id": self.spans.column("span_id").take(idx),
+                "start_ns": pa.array(start, pa.int64()),
+                "local_us": pa.array(local[roots]),
+                "total_us": pa.array((end - start) / 1000.0),
+                "errors": pa.array(errs[roots]),
+                "row": idx,
+            }
+        )
 
 
-def _is_error_span(status: str, operation: str, attributes: str) -> bool:
-    if status.upper() == "ERROR":
-        return True
-    if attributes and "status_code" in attributes:
-        m = _HTTP_STATUS.search(attributes)
-        if m and int(m.group(1)) >= 500:
-            return True
-    # error handlers show up as their own spans (e.g. a framework's /error controller)
-    return bool(ERROR_WORDS.search(operation))
-
-
-def _duration_ns(start: Any, end: Any, dur_us: Any) -> tuple[int, int]:
-    s = int(start) if isinstance(start, int | float) else 0
-    e = int(end) if isinstance(end, int | float) else 0
-    if e <= s and isinstance(dur_us, int | float) and dur_us > 0:
-        e = s + int(dur_us * 1000)
-    return s, max(e, s)
-
-
-def _union_length(intervals: list[tuple[int, int]], lo: int, hi: int) -> int:
-    total = 0
-    cur_s = cur_e = None
-    for s, e in sorted(intervals):
-        s, e = max(s, lo), min(e, hi)
-        if e <= s:
-            continue
-        if cur_e is None or s > cur_e:
-            if cur_e is not None and cur_s is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    if cur_e is not None and cur_s is not None:
-        total += cur_e - cur_s
-    return total
-
-
-def index_spans(data: TableLike) -> TraceIndex:
+def fold_spans(data: TableLike) -> SpanFold:
     """Fold spans into requests (see module doc). Spans whose parent is not in the data start a request."""
-    c = columns(data, _SPAN_COLUMNS)
-    n = len(c["span_id"])
-    idx = TraceIndex(spans=n)
+    t = as_table(data, SPAN_SCHEMA)
+    n = t.num_rows
     if n == 0:
-        return idx
-    key_of: dict[tuple[str, str], int] = {}
-    for i in range(n):
-        key_of[(text(c["trace_id"][i]), text(c["span_id"][i]))] = i
-    parent = [-1] * n
-    children: list[list[int]] = [[] for _ in range(n)]
-    for i in range(n):
-        pid = text(c["parent_id"][i])
-        if pid:
-            j = key_of.get((text(c["trace_id"][i]), pid), -1)
-            if j >= 0 and j != i:
-                parent[i] = j
-                children[j].append(i)
-    service = [text(s) for s in c["service"]]
-    times = [_duration_ns(c["start_ns"][i], c["end_ns"][i], c["duration_us"][i]) for i in range(n)]
-    kinds = [text(k).upper() for k in c["kind"]]
-    self_us = [0.0] * n
-    client = [False] * n
-    for i in range(n):
-        s, e = times[i]
-        kids = children[i]
-        covered = _union_length([times[k] for k in kids], s, e) if kids else 0
-        self_us[i] = max(0, (e - s) - covered) / 1000.0
-        remote = [k for k in kids if service[k] != service[i]]
-        client[i] = kinds[i] == "CLIENT" or (bool(kids) and len(remote) == len(kids))
-        for k in remote:
-            edge = (service[i], service[k])
-            idx.edge_calls[edge] += 1
-            if client[i]:
-                ref = f"span:{text(c['trace_id'][i])}:{text(c['span_id'][i])}"
-                idx.edge_gaps.setdefault(edge, []).append((self_us[i], ref))
-    errors = [_is_error_span(text(c["status"][i]), text(c["operation"][i]), text(c["attributes"][i])) for i in range(n)]
-    requests: dict[tuple[str, str], list[Request]] = defaultdict(list)
-    for i in range(n):
-        p = parent[i]
-        if p >= 0 and service[p] == service[i]:
-            continue
-        svc, op = service[i], text(c["operation"][i])
-        s, e = times[i]
-        req = Request(
-            trace_id=text(c["trace_id"][i]),
-            service=svc,
-            operation=op,
-            pod=text(c["pod"][i]),
-            span_ref=f"span:{text(c['trace_id'][i])}:{text(c['span_id'][i])}",
-            local_us=0.0,
-            total_us=(e - s) / 1000.0,
-            errors=0,
-        )
-        stack = [i]
-        while stack:
-            j = stack.pop()
-            idx.span_entry[(text(c["trace_id"][j]), text(c["span_id"][j]))] = (svc, op)
-            if not client[j]:
-                req.local_us += self_us[j]
-            if errors[j]:
-                req.errors += 1
-            for k in children[j]:
-                if service[k] == svc:
-                    stack.append(k)
-                else:
-                    req.calls[service[k]] += 1
-        requests[(svc, op)].append(req)
-        idx.by_service[svc] += 1
-    idx.requests = dict(requests)
-    return idx
+        return SpanFold(spans=t)
+    start = t.column("start_ns").to_numpy(zero_copy_only=False).astype(np.int64)
+    end = t.column("end_ns").to_numpy(zero_copy_only=False).astype(np.int64)
+    dur = t.column("duration_us").to_numpy(zero_copy_only=False)
+    fix = (end <= start) & np.isfinite(dur) & (dur > 0)
+    end = np.where(fix, start + (np.nan_to_num(dur) * 1000).astype(np.int64), np.maximum(end, start))
+    t = t.set_column(t.schema.get_field_index("end_ns"), "end_ns", pa.array(end, pa.int64()))
+    parent = _parent_rows(t)
+    svc_codes = t.column("service").dictionary_encode().combine_chunks().indices.to_numpy()
+    has_parent = parent >= 0
+    psafe = np.where(has_parent, parent, 0)
+    same = has_parent & (svc_codes[psafe] == svc_codes)
+    remote = has_parent & ~same
+    # self time: duration minus the union of the children's intervals (clipped to the parent)
+    kids = np.nonzero(has_parent)[0]
+    covered = np.zeros(n)
+    if len(kids):
+        p = parent[kids]
+        cs = np.clip(start[kids], start[p], end[p]) - start[p]
+        ce = np.clip(end[kids], start[p], end[p]) - start[p]
+        span_max = int(max(1, (end - start).max())) + 1
+        off = p.astype(np.int64) * span_max
+        order = np.lexsort((cs, p))
+        s_sorted = cs[order] + off[order]
+        e_sorted = ce[order] + off[order]
+        prev_max = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], e_sorted[:-1]]))
+        contrib = np.maximum(0, e_sorted - np.maximum(s_sorted, prev_max))
+        covered = np.bincount(p[order], weights=contrib.astype(float), minlength=n)
+    self_us = np.maximum(0.0, (end - start) - covered) / 1000.0
+    n_kids = np.bincount(parent[kids], minlength=n) if len(kids) else np.zeros(n, np.int64)
+    n_remote = np.bincount(parent[remote], minlength=n) if remote.any() else np.zeros(n, np.int64)
+    kinds = pc.utf8_upper(t.column("kind")).to_numpy(zero_copy_only=False)
+    client = (kinds == "CLIENT") | ((n_kids > 0) & (n_remote == n_kids))
+    root = np.where(same, parent, np.arange(n))
+    for _ in range(64):  # pointer jumping up the same-service chain
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    status = pc.utf8_upper(t.column("status"))
+    error = pc.equal(status, "ERROR").to_numpy(zero_copy_only=False)
+    error |= pc.match_substring_regex(t.column("attributes"), _HTTP_5XX).to_numpy(zero_copy_only=False)
+    error |= pc.match_substring_regex(t.column("operation"), _ERROR_OP.pattern).to_numpy(zero_copy_only=False)
+    services = t.column("service").to_numpy(zero_copy_only=False)
+    edges = {(a, b) for a, b in zip(services[parent[remote]], services[remote], strict=True) if a and b}
+    return SpanFold(spans=t, parent=parent, root=root, self_us=self_us, client=client, error=error, edges=edges)
 
 
-def _mode_pod(reqs: list[Request]) -> str:
-    cnt = Counter(r.pod for r in reqs if r.pod)
-    return cnt.most_common(1)[0][0] if cnt else ""
-
-
-def _latency_signal(
-    service: str,
-    kind: SignalKind,
-    base: dict[str, list[Request]],
-    win: dict[str, list[Request]],
-    attr: str,
-    opt: SignalOptions,
-    traces: set[str],
-) -> Signal | None:
-    """Pooled test over a service's operations: each request's time divided by its operation's
-    baseline median, window ratios against baseline ratios."""
-    b_ratios: list[float] = []
-    w_ratios: list[tuple[float, Request]] = []
-    b_abs: list[float] = []
-    w_abs: list[float] = []
-    ops_changed: list[tuple[float, str]] = []
-    for op, breqs in base.items():
-        wreqs = win.get(op, [])
-        if len(breqs) < opt.min_samples or not wreqs:
-            continue
-        bv = np.array([getattr(r, attr) for r in breqs])
-        med = float(np.median(bv))
-        ref = max(med, opt.min_latency_delta_us / 2)
-        b_ratios.extend((bv / ref).tolist())
-        b_abs.extend(bv.tolist())
-        wv = [getattr(r, attr) for r in wreqs]
-        w_abs.extend(wv)
-        w_ratios.extend((v / ref, r) for v, r in zip(wv, wreqs, strict=True))
-        ops_changed.append((float(np.median(wv)) / ref, op))
-    if len(b_ratios) < opt.min_samples or len(w_ratios) < opt.min_samples:
-        return None
-    bw = np.array(b_ratios)
-    ww = np.array([x for x, _ in w_ratios])
-    z = mann_whitney_z(bw, ww)
-    b_med, w_med = float(np.median(b_abs)), float(np.median(w_abs))
-    b_p90, w_p90 = float(np.percentile(b_abs, 90)), float(np.percentile(w_abs, 90))
-    ratio_med = float(np.median(ww)) / max(float(np.median(bw)), 1e-9)
-    ratio_p90 = float(np.percentile(ww, 90)) / max(float(np.percentile(bw, 90)), 1e-9)
-    grew = (ratio_med >= opt.min_latency_ratio and w_med - b_med >= opt.min_latency_delta_us) or (
-        ratio_p90 >= opt.min_latency_ratio and w_p90 - b_p90 >= opt.min_latency_delta_us
+def _parent_rows(t: pa.Table) -> np.ndarray:
+    n = t.num_rows
+    left = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("parent_id"), "child": np.arange(n)})
+    right = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("span_id"), "row": np.arange(n)})
+    right = right.filter(pc.not_equal(right.column("span_id"), ""))
+    joined = left.filter(pc.not_equal(left.column("span_id"), "")).join(
+        right, keys=["trace_id", "span_id"], join_type="inner"
     )
-    if z < opt.min_z or not grew:
-        return None
-    cut = float(np.percentile(bw, 90))
-    traces.update(r.trace_id for x, r in w_ratios if x > cut)
-    slow = sorted(w_ratios, key=lambda x: -x[0])
-    ev: list[str] = []
-    ops_changed.sort(reverse=True)
-    for _, op in ops_changed[:2]:
-        add_evidence(ev, f"operation:{service}:{op}", opt.max_evidence)
-    for _, r in slow:
-        add_evidence(ev, r.span_ref, opt.max_evidence)
-    what = "own time per request" if kind == SignalKind.SPAN_SELF_LATENCY else "request duration"
-    return Signal(
-        service=service,
-        pod=_mode_pod([r for _, r in slow[: max(1, len(slow) // 4)]]),
-        modality=Modality.TRACES,
-        kind=kind,
-        key=ops_changed[0][1] if ops_changed else "",
-        family="latency",
-        direction="up",
-        score=z,
-        baseline=b_med / 1000.0,
-        observed=w_med / 1000.0,
-        fold=ratio_med,
-        description=f"{service} {what}: median {b_med / 1000:.1f} -> {w_med / 1000:.1f} ms, "
-        f"p90 {b_p90 / 1000:.1f} -> {w_p90 / 1000:.1f} ms",
-        evidence_ids=ev,
-    )
+    parent = np.full(n, -1, dtype=np.int64)
+    child = joined.column("child").to_numpy()
+    row = joined.column("row").to_numpy()
+    parent[child] = row
+    parent[parent == np.arange(n)] = -1
+    return parent
 
 
-def trace_signals(win: TraceIndex, base: TraceIndex, opt: SignalOptions) -> tuple[list[Signal], dict[str, set[str]]]:
-    """Signals per service from two folded windows (see `index_spans`), and per service the window
-    trace ids behind its signals (slow, failing or re-routed requests)."""
-    out: list[Signal] = []
-    traces: dict[str, set[str]] = defaultdict(set)
-    if win.empty or base.empty:
-        return out, dict(traces)
-    by_svc_b: dict[str, dict[str, list[Request]]] = defaultdict(dict)
-    by_svc_w: dict[str, dict[str, list[Request]]] = defaultdict(dict)
-    for (svc, op), reqs in base.requests.items():
-        by_svc_b[svc][op] = reqs
-    for (svc, op), reqs in win.requests.items():
-        by_svc_w[svc][op] = reqs
-    for svc in sorted(set(by_svc_b) & set(by_svc_w)):
-        b, w = by_svc_b[svc], by_svc_w[svc]
-        for kind, attr in ((SignalKind.SPAN_SELF_LATENCY, "local_us"), (SignalKind.SPAN_LATENCY, "total_us")):
-            sig = _latency_signal(svc, kind, b, w, attr, opt, traces[svc])
-            if sig is not None:
-                out.append(sig)
-        out.extend(_error_signals(svc, b, w, opt, traces[svc]))
-        out.extend(_structure_signals(svc, b, w, opt, traces[svc]))
-    out.extend(_edge_signals(win, base, opt))
-    return out, {k: v for k, v in traces.items() if v}
+def span_events(fold: SpanFold, slices: np.ndarray) -> pa.Table:
+    """Steps of every request as sequence events (START, internal operations, calls, errors)."""
+    if fold.empty:
+        return EVENT_SCHEMA.empty_table()
+    t = fold.spans
+    n = t.num_rows
+    rows = np.arange(n)
+    is_root = fold.is_root
+    parent = fold.parent
+    trace = t.column("trace_id").combine_chunks()
+    span = t.column("span_id").combine_chunks()
+    ops = t.column("operation").combine_chunks()
+    svc = t.column("service").combine_chunks()
+    pods = t.column("pod").combine_chunks()
+    start = fold.column("start_ns")
+    err = pa.array(fold.error)
+    err_tag = pc.if_else(err, ERR_MARK, "")
+    req_key = pc.binary_join_element_wise(trace, span.take(pa.array(fold.root)), "/")
+    ref = pc.binary_join_element_wise("span", trace, span, ":")
+    tok_start = pc.binary_join_element_wise(START, ops, ":")
+    tok_internal = pc.binary_join_element_wise(ops, err_tag, "")
+    tok_call = pc.binary_join_element_wise(pc.binary_join_element_wise("->", svc, " "), err_tag, "")
+    psafe = np.where(parent >= 0, parent, 0)
+    roots = rows[is_root]
+    internal = rows[~is_root]
+    calls = rows[is_root & (parent >= 0)]
+    callers = psafe[calls]
 
-
-def _error_signals(
-    svc: str,
-    b: dict[str, list[Request]],
-    w: dict[str, list[Request]],
-    opt: SignalOptions,
-    traces: set[str],
-) -> list[Signal]:
-    nb = sum(len(v) for v in b.values())
-    nw = sum(len(v) for v in w.values())
-    kb = sum(r.errors for v in b.values() for r in v)
-    kw = sum(r.errors for v in w.values() for r in v)
-    if kw == 0:
-        return []
-    z, fold, direction = count_change(kw, nw, kb, nb)
-    if direction != "up" or z < opt.min_z or fold < opt.min_fold:
-        return []
-    bad = [r for v in w.values() for r in v if r.errors]
-    traces.update(r.trace_id for r in bad)
-    ops = Counter(r.operation for r in bad)
-    ev: list[str] = [f"operation:{svc}:{op}" for op, _ in ops.most_common(2)]
-    for r in bad:
-        add_evidence(ev, r.span_ref, opt.max_evidence)
-    return [
-        Signal(
-            service=svc,
-            pod=_mode_pod(bad),
-            modality=Modality.TRACES,
-            kind=SignalKind.SPAN_ERROR,
-            key=ops.most_common(1)[0][0],
-            family="error",
-            direction="up",
-            score=z,
-            baseline=kb / max(nb, 1),
-            observed=kw / max(nw, 1),
-            fold=fold,
-            description=f"{svc} error spans per request {kb}/{nb} -> {kw}/{nw}",
-            evidence_ids=ev,
+    def part(idx: np.ndarray, owner: np.ndarray, tok: pa.Array, ts: np.ndarray, e: pa.Array, dep: pa.Array) -> pa.Table:
+        i, o = pa.array(idx, pa.int64()), pa.array(owner, pa.int64())
+        return pa.table(
+            {
+                "service": svc.take(o),
+                "pod": pods.take(o),
+                "req": req_key.take(o),
+                "trace": trace.take(i),
+                "ts": pa.array(ts, pa.int64()),
+                "token": tok.take(i),
+                "err": e,
+                "dep": dep,
+                "ref": ref.take(i),
+                "slice": pa.array(slices[owner], pa.int64()),
+            }
         )
+
+    blank = pa.array([""] * len(roots), pa.string())
+    parts = [
+        part(roots, roots, tok_start, start[roots] - 1, pa.array(np.zeros(len(roots), bool)), blank),
+        part(
+            internal,
+            internal,
+            tok_internal,
+            start[internal],
+            err.take(pa.array(internal, pa.int64())),
+            pa.array([""] * len(internal), pa.string()),
+        ),
+        part(
+            calls,
+            callers,
+            tok_call,
+            start[calls],
+            err.take(pa.array(calls, pa.int64())),
+            pc.if_else(err.take(pa.array(calls, pa.int64())), svc.take(pa.array(calls, pa.int64())), ""),
+        ),
     ]
+    return pa.concat_tables([p.cast(EVENT_SCHEMA) for p in parts])
 
 
-def _structure_signals(
-    svc: str,
-    b: dict[str, list[Request]],
-    w: dict[str, list[Request]],
-    opt: SignalOptions,
-    traces: set[str],
-) -> list[Signal]:
-    best: Signal | None = None
-    best_traces: set[str] = set()
-    for op in sorted(set(b) & set(w)):
-        breqs, wreqs = b[op], w[op]
-        if len(breqs) < opt.min_samples or len(wreqs) < opt.min_samples:
+def span_slices(fold: SpanFold, in_window: np.ndarray, start_ns: int, width_ns: int) -> np.ndarray:
+    """Slice of each span's request: 0 when its entry span is a window row, else the history slice of
+    the entry span's start (EXCLUDED when history falls inside the window)."""
+    if fold.empty:
+        return np.zeros(0, np.int64)
+    hist = slice_of(fold.column("start_ns"), start_ns, width_ns)
+    hist = np.where(hist == 0, EXCLUDED_SLICE, hist)
+    own = np.where(in_window, np.int64(0), hist)
+    return own[fold.root]
+
+
+def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tuple[list[Signal], dict[str, set[str]]]:
+    """Path and latency signals (see module doc) and per service the window trace ids behind them.
+    `slices` gives each span's request slice (`span_slices`)."""
+    if fold.empty:
+        return [], {}
+    events = span_events(fold, slices)
+    events = events.filter(pc.not_equal(events.column("slice"), EXCLUDED_SLICE))
+    found, traces = sequence_signals(events, SPAN_KINDS, opt)
+    reqs = fold.requests()
+    req_slice = slices[reqs.column("row").to_numpy()]
+    for kind, col in ((SignalKind.SPAN_SELF_LATENCY, "local_us"), (SignalKind.SPAN_LATENCY, "total_us")):
+        sigs, tr = _latency_signals(reqs, req_slice, kind, col, opt)
+        found.extend(sigs)
+        for s, ids in tr.items():
+            traces.setdefault(s, set()).update(ids)
+    return found, traces
+
+
+def _latency_signals(
+    reqs: pa.Table, slices: np.ndarray, kind: SignalKind, col: str, opt: SignalOptions
+) -> tuple[list[Signal], dict[str, set[str]]]:
+    services = reqs.column("service").to_numpy(zero_copy_only=False)
+    ops = reqs.column("operation").to_numpy(zero_copy_only=False)
+    values = reqs.column(col).to_numpy(zero_copy_only=False)
+    traces = reqs.column("trace_id").to_numpy(zero_copy_only=False)
+    spans = reqs.column("span_id").to_numpy(zero_copy_only=False)
+    pods = reqs.column("pod").to_numpy(zero_copy_only=False)
+    keys = np.char.add(np.char.add(services.astype(str), "\x1f"), ops.astype(str))
+    uniq, inv = np.unique(keys, return_inverse=True)
+    win = slices == 0
+    hist = ~win & (slices != EXCLUDED_SLICE)
+    tests: dict[str, list[tuple[float, str, int, int, float, float, float, np.ndarray]]] = defaultdict(list)
+    for g in np.unique(inv[win]):
+        in_g = inv == g
+        hv = values[in_g & hist]
+        if len(hv) < opt.min_samples * 3:
             continue
-        cb: Counter[str] = Counter()
-        cw: Counter[str] = Counter()
-        for r in breqs:
-            cb.update(r.calls)
-        for r in wreqs:
-            cw.update(r.calls)
-        for callee in sorted(set(cb) | set(cw)):
-            z, fold, direction = count_change(cw[callee], len(wreqs), cb[callee], len(breqs))
-            big = fold >= opt.min_fold or fold <= 1.0 / opt.min_fold
-            if z < opt.min_z or not big or (best is not None and z <= best.score):
-                continue
-            ev = [f"operation:{svc}:{op}", f"edge:{svc}->{callee}"]
-            mean_b = cb[callee] / len(breqs)
-            odd = [r for r in wreqs if (r.calls[callee] > mean_b) == (direction == "up")]
-            best_traces = {r.trace_id for r in odd}
-            for r in odd:
-                add_evidence(ev, r.span_ref, opt.max_evidence)
-            best = Signal(
-                service=svc,
-                pod=_mode_pod(wreqs),
-                modality=Modality.TRACES,
-                kind=SignalKind.SPAN_STRUCTURE,
-                key=f"{op}->{callee}",
-                family="structure",
-                direction=direction,
-                score=z,
-                baseline=cb[callee] / len(breqs),
-                observed=cw[callee] / len(wreqs),
-                fold=fold,
-                description=f"{svc} {op} calls {callee} {cb[callee] / len(breqs):.2f} -> "
-                f"{cw[callee] / len(wreqs):.2f} times per request",
-                evidence_ids=ev,
-            )
-    traces.update(best_traces)
-    return [best] if best is not None else []
-
-
-def _edge_signals(win: TraceIndex, base: TraceIndex, opt: SignalOptions) -> list[Signal]:
-    """Slower client-to-server gaps on a call edge. The gap belongs to either end (a slow network,
-    a starved caller, a callee that queues before its span starts), so both ends get the signal."""
+        med = float(np.median(hv))
+        thr = max(float(np.quantile(hv, opt.latency_quantile)), med + opt.min_latency_delta_us)
+        slow = values > thr
+        wsel = in_g & win
+        n_win = int(wsel.sum())
+        if n_win < opt.min_samples:
+            continue
+        k_win = int((slow & wsel).sum())
+        hs = slices[in_g & hist]
+        hslow = slow[in_g & hist]
+        sl_ids, sl_inv = np.unique(hs, return_inverse=True)
+        n_h = np.bincount(sl_inv, minlength=len(sl_ids))
+        k_h = np.bincount(sl_inv, weights=hslow.astype(float), minlength=len(sl_ids))
+        ok = n_h >= opt.min_slice_requests
+        if not ok.any():
+            continue
+        t = slice_test(k_win, n_win, k_h[ok], n_h[ok].astype(float))
+        svc, op = uniq[g].split("\x1f", 1)
+        w_med = float(np.median(values[wsel]))
+        tests[svc].append((t.z, op, k_win, n_win, t.p0, med, w_med, np.nonzero(slow & wsel)[0]))
     out: list[Signal] = []
-    for edge in sorted(set(win.edge_gaps) & set(base.edge_gaps)):
-        bg, wg = base.edge_gaps[edge], win.edge_gaps[edge]
-        if len(bg) < opt.min_samples or len(wg) < opt.min_samples:
+    blamed: dict[str, set[str]] = defaultdict(set)
+    for svc, ts in tests.items():
+        m = len(ts)
+        best = max(ts, key=lambda x: x[0])
+        z, op, k, n, p0, med, w_med, rows = best
+        za = family_z(z, m)
+        if za < opt.min_z or w_med - med < 0:
             continue
-        bv = np.array([g for g, _ in bg])
-        wv = np.array([g for g, _ in wg])
-        z = mann_whitney_z(bv, wv)
-        b_med, w_med = float(np.median(bv)), float(np.median(wv))
-        grew = w_med >= opt.min_latency_ratio * b_med and w_med - b_med >= opt.min_latency_delta_us
-        if z < opt.min_z or not grew:
-            continue
-        caller, callee = edge
-        ev = [f"edge:{caller}->{callee}"]
-        slow = sorted(wg, key=lambda x: -x[0])
-        for _, ref in slow:
-            add_evidence(ev, ref, opt.max_evidence)
-        # no trace ids recorded: the edge is shared by both ends, so it says nothing about who blames whom
-        for end in (caller, callee):
-            out.append(
-                Signal(
-                    service=end,
-                    modality=Modality.TRACES,
-                    kind=SignalKind.EDGE_LATENCY,
-                    key=f"{caller}->{callee}",
-                    family="network",
-                    direction="up",
-                    score=z,
-                    baseline=b_med / 1000.0,
-                    observed=w_med / 1000.0,
-                    fold=w_med / max(b_med, 1.0),
-                    description=f"calls {caller} -> {callee}: time outside the callee "
-                    f"{b_med / 1000:.1f} -> {w_med / 1000:.1f} ms (median)",
-                    evidence_ids=ev,
-                )
+        blamed[svc].update(traces[rows].tolist())
+        ids = [f"operation:{svc}:{op}"] + [f"span:{traces[r]}:{spans[r]}" for r in rows[: opt.max_evidence - 1]]
+        pod_list = [p for p in pods[rows] if p]
+        what = "own time" if kind == SignalKind.SPAN_SELF_LATENCY else "duration"
+        out.append(
+            Signal(
+                service=svc,
+                pod=max(set(pod_list), key=pod_list.count) if pod_list else "",
+                modality=Modality.TRACES,
+                kind=kind,
+                key=op,
+                family="latency",
+                direction="up",
+                score=za,
+                baseline=round(med / 1000.0, 4),
+                observed=round(w_med / 1000.0, 4),
+                fold=share_fold(k, n, p0),
+                effect=round(min(1.0, max(0.0, k / n - p0)), 6),
+                group=f"latency:{svc}:{kind.value}",
+                description=f"{svc} {op}: {k} of {n} requests slower in {what} than {1 - p0:.0%} of history "
+                f"(median {med / 1000:.1f} -> {w_med / 1000:.1f} ms)",
+                evidence_ids=ids,
             )
-    return out
+        )
+    return out, dict(blamed)

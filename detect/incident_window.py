@@ -1,0 +1,239 @@
+"""From an alert time to a ranked root cause: the one code path `POST /explain`, `devmesh explain` and
+`devmesh eval rca` share.
+
+Given only the alert time, `choose_windows` asks the event store where telemetry exists around it:
+
+- the incident window runs from the alert (minus `lead_s`) for as long as logs and spans keep coming
+  without a gap of `gap_s`, at most `max_window_s`;
+- the history is the rest of the store within `history_s` of the window, cut into slices as long as
+  the window, nearest first (at most `max_slices`), leaving out `guard_slices` on each side (an
+  incident often starts before its alert and outlasts the window);
+- metrics are read over at least `metric_window_s` from the window's start, against the
+  `metric_history_s` before the guard.
+
+No labels, no earlier answers: only the telemetry in the store. `rank_incident` fetches those
+windows as Arrow tables and calls `graph.ranking.rank_window`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+import pyarrow as pa
+
+from core.errors import InvalidInput
+from core.rca import Candidate, Modality, RankingResult, TimeRange
+from core.timeutil import NS
+from detect.signals.common import SignalOptions
+from graph.ranking import RankOptions, rank_window
+from retrieval.eventstore import EventStore
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ("event_id", "ts_ns", "service", "pod", "level", "message", "trace_id", "span_id", "template_id")
+SPAN_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "service",
+    "pod",
+    "operation",
+    "start_ns",
+    "end_ns",
+    "duration_us",
+    "status",
+    "kind",
+    "attributes",
+)
+METRIC_COLUMNS = ("ts_ns", "name", "value", "service", "pod", "host")
+MODALITIES = ("logs", "traces", "metrics")
+
+
+@dataclass(frozen=True)
+class IncidentOptions:
+    """How windows are chosen around an alert, and the ranking's own options. Generic defaults."""
+
+    lead_s: int = 0
+    """The window starts this long before the alert."""
+    max_window_s: int = 300
+    """... and ends at most this long after it."""
+    min_window_s: int = 30
+    """A window shorter than this (no data after the alert yet) reaches back before the alert."""
+    gap_s: int = 30
+    """A silence this long in logs and spans ends the window: the recording stopped."""
+    history_s: int = 86_400
+    """Logs and spans within this distance of the window are history."""
+    max_slices: int = 200
+    """At most this many history slices, nearest first."""
+    guard_slices: int = 1
+    """Slices on each side of the window that are neither window nor history."""
+    metric_window_s: int = 240
+    """Metrics are read over at least this long from the window's start (a few samples)."""
+    metric_history_s: int = 3600
+    """Metric history before the guard."""
+    bucket_s: int = 5
+    """Resolution at which the store is asked where data exists."""
+    rank: RankOptions = field(default_factory=RankOptions)
+
+
+@dataclass(frozen=True)
+class IncidentWindows:
+    alert_ns: int
+    window: tuple[int, int]
+    slice_ns: int
+    history: list[tuple[int, int]]
+    """History slices, nearest first."""
+    metrics_window: tuple[int, int]
+    metrics_history: tuple[int, int]
+
+    def history_ranges(self) -> list[tuple[int, int]]:
+        """History slices merged into as few ranges as possible, in time order."""
+        out: list[tuple[int, int]] = []
+        for a, b in sorted(self.history):
+            if out and a <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], b))
+            else:
+                out.append((a, b))
+        return out
+
+
+def _occupied(events: EventStore, lo: int, hi: int, bucket_s: int) -> list[int]:
+    """Start times of the buckets in [lo, hi) that hold logs or spans, sorted."""
+    seen: set[int] = set()
+    for kind in ("logs", "spans"):
+        rows = events.count_by(kind, [], start_ns=lo, end_ns=hi, bucket_s=bucket_s, limit=10_000_000)
+        seen.update(int(r["bucket_ns"]) for r in rows)
+    return sorted(seen)
+
+
+def choose_windows(events: EventStore, alert_ns: int, opt: IncidentOptions | None = None) -> IncidentWindows:
+    """The incident window, history slices and metric windows for an alert (see module doc)."""
+    o = opt or IncidentOptions()
+    if not isinstance(alert_ns, int) or isinstance(alert_ns, bool) or alert_ns <= 0:
+        raise InvalidInput("alert_ns must be a positive integer (nanoseconds since the epoch)", field="alert_ns")
+    b = o.bucket_s * NS
+    lo, hi = alert_ns - o.history_s * NS, alert_ns + o.history_s * NS
+    buckets = _occupied(events, lo, hi, o.bucket_s)
+    start = alert_ns - o.lead_s * NS
+    end = alert_ns
+    for t in buckets:
+        if t + b <= alert_ns:
+            continue
+        if t - end > o.gap_s * NS or t >= alert_ns + o.max_window_s * NS:
+            break
+        end = min(t + b, alert_ns + o.max_window_s * NS)
+    if end - start < o.min_window_s * NS:
+        start = end - o.min_window_s * NS
+    min_slice = o.rank.signals.min_slice_s * NS
+    width = max(end - start, min_slice)
+    history: list[tuple[int, int]] = []
+    if buckets:
+        occupied = set(buckets)
+        steps = range(1, o.history_s * NS // width + 2)
+        for j in (x for k in steps for x in (-k, k)):
+            if abs(j) <= o.guard_slices:
+                continue
+            a = start + j * width
+            z = a + width
+            if z <= lo or a >= hi:
+                continue
+            first = (a // b) * b
+            if any(t in occupied for t in range(first, z, b)):
+                history.append((a, z))
+                if len(history) >= o.max_slices:
+                    break
+    m_end = max(end, start + o.metric_window_s * NS)
+    m_hist_end = start - o.guard_slices * width
+    m_hist = (m_hist_end - o.metric_history_s * NS, m_hist_end)
+    return IncidentWindows(alert_ns, (start, end), width, history, (start, m_end), m_hist)
+
+
+def rank_incident(
+    events: EventStore,
+    *,
+    alert_ns: int,
+    service_hint: str | None = None,
+    modalities: Collection[str] = MODALITIES,
+    options: IncidentOptions | None = None,
+) -> RankingResult:
+    """Ranked root causes for an alert at `alert_ns`, from what the event store holds around it.
+
+    `modalities` limits the telemetry read ('logs', 'traces', 'metrics'). `service_hint` (the service
+    the alert is about) puts candidates it depends on, itself included, ahead of the others.
+    """
+    bad = [m for m in modalities if m not in MODALITIES]
+    if bad:
+        raise InvalidInput(f"unknown modality {bad[0]!r}; use any of {', '.join(MODALITIES)}", field="modalities")
+    o = options or IncidentOptions()
+    w = choose_windows(events, alert_ns, o)
+    ranges = w.history_ranges()
+    empty = pa.table({})
+
+    def pair(kind: str, cols: Sequence[str], wanted: str) -> tuple[pa.Table, pa.Table]:
+        if wanted not in modalities:
+            return empty, empty
+        win = events.fetch(kind, *w.window, columns=cols)  # type: ignore[arg-type]
+        base = events.fetch_ranges(kind, ranges, columns=cols)  # type: ignore[arg-type]
+        return win, base
+
+    lw, lb = pair("logs", LOG_COLUMNS, "logs")
+    sw, sb = pair("spans", SPAN_COLUMNS, "traces")
+    if "metrics" in modalities:
+        mw = events.fetch("metrics", *w.metrics_window, columns=METRIC_COLUMNS)
+        mb = events.fetch("metrics", *w.metrics_history, columns=METRIC_COLUMNS)
+    else:
+        mw = mb = empty
+    result = rank_window(
+        lw, lb, sw, sb, mw, mb, None, alert_ns=alert_ns, window=w.window, options=o.rank
+    )
+    notes = list(result.notes)
+    skipped = [m for m in MODALITIES if m not in modalities]
+    if skipped:
+        notes.append(f"left out on request: {', '.join(skipped)}")
+    notes.append(
+        f"window {w.window[0]}-{w.window[1]} ({(w.window[1] - w.window[0]) / NS:.0f} s); "
+        f"{len(w.history)} history slices of {w.slice_ns / NS:.0f} s"
+    )
+    candidates = result.candidates
+    if service_hint and candidates:
+        candidates = _behind_hint(candidates, service_hint, sw, sb)
+    log.info(
+        "rank_incident",
+        extra={"alert_ns": alert_ns, "slices": len(w.history), "logs": lw.num_rows + lb.num_rows,
+               "spans": sw.num_rows + sb.num_rows, "status": result.status},
+    )
+    return result.model_copy(
+        update={
+            "candidates": candidates,
+            "notes": notes,
+            "window": TimeRange(start_ns=w.window[0], end_ns=w.window[1]),
+            "baseline": [TimeRange(start_ns=a, end_ns=b) for a, b in w.history],
+            "metrics_window": TimeRange(start_ns=w.metrics_window[0], end_ns=w.metrics_window[1]),
+            "metrics_baseline": TimeRange(start_ns=w.metrics_history[0], end_ns=w.metrics_history[1]),
+        }
+    )
+
+
+def _behind_hint(candidates: list[Candidate], hint: str, *spans: pa.Table) -> list[Candidate]:
+    """Candidates the hinted service reaches through calls (itself included) first, order kept."""
+    g = nx.DiGraph()
+    for t in spans:
+        if t.num_rows == 0 or "parent_id" not in t.column_names:
+            continue
+        ids = dict(zip(t.column("span_id").to_pylist(), t.column("service").to_pylist(), strict=True))
+        for parent, svc in zip(t.column("parent_id").to_pylist(), t.column("service").to_pylist(), strict=True):
+            caller = ids.get(parent)
+            if caller and caller != svc:
+                g.add_edge(caller, svc)
+    if hint not in g:
+        return candidates
+    reach = nx.descendants(g, hint) | {hint}
+    first = [c for c in candidates if c.service in reach]
+    rest = [c for c in candidates if c.service not in reach]
+    return [c.model_copy(update={"rank": i}) for i, c in enumerate(first + rest, start=1)]
+
+
+__all__ = ["IncidentOptions", "IncidentWindows", "Modality", "choose_windows", "rank_incident", "SignalOptions"]

@@ -1,0 +1,239 @@
+"""Path signals: what a service does next, per request, compared with its history.
+
+A request is one visit of a trace to a service (its entry span and the spans below it in the same
+service). Its *events* are tokens in time order: ``START:<operation>``, then log statements or
+internal operations and calls, then ``END``. For every token A of a service we count what follows
+it (A -> B), in the incident window and in each history slice, and test each share P(B | A) with
+`slice_test`. Conditioning on A is what makes this robust to traffic: a busier hour sends more
+requests down every path, but the share that turns from A to B stays put unless the code now
+behaves differently. A return value that is suddenly wrong (a new error after A), an exception
+that cuts a loop short (A no longer followed by A), a statement that no longer runs: each moves
+one share at the point where the service's behaviour changed.
+
+Tokens that are errors naming another service (``... no instances available for svc-b``) make the
+whole change at A evidence about that dependency: the signals carry `dependency`, and the ranking
+decides how much of it to pass on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.rca import Modality, Signal, SignalKind
+from detect.signals.common import SignalOptions, family_z, share_fold, slice_test
+
+START = "START"
+END = "END"
+ERR_MARK = " !ERR"
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("service", pa.string()),
+        ("pod", pa.string()),
+        ("req", pa.string()),
+        ("trace", pa.string()),
+        ("ts", pa.int64()),
+        ("token", pa.string()),
+        ("err", pa.bool_()),
+        ("dep", pa.string()),
+        ("ref", pa.string()),
+        ("slice", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SequenceKinds:
+    modality: Modality
+    shift: SignalKind
+    error: SignalKind
+    noun: str
+    """What a token is, for descriptions: 'log statement' or 'step'."""
+
+
+LOG_KINDS = SequenceKinds(Modality.LOGS, SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.LOG_ERROR_TEMPLATE, "log")
+SPAN_KINDS = SequenceKinds(Modality.TRACES, SignalKind.SPAN_STRUCTURE, SignalKind.SPAN_ERROR, "step")
+
+
+@dataclass
+class _Test:
+    service: str
+    a: str
+    b: str
+    k: int
+    n: int
+    z: float
+    p0: float
+
+
+def _np(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def transitions(events: pa.Table) -> pa.Table:
+    """(service, a, b, slice, ...) for every event and its successor in the same request."""
+    if events.num_rows == 0:
+        return pa.table({"service": [], "a": [], "b": [], "slice": [], "i": [], "j": []})
+    req_codes = events.column("req").dictionary_encode().combine_chunks().indices.to_numpy()
+    ts = _np(events, "ts")
+    order = np.lexsort((ts, req_codes))
+    same_next = np.zeros(len(order), dtype=bool)
+    same_next[:-1] = req_codes[order[1:]] == req_codes[order[:-1]]
+    tokens = events.column("token").take(pa.array(order))
+    nxt_idx = np.where(same_next, np.roll(order, -1), -1)
+    nxt_tok = np.where(same_next, np.roll(tokens.to_numpy(zero_copy_only=False), -1), END)
+    return pa.table(
+        {
+            "service": events.column("service").take(pa.array(order)),
+            "a": tokens,
+            "b": pa.array(nxt_tok, pa.string()),
+            "slice": events.column("slice").take(pa.array(order)),
+            "i": pa.array(order, pa.int64()),
+            "j": pa.array(nxt_idx, pa.int64()),
+        }
+    )
+
+
+def sequence_signals(
+    events: pa.Table, kinds: SequenceKinds, opt: SignalOptions
+) -> tuple[list[Signal], dict[str, set[str]]]:
+    """Signals from `events` (EVENT_SCHEMA; slice 0 is the window, others history), and per service
+    the window trace ids of the requests behind its signals."""
+    tr = transitions(events)
+    if tr.num_rows == 0:
+        return [], {}
+    pairs = tr.group_by(["service", "a", "b", "slice"]).aggregate([("i", "count")])
+    counts: dict[tuple[str, str], dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
+    for s, a, b, sl, c in zip(
+        pairs.column("service").to_pylist(),
+        pairs.column("a").to_pylist(),
+        pairs.column("b").to_pylist(),
+        pairs.column("slice").to_pylist(),
+        pairs.column("i_count").to_pylist(),
+        strict=True,
+    ):
+        counts[(s, a)][b][sl] = c
+    tests: dict[str, list[_Test]] = defaultdict(list)
+    for (service, a), succ in counts.items():
+        expo: dict[int, int] = defaultdict(int)
+        for by_slice in succ.values():
+            for sl, c in by_slice.items():
+                expo[sl] += c
+        n_win = expo.get(0, 0)
+        hist = sorted(sl for sl, c in expo.items() if sl != 0 and c >= opt.min_slice_requests)
+        if n_win < opt.min_samples or not hist:
+            continue
+        n_hist = np.array([expo[sl] for sl in hist], dtype=float)
+        for b, by_slice in succ.items():
+            k_win = by_slice.get(0, 0)
+            k_hist = np.array([by_slice.get(sl, 0) for sl in hist], dtype=float)
+            t = slice_test(k_win, n_win, k_hist, n_hist)
+            tests[service].append(_Test(service, a, b, k_win, n_win, t.z, t.p0))
+    return _signals(events, tr, tests, kinds, opt)
+
+
+def is_error_token(token: str) -> bool:
+    return ERR_MARK in token
+
+
+def _signals(
+    events: pa.Table,
+    tr: pa.Table,
+    tests: dict[str, list[_Test]],
+    kinds: SequenceKinds,
+    opt: SignalOptions,
+) -> tuple[list[Signal], dict[str, set[str]]]:
+    wt = tr.filter(pc.equal(tr.column("slice"), 0))
+    w_service = _np(wt, "service")
+    w_a = _np(wt, "a")
+    w_b = _np(wt, "b")
+    w_i = _np(wt, "i")
+    w_j = _np(wt, "j")
+    a_ev = events.take(pa.array(w_i, pa.int64()))
+    b_ev = events.take(pa.array(np.where(w_j >= 0, w_j, w_i), pa.int64()))
+    b_dep = np.where(w_j >= 0, _np(b_ev, "dep"), "")
+    refs_a, refs_b = _np(a_ev, "ref"), _np(b_ev, "ref")
+    trace_a = _np(a_ev, "trace")
+    pods_a = _np(a_ev, "pod")
+    out: list[Signal] = []
+    blamed: dict[str, set[str]] = defaultdict(set)
+    for service, ts in tests.items():
+        m = len(ts)
+        found: list[tuple[float, _Test]] = []
+        for t in ts:
+            za = family_z(abs(t.z), m)
+            if za >= opt.min_z:
+                found.append((za, t))
+        if not found:
+            continue
+        found.sort(key=lambda x: -x[0])
+        mine = w_service == service
+        # a change at A whose strongest new successor is an error naming another service is about that service
+        dep_of: dict[str, str] = {}
+        for _, t in found:
+            if t.z > 0 and t.a not in dep_of and is_error_token(t.b):
+                names = [d for d in b_dep[mine & (w_a == t.a) & (w_b == t.b)] if d]
+                if names:
+                    dep_of[t.a] = max(set(names), key=names.count)
+        kept = 0
+        for za, t in found:
+            if kept >= opt.max_signals_per_service:
+                break
+            sel = mine & (w_a == t.a)
+            if t.z > 0:
+                rows = np.nonzero(sel & (w_b == t.b))[0]
+                shown = np.where(w_j[rows] >= 0, refs_b[rows], refs_a[rows])
+            else:
+                rows = np.nonzero(sel & (w_b != t.b))[0]
+                shown = refs_a[rows]
+            ids: list[str] = []
+            for r in shown:
+                if r and r not in ids:
+                    ids.append(r)
+                if len(ids) >= opt.max_evidence:
+                    break
+            blamed[service].update(x for x in trace_a[rows] if x)
+            pod_list = [p for p in pods_a[rows] if p]
+            is_err = t.z > 0 and is_error_token(t.b)
+            pw = t.k / t.n if t.n else 0.0
+            verb = "now" if t.z > 0 else "no longer"
+            out.append(
+                Signal(
+                    service=service,
+                    pod=max(set(pod_list), key=pod_list.count) if pod_list else "",
+                    modality=kinds.modality,
+                    kind=kinds.error if is_err else kinds.shift,
+                    key=f"{t.a} -> {t.b}",
+                    family="error" if is_err else "structure" if kinds.modality == Modality.TRACES else "template",
+                    direction="up" if t.z > 0 else "down",
+                    score=za,
+                    baseline=round(t.p0, 6),
+                    observed=round(pw, 6),
+                    fold=share_fold(t.k, t.n, t.p0),
+                    effect=round(min(1.0, abs(pw - t.p0)), 6),
+                    group=f"{kinds.modality.value}:{service}:{t.a}",
+                    dependency=dep_of.get(t.a, ""),
+                    description=_describe(service, t, kinds, verb),
+                    evidence_ids=ids,
+                )
+            )
+            kept += 1
+    return out, dict(blamed)
+
+
+def _describe(service: str, t: _Test, kinds: SequenceKinds, verb: str) -> str:
+    a = _short(t.a)
+    b = _short(t.b)
+    return (
+        f"{service}: after {a!r}, {kinds.noun} {b!r} {verb} follows in {t.k} of {t.n} requests "
+        f"(history {t.p0:.0%})"
+    )[:400]
+
+
+def _short(token: str) -> str:
+    return token if len(token) <= 90 else token[:87] + "..."
