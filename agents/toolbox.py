@@ -51,8 +51,8 @@ def record(
 ) -> tuple[T, AgentStep]:
     """Run one tool call; the step says what ran (exact query and parameters), how long, and how it ended.
 
-    A DevMeshError becomes a step with status `error` and `default` as the result: one failing store does not
-    end the investigation.
+    A failure becomes a step with status `error` (and the message) and `default` as the result: one failing
+    store or tool does not end the investigation.
     """
     started = now_ns()
     t0 = time.perf_counter()
@@ -63,6 +63,9 @@ def record(
     except DevMeshError as exc:
         log.warning("agent tool failed", extra={"agent": agent, "tool": tool, "error": exc.message})
         result, status, detail = default, StepStatus.ERROR, exc.message
+    except Exception as exc:  # a bug in one tool is recorded as that step's error; the team goes on
+        log.exception("agent tool crashed", extra={"agent": agent, "tool": tool})
+        result, status, detail = default, StepStatus.ERROR, f"{type(exc).__name__}: {exc}"
     items = len(result) if isinstance(result, Sized) else (0 if result is None else 1)
     if status == StepStatus.OK and items == 0:
         status = StepStatus.NO_DATA

@@ -350,12 +350,15 @@ def test_health_and_info(client: TestClient, api_settings: Settings) -> None:
 
 
 def test_openapi_lists_every_route(client: TestClient) -> None:
-    from api.http import ingest, meta, otlp, query
+    from api import alerts
+    from api.chat import routes as chat_routes
+    from api.http import incidents, ingest, meta, otlp, query
 
     spec = client.get("/openapi.json").json()
     routes = {
         (r.path, m)
-        for router in (meta.router, ingest.router, otlp.router, query.router)
+        for router in (meta.router, ingest.router, otlp.router, query.router, incidents.router, alerts.router,
+                       chat_routes.router)
         for r in router.routes
         for m in r.methods  # type: ignore[attr-defined]
     }
@@ -370,6 +373,12 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         ("/search/logs", "GET"),
         ("/health", "GET"),
         ("/info", "GET"),
+        ("/explain", "POST"),
+        ("/incidents", "GET"),
+        ("/incidents/{incident_id}", "GET"),
+        ("/incidents/{incident_id}/evidence", "GET"),
+        ("/incidents/{incident_id}/feedback", "POST"),
+        ("/alerts/alertmanager", "POST"),
     }
     ingest = spec["paths"]["/ingest/logs"]["post"]
     assert "events" in ingest["requestBody"]["content"]["application/json"]["schema"]["properties"]
