@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(default=None, description="Slack app token for Socket Mode.")
     slack_api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
     slack_command: str = Field(default="/devmesh", description="The slash command DevMesh answers.")
+    slack_channel: str = Field(default="", description="Channel where detected incidents are announced.")
+    detect_every: str | None = Field(
+        default=None, description="Run detection in `devmesh serve` at this interval (e.g. 1m, 5m); unset: never."
+    )
     slack_socket_mode: bool = Field(default=False, description="Use Socket Mode instead of the Events API.")
     chat_webhook_url: SecretStr | None = Field(default=None, description="Incoming webhook for explanations.")
     chat_webhook_format: str = Field(default="mattermost", description="mattermost, slack, teams or generic.")

@@ -19,6 +19,7 @@ from api.http.limits import BodyLimitMiddleware
 from api.port_impl import EnginePort
 from api.wiring import Services, open_services
 from core.settings import Settings
+from core.timeutil import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,16 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         app.state.slack = slack_bot_from_settings(settings, app.state.port)
         if settings.alerts_token is not None:
             app.state.alerts_token = settings.alerts_token.get_secret_value()
-        refresher = asyncio.create_task(_refresh_topology_loop(svc))
+        tasks = [asyncio.create_task(_refresh_topology_loop(svc))]
+        if settings.detect_every:
+            tasks.append(asyncio.create_task(_detect_loop(svc, parse_duration(settings.detect_every).total_seconds())))
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if app.state.slack is not None:
                 app.state.slack.close()
             await run_in_threadpool(svc.close)
@@ -78,3 +82,18 @@ async def _refresh_topology_loop(svc: Services) -> None:
                 await run_in_threadpool(svc.pipeline.refresh_topology)
             except Exception:
                 log.exception("topology refresh failed; will retry")
+
+
+async def _detect_loop(svc: Services, every_s: float) -> None:
+    """Scheduled detection inside the server; the run marker in the event store carries over restarts."""
+    from api.notify import notifier_from_settings
+    from core.timeutil import now_ns
+    from detect.runner import run_once
+
+    notify = notifier_from_settings(svc.settings)
+    while True:
+        try:
+            await run_in_threadpool(lambda: run_once(svc.toolbox(), end_ns=now_ns(), notify=notify))
+        except Exception:
+            log.exception("detection run failed; will retry")
+        await asyncio.sleep(every_s)
