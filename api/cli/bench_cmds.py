@@ -11,6 +11,8 @@ from api.wiring import open_services
 
 bench_app = typer.Typer(help="Benchmarks (throughput, latency, memory); JSON results with --json.")
 eval_app = typer.Typer(help="Accuracy evaluations on labelled data sets; JSON results with --json.")
+eval_detect_app = typer.Typer(help="Scheduled detection replayed over a labelled data set.")
+eval_app.add_typer(eval_detect_app, name="detect")
 
 
 def register(app: typer.Typer) -> None:
@@ -76,4 +78,32 @@ def eval_templates(
     from bench.eval_templates import evaluate_templates
 
     result = evaluate_templates(directory, systems=system or None)
+    emit(result, as_json, _print)
+
+
+@eval_detect_app.command("nezha")
+def eval_detect_nezha(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="Nezha-layout folder (date folders with a fault list)."),
+    home: Path | None = typer.Option(None, help="Home to import into (default: a new temporary one)."),
+    reuse: bool = typer.Option(False, help="Reuse the data already imported into --home."),
+    explain: bool = typer.Option(False, help="Run the whole agent team for each incident (slower)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replay detection once a minute over the data; faults detected within 3 minutes, top-1, false incidents."""
+    import tempfile
+
+    from bench.eval_detect import evaluate_detect_nezha
+
+    with tempfile.TemporaryDirectory(prefix="devmesh-eval-") as tmp, progress(not as_json) as bar:
+        settings = state(ctx).settings.model_copy(update={"home": home or Path(tmp)})
+        task = bar.add_task("detect", total=None, status="")
+        result = evaluate_detect_nezha(
+            directory,
+            settings,
+            open_fn=open_services,
+            reuse=reuse,
+            explain=explain,
+            on_run=lambda n, total: bar.update(task, completed=n, total=total),
+        )
     emit(result, as_json, _print)
