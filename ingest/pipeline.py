@@ -259,27 +259,22 @@ class Pipeline:
 
     # ---- spans and metrics -------------------------------------------------------------------------
     def ingest_spans(self, cols: dict[str, list[Any]]) -> IngestReport:
-        t0 = time.perf_counter()
-        n = batch.num_rows(cols)
-        report = IngestReport(kind="spans", received=n)
-        if not n:
-            return report
-        with self._lock:
-            result = self.events.append_spans(batch.to_table("spans", cols))
-            report.stored, report.duplicates = result.inserted, result.duplicates
-            self.spans_since_refresh += result.inserted
-            self._learn_placements(cols)
-        report.seconds = time.perf_counter() - t0
+        report = self._store_plain("spans", cols)
+        self.spans_since_refresh += report.stored
         return report
 
     def ingest_metrics(self, cols: dict[str, list[Any]]) -> IngestReport:
+        return self._store_plain("metrics", cols)
+
+    def _store_plain(self, kind: batch.Kind, cols: dict[str, list[Any]]) -> IngestReport:
+        """Spans and metrics: stored as they are (de-duplicated); where their pods run goes to the graph."""
         t0 = time.perf_counter()
-        n = batch.num_rows(cols)
-        report = IngestReport(kind="metrics", received=n)
-        if not n:
+        report = IngestReport(kind=kind, received=batch.num_rows(cols))
+        if not report.received:
             return report
+        append = self.events.append_spans if kind == "spans" else self.events.append_metrics
         with self._lock:
-            result = self.events.append_metrics(batch.to_table("metrics", cols))
+            result = append(batch.to_table(kind, cols))
             report.stored, report.duplicates = result.inserted, result.duplicates
             self._learn_placements(cols)
         report.seconds = time.perf_counter() - t0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import xxhash
@@ -195,3 +195,35 @@ def matches(q: LogQuery, event: dict[str, Any]) -> bool:
     if q.trace_id is not None and event["trace_id"] != q.trace_id:
         return False
     return q.contains is None or q.contains.lower() in event["message"].lower()
+
+
+def query_from_args(names: Mapping[str, str], **args: Any) -> LogQuery:
+    """A LogQuery from front-end arguments: `since`/`until` as times (ISO, epoch, '15m' = that long ago),
+    `level` as the minimum level, lists as they are; empty values are left out. A bad value is InvalidInput
+    naming the argument as the front end calls it (`names` maps since, until, level, ... to those names)."""
+    from pydantic import ValidationError
+
+    from core.timeutil import parse_time_arg
+
+    fields: dict[str, Any] = {}
+    for arg, value in args.items():
+        if value is None or value == [] or value == "":
+            continue
+        key = {"since": "start_ns", "until": "end_ns", "level": "min_level"}.get(arg, arg)
+        if arg in ("since", "until"):
+            try:
+                value = parse_time_arg(value)
+            except InvalidInput as exc:
+                raise InvalidInput(exc.message, field=names.get(arg, arg)) from exc
+        fields[key] = value
+    try:
+        return LogQuery(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "start_ns"  # the model-level check is since <= until
+        arg = {"start_ns": "since", "end_ns": "until", "min_level": "level"}.get(key, key)
+        problem = str(err["msg"]).removeprefix("Value error, ")
+        problem = problem.replace(
+            "start_ns is after end_ns", f"{names.get('since', 'since')} is after {names.get('until', 'until')}"
+        )
+        raise InvalidInput(problem, field=names.get(arg, arg)) from exc

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, opened
-from core.errors import InvalidInput
-from core.timeutil import parse_duration, parse_time_arg
-from retrieval.logquery import LogQuery
+from retrieval.logquery import query_from_args
 from retrieval.search import search_logs
 
 query_app = typer.Typer(help="Query stored telemetry: log lines with filters, or read-only SQL.")
@@ -23,55 +20,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(search_app, name="search")
 
 
-def _filters(
-    since: str | None,
-    until: str | None,
-    service: list[str] | None,
-    host: list[str] | None,
-    level: str | None,
-    trace_id: str | None,
-    template: list[str] | None,
-    contains: str | None,
-) -> dict[str, Any]:
-    f: dict[str, Any] = {
-        "start_ns": _time_arg(since, "--since") if since else None,
-        "end_ns": _time_arg(until, "--until") if until else None,
-        "service": service or None,
-        "host": host or None,
-        "min_level": level,
-        "trace_id": trace_id,
-        "template_id": template or None,
-        "contains": contains,
-    }
-    return {k: v for k, v in f.items() if v is not None}
-
-
-def _time_arg(text: str, option: str) -> int:
-    """parse_time_arg, with a bare duration ('15m') read as that long ago, as --since's help says."""
-    s = text.strip()
-    try:
-        parse_duration(s)
-    except InvalidInput:
-        try:
-            return parse_time_arg(s)
-        except InvalidInput as exc:
-            raise InvalidInput(exc.message, field=option) from exc
-    return parse_time_arg("-" + s)
-
-
-_OPTION_OF = {"start_ns": "--since", "end_ns": "--until", "min_level": "--level", "template_id": "--template"}
-
-
-def _log_query(**kwargs: Any) -> LogQuery:
-    """LogQuery from the options; a bad value is InvalidInput naming the option."""
-    try:
-        return LogQuery(**kwargs)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = str(err["loc"][0]) if err["loc"] else "start_ns"  # the model-level check is since <= until
-        problem = str(err["msg"]).removeprefix("Value error, ")
-        problem = problem.replace("start_ns is after end_ns", "--since is after --until")
-        raise InvalidInput(problem, field=_OPTION_OF.get(name, "--" + name.replace("_", "-"))) from exc
+_OPTION_OF = {
+    "since": "--since",
+    "until": "--until",
+    "level": "--level",
+    "template_id": "--template",
+    "service": "--service",
+    "host": "--host",
+    "trace_id": "--trace-id",
+    "contains": "--contains",
+    "limit": "--limit",
+    "cursor": "--cursor",
+}
 
 
 SinceOpt = typer.Option(None, "--since", help="Start: ISO time, epoch, or relative like 15m / 2h ago.")
@@ -101,8 +61,16 @@ def query_logs_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Log lines matching the filters, newest first, a page at a time."""
-    q = _log_query(
-        **_filters(since, until, service, host, level, trace_id, template, contains),
+    q = query_from_args(
+        _OPTION_OF,
+        since=since,
+        until=until,
+        service=service,
+        host=host,
+        level=level,
+        trace_id=trace_id,
+        template_id=template,
+        contains=contains,
         order="asc" if oldest_first else "desc",
         limit=limit,
         cursor=cursor,
@@ -159,7 +127,7 @@ def search_logs_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Log templates closest in meaning to TEXT, with scores, counts and example lines."""
-    filters = _log_query(**_filters(since, until, service, host, level, None, None, None))
+    filters = query_from_args(_OPTION_OF, since=since, until=until, service=service, host=host, level=level)
     with opened(ctx) as svc:
         result = search_logs(text, filters, events=svc.events, vectors=svc.vectors, embedder=svc.embedder, limit=limit)
     emit(result.model_dump(), as_json, _render_search)

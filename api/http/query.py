@@ -2,71 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import ValidationError
 
 from api.http.deps import services
 from api.wiring import Services
-from core.errors import InvalidInput
-from core.timeutil import parse_duration, parse_time_arg
-from retrieval.logquery import LogPage, LogQuery
+from retrieval.logquery import LogPage, query_from_args
 from retrieval.search import SearchResult, search_logs
 
 router = APIRouter(tags=["query"])
-
-
-def _filters(
-    since: str | None,
-    until: str | None,
-    service: list[str] | None,
-    host: list[str] | None,
-    level: str | None,
-    trace_id: str | None,
-    template_id: list[str] | None,
-    contains: str | None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in (("since", since), ("until", until)):
-        if value:
-            try:
-                out["start_ns" if name == "since" else "end_ns"] = time_arg(value)
-            except InvalidInput as exc:
-                raise InvalidInput(exc.message, field=name) from exc
-    for key, values in (("service", service), ("host", host), ("template_id", template_id)):
-        if values:
-            out[key] = values
-    for key, text in (("min_level", level), ("trace_id", trace_id), ("contains", contains)):
-        if text:
-            out[key] = text
-    return out
-
-
-def time_arg(text: str) -> int:
-    """parse_time_arg, with a bare duration ('15m') read as that long ago, as the parameter docs say."""
-    s = text.strip()
-    try:
-        parse_duration(s)
-    except InvalidInput:
-        return parse_time_arg(s)
-    return parse_time_arg("-" + s)
-
-
-# LogQuery's fields under the names of the query parameters that set them
-_PARAM_OF = {"start_ns": "since", "end_ns": "until", "min_level": "level"}
-
-
-def _log_query(**kwargs: Any) -> LogQuery:
-    """LogQuery from query parameters; a bad value is InvalidInput naming the parameter the client sent."""
-    try:
-        return LogQuery(**kwargs)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = str(err["loc"][0]) if err["loc"] else "since"  # the model-level check is since <= until
-        problem = str(err["msg"]).removeprefix("Value error, ")
-        problem = problem.replace("start_ns is after end_ns", "since is after until")
-        raise InvalidInput(problem, field=_PARAM_OF.get(name, name)) from exc
 
 
 Since = Annotated[str | None, Query(description="Start: ISO-8601, epoch, or relative ('15m' = 15 minutes ago).")]
@@ -91,8 +36,16 @@ def query_logs(
     cursor: str | None = None,
     svc: Services = Depends(services),
 ) -> LogPage:
-    q = _log_query(
-        **_filters(since, until, service, host, level, trace_id, template_id, contains),
+    q = query_from_args(
+        {},
+        since=since,
+        until=until,
+        service=service,
+        host=host,
+        level=level,
+        trace_id=trace_id,
+        template_id=template_id,
+        contains=contains,
         order=order,
         limit=limit,
         cursor=cursor,
@@ -111,5 +64,5 @@ def search(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     svc: Services = Depends(services),
 ) -> SearchResult:
-    filters = _log_query(**_filters(since, until, service, host, level, None, None, None))
+    filters = query_from_args({}, since=since, until=until, service=service, host=host, level=level)
     return search_logs(q, filters, events=svc.events, vectors=svc.vectors, embedder=svc.embedder, limit=limit)
