@@ -50,6 +50,11 @@ def explain(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         timings=timings,
         masker=tools.masker,
     )
-    notes = list(dict.fromkeys([*state.get("notes", []), *expl.notes]))  # in order, each once
+    notes = list(state.get("notes", []))
+    skipped = [a for a in state.get("plan", []) if a not in timings]  # chosen, but the deadline came first
+    if skipped:
+        agents = " and ".join(skipped) + (" agents" if len(skipped) > 1 else " agent")
+        notes.append(f"out of time (budget {tools.budget.seconds:g} s): the {agents} did not run")
+    notes = list(dict.fromkeys([*notes, *expl.notes]))  # in order, each once
     expl = expl.model_copy(update={"notes": notes})
     return {"explanation": expl, "timings": {"explainer": round((time.perf_counter() - t0) * 1000, 2)}}

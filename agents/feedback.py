@@ -32,8 +32,9 @@ def similar_incidents(
             SimilarIncident(
                 incident_id=str(h.payload.get("incident_id", h.id)),
                 summary=str(h.payload.get("summary", ""))[:500],
-                root_cause=str(h.payload.get("confirmed_root_cause") or h.payload.get("root_cause", "")),
-                similarity=round(max(0.0, float(h.score)), 4),
+                # only what a person confirmed: the ranking's own earlier answer is no evidence for itself
+                root_cause=str(h.payload.get("confirmed_root_cause") or ""),
+                similarity=round(min(1.0, max(0.0, float(h.score))), 4),
                 time_ns=h.payload.get("time_ns"),
             )
             for h in hits
@@ -44,7 +45,13 @@ def similar_incidents(
         "topology",
         "vectors.search",
         f"nearest past incidents to the symptoms in '{INCIDENTS}'",
-        {"collection": INCIDENTS, "limit": limit, "min_similarity": MIN_SIMILARITY},
+        {
+            "collection": INCIDENTS,
+            "limit": limit,
+            "min_similarity": MIN_SIMILARITY,
+            "exclude": exclude,
+            "text": symptoms[:200],
+        },
         search,
         default=[],
     )
@@ -56,19 +63,28 @@ def apply_feedback(ranking: RankingResult, similar: list[SimilarIncident]) -> tu
 
     confidence' = confidence + (1 - confidence) * FEEDBACK_WEIGHT * similarity, then re-rank.
     """
-    confirmed = {s.root_cause: s for s in similar if s.root_cause}
+    confirmed: dict[str, SimilarIncident] = {}
+    for s in sorted(similar, key=lambda s: -s.similarity):
+        if s.root_cause:
+            confirmed.setdefault(s.root_cause, s)  # the most similar incident that confirmed it counts
     if not confirmed or not ranking.candidates:
         return ranking, []
     notes = []
-    moved = []
+    moved = list(ranking.candidates)
     for c in ranking.candidates:
-        s = confirmed.get(c.service)
-        if s is None:
-            moved.append(c)
+        past = confirmed.get(c.service)
+        if past is None:
             continue
-        conf = min(1.0, c.confidence + (1 - c.confidence) * FEEDBACK_WEIGHT * s.similarity)
-        moved.append(c.model_copy(update={"confidence": round(conf, 4)}))
-        notes.append(f"{c.service} was the root cause of the similar incident {s.incident_id}: confidence raised")
-    moved.sort(key=lambda c: -c.confidence)
+        conf = round(min(1.0, c.confidence + (1 - c.confidence) * FEEDBACK_WEIGHT * past.similarity), 4)
+        raised = c.model_copy(update={"confidence": conf})
+        # up past every candidate it now beats, never down; the others keep their order (e.g. the alert's hint)
+        at = moved.index(c)
+        del moved[at]
+        ahead = next((i for i, o in enumerate(moved) if o.confidence < conf), len(moved))
+        moved.insert(min(at, ahead), raised)
+        notes.append(
+            f"{c.service} was confirmed as the root cause of the similar incident {past.incident_id} "
+            f"(similarity {past.similarity:.2f}): confidence raised from {c.confidence:.2f} to {conf:.2f}"
+        )
     moved = [c.model_copy(update={"rank": i + 1}) for i, c in enumerate(moved)]
     return ranking.model_copy(update={"candidates": moved}), notes

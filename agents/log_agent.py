@@ -20,7 +20,8 @@ RISE = 3.0  # a template counts as risen when its rate per second is this many t
 def investigate_logs(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     t0 = time.perf_counter()
     inc = state["incident"]
-    focus = {c.service for c in state.get("ranking").candidates[:3]} if state.get("ranking") else set()
+    ranking = state.get("ranking")
+    focus = {c.service for c in ranking.candidates[:3]} if ranking is not None else set()
     start, end = inc.alert_ns - 60 * NS, inc.end_ns
     base_start, base_end = inc.start_ns - 1800 * NS, inc.alert_ns - 60 * NS
     steps = []
@@ -52,7 +53,17 @@ def investigate_logs(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     win_s = max(1.0, (end - start) / NS)
     base_s = max(1.0, (base_end - base_start) / NS)
     before = {(b.template_id, b.service): b.count for b in base}
-    templates = {t.template_id: t for t in tools.events.templates(sorted({w.template_id for w in window}))}
+    window_ids = sorted({w.template_id for w in window})
+    found, s4 = record(
+        "logs",
+        "events.templates",
+        "stored templates (text, level) of the window's lines",
+        {"template_ids": window_ids[:50], "count": len(window_ids)},
+        lambda: tools.events.templates(window_ids) if window_ids else [],
+        default=[],
+    )
+    steps.append(s4)
+    templates = {t.template_id: t for t in found}
     scored = []
     for w in window:
         tpl = templates.get(w.template_id)
@@ -68,7 +79,7 @@ def investigate_logs(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     top = scored[:MAX_TEMPLATES]
     evidence = []
     ids = [tpl.template_id for _, _, tpl, _ in top]
-    examples, s4 = record(
+    examples, s5 = record(
         "logs",
         "events.latest_examples",
         "newest lines of each template in the window",
@@ -76,7 +87,7 @@ def investigate_logs(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         lambda: tools.events.latest_examples(LogQuery(start_ns=start, end_ns=end), ids, 2),
         default={},
     )
-    steps.append(s4)
+    steps.append(s5)
     for weight, w, tpl, old in top:
         what = "new" if old == 0 else f"{w.count} lines vs {old} before"
         evidence.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from agents.state import TeamState
@@ -19,15 +20,16 @@ def plan(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     have: dict[str, int] = {}
     steps = []
     for kind in ("logs", "spans", "metrics"):
-        rows, step = record(
+        n, step = record(
             "planner",
             "events.count_by",
             f"SELECT count(*) FROM {kind} WHERE time in [start_ns, end_ns)",
             {"kind": kind, "start_ns": lo, "end_ns": hi},
-            lambda kind=kind: tools.events.count_by(kind, [], start_ns=lo, end_ns=hi),
-            default=[],
+            partial(_count, tools, kind, lo, hi),
+            default=0,
+            count=lambda n: n,  # the step's items: how many rows there are
         )
-        have[kind] = int(rows[0]["count"]) if rows else 0
+        have[kind] = n
         steps.append(step)
     agents = ["topology"]
     notes = []
@@ -44,3 +46,8 @@ def plan(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         "notes": notes,
         "timings": {"planner": round((time.perf_counter() - t0) * 1000, 2)},
     }
+
+
+def _count(tools: Toolbox, kind: str, lo: int, hi: int) -> int:
+    rows = tools.events.count_by(kind, [], start_ns=lo, end_ns=hi)  # type: ignore[arg-type]
+    return int(rows[0]["count"]) if rows else 0

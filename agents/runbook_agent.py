@@ -29,7 +29,8 @@ def investigate_runbooks(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     if inc.annotations.get("runbook_url"):
         url = inc.annotations["runbook_url"]
         links[url] = RunbookLink(id=f"url:{url}", title=f"Runbook of the alert {alert}".strip(), url=url)
-    if tools.graph is not None and (services or alert):
+    graph = tools.graph
+    if graph is not None and (services or alert):
         from graph.neighborhood import neighborhood
 
         seeds = [("Service", s) for s in services] + ([("Alert", alert)] if alert else [])
@@ -38,7 +39,7 @@ def investigate_runbooks(tools: Toolbox, state: TeamState) -> dict[str, Any]:
             "graph.neighborhood",
             "MATCH (seed)-[:COVERS]-(r:Runbook), 1 hop",
             {"seeds": [f"{a}:{b}" for a, b in seeds], "edge_types": ["COVERS"]},
-            lambda: neighborhood(tools.graph.graph, seeds, hops=1, edge_types=["COVERS"]).nodes,
+            lambda: neighborhood(graph.graph, seeds, hops=1, edge_types=["COVERS"]).nodes,
             default=[],
         )
         steps.append(step)

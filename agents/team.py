@@ -55,11 +55,16 @@ def _initial(incident: Incident, tools: Toolbox) -> TeamState:
 
 def run_team(tools: Toolbox, incident: Incident) -> Explanation:
     """Investigate one incident; the explanation carries every step the agents took."""
+    return run_team_state(tools, incident)[0]
+
+
+def run_team_state(tools: Toolbox, incident: Incident) -> tuple[Explanation, TeamState]:
+    """`run_team`, and the team's final state (symptoms, ranking, plan) for whoever stores the result."""
     t0 = time.perf_counter()
-    final = build_team(tools).invoke(_initial(incident, tools), {"recursion_limit": tools.budget.max_steps})
+    final: TeamState = build_team(tools).invoke(_initial(incident, tools), {"recursion_limit": tools.budget.max_steps})
     expl: Explanation = final["explanation"]
     timings = {**final.get("timings", {}), **expl.timings, "total": round((time.perf_counter() - t0) * 1000, 2)}
-    return expl.model_copy(update={"timings": timings})
+    return expl.model_copy(update={"timings": timings}), final
 
 
 def stream_team(tools: Toolbox, incident: Incident) -> Iterator[tuple[str, dict[str, Any]]]:

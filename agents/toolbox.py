@@ -47,15 +47,24 @@ class Toolbox:
 
 
 def record(
-    agent: str, tool: str, query: str, params: dict[str, Any], fn: Callable[[], T], *, default: T
+    agent: str,
+    tool: str,
+    query: str,
+    params: dict[str, Any],
+    fn: Callable[[], T],
+    *,
+    default: Any,  # what the caller gets when `fn` fails (of fn's result type; Any so `[]` type-checks)
+    count: Callable[[T], int] | None = None,
 ) -> tuple[T, AgentStep]:
     """Run one tool call; the step says what ran (exact query and parameters), how long, and how it ended.
 
     A failure becomes a step with status `error` (and the message) and `default` as the result: one failing
-    store or tool does not end the investigation.
+    store or tool does not end the investigation. `count` says how many items a result holds (default: its
+    length); a result of none is status `no_data`.
     """
     started = now_ns()
     t0 = time.perf_counter()
+    result: T
     try:
         result = fn()
         status = StepStatus.OK
@@ -66,7 +75,12 @@ def record(
     except Exception as exc:  # a bug in one tool is recorded as that step's error; the team goes on
         log.exception("agent tool crashed", extra={"agent": agent, "tool": tool})
         result, status, detail = default, StepStatus.ERROR, f"{type(exc).__name__}: {exc}"
-    items = len(result) if isinstance(result, Sized) else (0 if result is None else 1)
+    if status != StepStatus.OK:
+        items = 0
+    elif count is not None:
+        items = count(result)
+    else:
+        items = len(result) if isinstance(result, Sized) else (0 if result is None else 1)
     if status == StepStatus.OK and items == 0:
         status = StepStatus.NO_DATA
     step = AgentStep(

@@ -40,7 +40,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     notes += fb_notes
     evidence: list[EvidenceItem] = []
     if time.monotonic() < state["deadline"] and ranking.candidates:
-        evidence, rag_steps = gather(tools, ranking, inc.start_ns, inc.end_ns, symptoms)
+        evidence, rag_steps = gather(tools, ranking, inc.start_ns, inc.end_ns, symptoms, incident_id=inc.id)
         steps += rag_steps
     else:
         notes.append("graph and vector evidence not gathered (no candidates, or out of time)")
@@ -55,13 +55,14 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     }
 
 
-def symptom_text(ranking: RankingResult, limit: int = 8) -> str:
-    """What went wrong, in the signals' own words: used as the query for vector search."""
-    return "\n".join(s.description for s in ranking.signals[:limit] if s.description)
+def symptom_text(ranking: RankingResult, limit: int = 8, max_chars: int = 2000) -> str:
+    """What went wrong, in the signals' own words: used as the query for vector search, and what the
+    incident is indexed by once explained (so that a later incident with the same symptoms finds it)."""
+    return "\n".join(s.description for s in ranking.signals[:limit] if s.description)[:max_chars]
 
 
 def gather(
-    tools: Toolbox, ranking: RankingResult, start_ns: int, end_ns: int, symptoms: str
+    tools: Toolbox, ranking: RankingResult, start_ns: int, end_ns: int, symptoms: str, *, incident_id: str = ""
 ) -> tuple[list[EvidenceItem], list[AgentStep]]:
     from retrieval.graphrag import gather_evidence
 
@@ -69,7 +70,12 @@ def gather(
         "topology",
         "retrieval.gather_evidence",
         "k-hop FalkorDB neighborhood of the top candidates + Qdrant neighbours of the symptoms, fused (RRF)",
-        {"candidates": [c.service for c in ranking.candidates[:3]], "start_ns": start_ns, "end_ns": end_ns},
+        {
+            "candidates": [c.service for c in ranking.candidates[:3]],
+            "start_ns": start_ns,
+            "end_ns": end_ns,
+            "exclude_incident": incident_id,
+        },
         lambda: gather_evidence(
             ranking=ranking,
             window=(start_ns, end_ns),
@@ -78,6 +84,7 @@ def gather(
             vectors=tools.vectors,
             embedder=tools.embedder,
             symptoms=symptoms or None,
+            exclude_incident=incident_id or None,  # not its own past explanation as evidence
         ),
         default=None,
     )
@@ -91,9 +98,11 @@ def gather(
                 tool=str(q.get("tool", "retrieval")),
                 query=str(q.get("query", "")),
                 params=dict(q.get("params", {})),
+                started_ns=int(q.get("started_ns", 0)),
                 duration_ms=float(q.get("duration_ms", 0.0)),
                 status=StepStatus(q.get("status", "ok")),
                 items=int(q.get("items", 0)),
+                detail=str(q.get("detail", "")),
             )
         )
     items = [i if i.source else i.model_copy(update={"source": EvidenceSource.GRAPH}) for i in bundle.items]

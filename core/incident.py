@@ -6,7 +6,7 @@ import hashlib
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 
 class IncidentStatus(StrEnum):
@@ -39,6 +39,11 @@ class Incident(BaseModel):
     root_cause: str = Field(default="", description="Top-ranked service of the latest explanation.")
     confidence: float = 0.0
     explanation_id: str = ""
+    symptoms: str = Field(
+        default="",
+        description="What went wrong, in the signals' own words (of the latest explanation): the text that "
+        "similar incidents are found by.",
+    )
     feedback: list[Feedback] = Field(default_factory=list)
     opened_ns: int = 0
     updated_ns: int = 0
@@ -61,18 +66,24 @@ class InvestigationRequest(BaseModel):
 
     incident_id: str | None = Field(default=None, max_length=128)
     service: str | None = Field(default=None, max_length=256)
-    start_ns: int | None = None
-    end_ns: int | None = None
-    at_ns: int | None = Field(default=None, description="When it started (defaults to the window's start).")
+    start_ns: int | None = Field(default=None, gt=0, description="Start of the window, ns since the epoch.")
+    end_ns: int | None = Field(default=None, gt=0, description="End of the window, ns since the epoch.")
+    at_ns: int | None = Field(default=None, gt=0, description="When it started (defaults to the window's start).")
     alert: AlertIn | None = None
     question: str | None = Field(default=None, max_length=2000, description="Follow-up question, as data.")
+
+    @field_validator("end_ns")
+    @classmethod
+    def _after_start(cls, end_ns: int | None, info: ValidationInfo) -> int | None:
+        start_ns = info.data.get("start_ns")
+        if end_ns is not None and start_ns is not None and start_ns >= end_ns:
+            raise ValueError("end_ns must be after start_ns")
+        return end_ns
 
     @model_validator(mode="after")
     def _one_subject(self) -> InvestigationRequest:
         if not (self.incident_id or self.service or self.start_ns or self.at_ns or self.alert):
             raise ValueError("give an incident_id, a service, a time (start_ns/at_ns) or an alert")
-        if self.start_ns is not None and self.end_ns is not None and self.start_ns >= self.end_ns:
-            raise ValueError("start_ns must be before end_ns")
         return self
 
 

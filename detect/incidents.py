@@ -6,10 +6,11 @@ Incidents and explanations are JSON documents in the event store (`docs`), mirro
 
 from __future__ import annotations
 
+import builtins
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest, alert_service, incident_id_for
 from core.timeutil import NS, iso, now_ns, to_ns
@@ -49,12 +50,34 @@ class IncidentBook:
         return Incident.model_validate(doc)
 
     def list(
-        self, *, status: IncidentStatus | None = None, since_ns: int | None = None, limit: int = 100
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 100,
     ) -> list[Incident]:
+        """Incidents that started in [since_ns, until_ns), newest first."""
         docs = self.events.list_docs(
-            INCIDENTS, start_ns=since_ns, status=status.value if status else None, limit=limit
+            INCIDENTS, start_ns=since_ns, end_ns=until_ns, status=status.value if status else None, limit=limit
         )
         return [Incident.model_validate(d) for d in docs]
+
+    def search(self, text: str, *, limit: int = 10) -> builtins.list[tuple[Incident, float]]:
+        """Past incidents nearest in meaning to `text` (symptoms, a summary, words), with their similarity."""
+        if self.vectors is None or self.embedder is None:
+            raise InvalidInput(
+                "searching incidents by meaning needs an embedder (DEVMESH_EMBEDDER is 'none')", field="q"
+            )
+        if INCIDENTS not in self.vectors.collections():
+            return []
+        hits = self.vectors.search(INCIDENTS, self.embedder.embed([text[:2000]])[0], limit=limit)
+        found = []
+        for h in hits:
+            doc = self.events.get_doc(INCIDENTS, str(h.payload.get("incident_id") or h.id))
+            if doc is not None:
+                found.append((Incident.model_validate(doc), round(float(h.score), 4)))
+        return found
 
     def explanation(self, incident: Incident) -> Explanation | None:
         if not incident.explanation_id:
@@ -62,7 +85,11 @@ class IncidentBook:
         doc = self.events.get_doc(EXPLANATIONS, incident.explanation_id)
         return Explanation.model_validate(doc) if doc else None
 
-    def explanations(self, *, since_ns: int | None = None, until_ns: int | None = None, limit: int = 50) -> list[dict]:
+    def explanations(
+        self, *, since_ns: int | None = None, until_ns: int | None = None, limit: int = 50
+    ) -> builtins.list[dict[str, Any]]:
+        """Stored explanations (each with its agent run) of incidents that started in [since_ns, until_ns),
+        newest first."""
         return self.events.list_docs(EXPLANATIONS, start_ns=since_ns, end_ns=until_ns, limit=limit)
 
     # ---- writing ------------------------------------------------------------------------------------
@@ -130,8 +157,11 @@ class IncidentBook:
                 }
             )
 
-    def record_explanation(self, incident: Incident, explanation: Explanation) -> Incident:
-        """Store the explanation with its agent run, and link the incident in the graph to what it found."""
+    def record_explanation(self, incident: Incident, explanation: Explanation, *, symptoms: str = "") -> Incident:
+        """Store the explanation with its agent run, and link the incident in the graph to what it found.
+
+        `symptoms` (what went wrong, as the agents searched for similar incidents) is what this incident
+        will be found by when a later one looks like it."""
         explanation_id = f"{incident.id}:{now_ns()}"
         explanation = explanation.model_copy(update={"incident_id": incident.id})
         self.events.put_doc(
@@ -148,6 +178,7 @@ class IncidentBook:
                 "explanation_id": explanation_id,
                 "root_cause": top.service if top else "",
                 "confidence": top.confidence if top else 0.0,
+                "symptoms": symptoms or incident.symptoms,
                 "updated_ns": now_ns(),
             }
         )
@@ -162,14 +193,14 @@ class IncidentBook:
                         {"service": rc.service, "rank": rc.rank, "confidence": rc.confidence}
                         for rc in explanation.root_causes
                     ],
-                    "services": sorted({s.source for s in explanation.propagation_path}
-                                       | {s.target for s in explanation.propagation_path}
-                                       | ({incident.service} if incident.service else set())),
+                    "services": sorted(
+                        {s.source for s in explanation.propagation_path}
+                        | {s.target for s in explanation.propagation_path}
+                        | ({incident.service} if incident.service else set())
+                    ),
                     "templates": templates[:50],
                     "runbooks": [r.id for r in explanation.runbooks if not r.draft],
-                    "similar": [
-                        {"id": s.incident_id, "score": s.similarity} for s in explanation.similar_incidents
-                    ],
+                    "similar": [{"id": s.incident_id, "score": s.similarity} for s in explanation.similar_incidents],
                 }
             )
         return updated
@@ -200,17 +231,20 @@ class IncidentBook:
         return updated
 
     def _index(self, incident: Incident, summary: str) -> None:
-        """Past incidents are found by meaning: their summary is embedded with what is known of the cause."""
-        if self.vectors is None or self.embedder is None or not summary:
+        """Past incidents are found by meaning: by their symptoms (the text a later incident's agents search
+        with), else their summary; the payload keeps the summary and what is known of the cause."""
+        text = incident.symptoms or summary
+        if self.vectors is None or self.embedder is None or not text:
             return
         from retrieval.vectors import VectorPoint
 
         confirmed = next((f.root_cause for f in reversed(incident.feedback) if f.root_cause), "")
         self.vectors.ensure_collection(INCIDENTS, self.embedder.dim)
-        vector = self.embedder.embed([summary[:1000]])[0]
+        vector = self.embedder.embed([text[:2000]])[0]
         payload = {
             "incident_id": incident.id,
             "summary": summary[:2000],
+            "symptoms": incident.symptoms[:2000],
             "root_cause": incident.root_cause,
             "confirmed_root_cause": confirmed,
             "time_ns": incident.alert_ns,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, opened
-from core.incident import Feedback, IncidentStatus, InvestigationRequest
+from core.errors import InvalidInput
+from core.incident import AlertIn, Feedback, IncidentStatus, InvestigationRequest
 from core.timeutil import iso, parse_time_arg
 
 incidents_app = typer.Typer(help="Incidents: list, show, resolve, give feedback.")
@@ -45,10 +49,19 @@ def explain(
     at: str | None = typer.Option(None, "--at", help="When it started: ISO time, epoch, or relative (15m)."),
     since: str | None = typer.Option(None, "--since", help="Start of the window to look at."),
     until: str | None = typer.Option(None, "--until", help="End of the window to look at."),
+    alert: str | None = typer.Option(
+        None,
+        "--alert",
+        help="An Alertmanager-style alert as JSON: a file, or - for stdin (one alert, or a webhook body whose "
+        "first firing alert is taken).",
+    ),
     fmt: Format = typer.Option(Format.terminal, "--format", "-f", help="terminal, markdown or json."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Explain an incident: what broke, why, how it spread, the evidence, and the runbook steps to take."""
+    """Explain an incident: what broke, why, how it spread, the evidence, and the runbook steps to take.
+
+    Say which incident by id (--incident), by service and/or time (--service, --at, --since, --until), or
+    with the alert that fired (--alert)."""
     from agents.investigate import investigate
 
     req = InvestigationRequest(
@@ -57,10 +70,32 @@ def explain(
         at_ns=parse_time_arg(at) if at else None,
         start_ns=parse_time_arg(since) if since else None,
         end_ns=parse_time_arg(until) if until else None,
+        alert=read_alert(alert) if alert else None,
     )
     with opened(ctx) as svc:
         _, expl = investigate(svc.toolbox(), req, source="cli")
     show_explanation(expl, Format.json if as_json else fmt)
+
+
+def read_alert(source: str) -> AlertIn:
+    """An alert from a JSON file (or stdin for '-'): one alert, or a webhook body with `alerts`."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the alert file {source}: {exc.strerror}", field="alert") from exc
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"the alert is not JSON ({exc.msg} at line {exc.lineno})", field="alert") from exc
+    if isinstance(body, dict) and isinstance(body.get("alerts"), list):
+        alerts = [a for a in body["alerts"] if isinstance(a, dict)]
+        firing = [a for a in alerts if a.get("status", "firing") == "firing"]
+        if not (firing or alerts):
+            raise InvalidInput("the webhook body has no alerts", field="alert.alerts")
+        body = (firing or alerts)[0]
+    if not isinstance(body, dict):
+        raise InvalidInput("the alert must be a JSON object", field="alert")
+    return AlertIn.model_validate(body)
 
 
 def evidence(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
@@ -147,6 +182,9 @@ def feedback_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Tell DevMesh the true root cause (used when similar incidents are ranked later)."""
+    root_cause = (root_cause or "").strip() or None
+    if root_cause is None and helpful is None:
+        raise InvalidInput("give --root-cause, or --helpful / --not-helpful", field="root_cause")
     with opened(ctx) as svc:
         inc = svc.toolbox().book.add_feedback(incident_id, Feedback(root_cause=root_cause, helpful=helpful, by=by))
     emit(inc.model_dump(mode="json"), as_json, lambda d: console.print(f"feedback stored on {d['id']}"))
