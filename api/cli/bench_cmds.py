@@ -107,3 +107,18 @@ def eval_detect_nezha(
             on_run=lambda n, total: bar.update(task, completed=n, total=total),
         )
     emit(result, as_json, _print)
+
+
+@bench_app.command("explain")
+def bench_explain(
+    directory: Path | None = typer.Argument(None, help="Nezha-layout folder (default: the bundled sample)."),
+    faults: int | None = typer.Option(None, help="Use the first N labelled faults' times."),
+    runs: int = typer.Option(20, min=1, help="Timed POST /explain calls."),
+    demo: bool = typer.Option(False, help="Also time `devmesh demo` in a fresh home."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """POST /explain latency (p50, p95) in evidence-only mode on an imported Nezha case, and peak RSS."""
+    from bench.explain_latency import REPO, run
+
+    result = run(directory or REPO / "samples" / "nezha", faults=faults, runs=runs, demo=demo)
+    emit(result, as_json, _print)
