@@ -112,7 +112,8 @@ class IncidentBook:
             at = (req.end_ns or now) - AFTER_S * NS
         start = req.start_ns if req.start_ns is not None else at - BEFORE_S * NS
         end = req.end_ns if req.end_ns is not None else at + AFTER_S * NS
-        key = f"{source}|{fingerprint or service}|{at // (60 * NS)}"
+        # an alert is the same incident whichever way it arrives (API, Alertmanager, chat)
+        key = f"alert|{fingerprint}|{at // (60 * NS)}" if fingerprint else f"{source}|{service}|{at // (60 * NS)}"
         incident_id = incident_id_for(key)
         existing = self.events.get_doc(INCIDENTS, incident_id)
         if existing is not None:

@@ -501,7 +501,8 @@ class EventStore:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Documents of a collection, newest first, by time window, status and service."""
-        clauses, params = ["collection = ?"], [collection]
+        clauses: list[str] = ["collection = ?"]
+        params: list[Any] = [collection]
         for cond, value in (
             ("time_ns >= ?", start_ns),
             ("time_ns < ?", end_ns),
