@@ -26,6 +26,8 @@ class SignalKind(StrEnum):
     """An error-like log template that is new, or much more frequent per request than in the baseline."""
     LOG_TEMPLATE_SHIFT = "log_template_shift"
     """Any template whose rate per request (of the operation that writes it) rose or fell sharply."""
+    LOG_VOLUME = "log_volume"
+    """The service's share of all log lines fell sharply: it went quiet while the others did not."""
     SPAN_SELF_LATENCY = "span_self_latency"
     """Time a service spends in its own code per request (children excluded) grew."""
     SPAN_LATENCY = "span_latency"
@@ -67,6 +69,26 @@ class Signal(BaseModel):
     baseline: float = Field(default=0.0, description="Baseline value (rate per request, median, ...).")
     observed: float = Field(default=0.0, description="Value in the incident window, same unit.")
     fold: float = Field(default=1.0, description="Effect size: window over baseline (rate, median or level ratio).")
+    effect: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Effect size in [0, 1]: the share of requests whose behaviour changed, or how much of a "
+        "metric's level is new (1 - 1/fold).",
+    )
+    group: str = Field(
+        default="",
+        description="Signals with the same group describe one change (a path gained and the one it replaced).",
+    )
+    dependency: str = Field(
+        default="",
+        description="Another service this evidence points at: named as failing in errors ('connection refused "
+        "to X'), or called just before the change (see `dependency_via`).",
+    )
+    dependency_via: str = Field(
+        default="",
+        description="'error' when an error names the dependency, 'call' when the change follows a call to it.",
+    )
     description: str = Field(default="", description="One line a person can read.")
     evidence_ids: list[str] = Field(default_factory=list, description="Ids of events behind the signal.")
 
@@ -102,11 +124,26 @@ class Candidate(BaseModel):
     )
 
 
+class TimeRange(BaseModel):
+    """[start_ns, end_ns) in nanoseconds since the epoch."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start_ns: int
+    end_ns: int
+
+
 class RankingResult(BaseModel):
     """Ranked root-cause candidates for one incident window. `status` says whether there was enough."""
 
     status: str = Field(description="'ok' or 'insufficient_evidence'.")
     alert_ns: int = 0
+    window: TimeRange | None = Field(default=None, description="Incident window the logs and traces were read in.")
+    baseline: list[TimeRange] = Field(
+        default_factory=list, description="History slices logs and traces were compared with (nearest first)."
+    )
+    metrics_window: TimeRange | None = Field(default=None, description="Window metric levels were read in.")
+    metrics_baseline: TimeRange | None = Field(default=None, description="History metric levels were compared with.")
     candidates: list[Candidate] = Field(default_factory=list)
     modalities_used: list[Modality] = Field(default_factory=list)
     modalities_missing: list[Modality] = Field(default_factory=list)

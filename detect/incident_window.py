@@ -186,9 +186,7 @@ def rank_incident(
         mb = events.fetch("metrics", *w.metrics_history, columns=METRIC_COLUMNS)
     else:
         mw = mb = empty
-    result = rank_window(
-        lw, lb, sw, sb, mw, mb, None, alert_ns=alert_ns, window=w.window, options=o.rank
-    )
+    result = rank_window(lw, lb, sw, sb, mw, mb, None, alert_ns=alert_ns, window=w.window, options=o.rank)
     notes = list(result.notes)
     skipped = [m for m in MODALITIES if m not in modalities]
     if skipped:
@@ -202,8 +200,13 @@ def rank_incident(
         candidates = _behind_hint(candidates, service_hint, sw, sb)
     log.info(
         "rank_incident",
-        extra={"alert_ns": alert_ns, "slices": len(w.history), "logs": lw.num_rows + lb.num_rows,
-               "spans": sw.num_rows + sb.num_rows, "status": result.status},
+        extra={
+            "alert_ns": alert_ns,
+            "slices": len(w.history),
+            "logs": lw.num_rows + lb.num_rows,
+            "spans": sw.num_rows + sb.num_rows,
+            "status": result.status,
+        },
     )
     return result.model_copy(
         update={

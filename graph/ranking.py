@@ -1,9 +1,12 @@
 """Root-cause ranking: signals per service, combined with the CALLS graph by a personalized PageRank.
 
-1. Each service gets an *own-evidence* value e(s) in [0, 1]: a noisy-OR over its signals, each
-   weighted by how much that kind of signal says about the service's own behaviour (a new error
-   template or more time in its own code says more than a longer end-to-end duration, which callee
-   slowness also explains).
+1. Each service gets an *own-evidence* value e(s) in [0, 1]: a noisy-OR over its distinct changes
+   (signals of one group describe one change; the strongest counts), each weighted by how much that
+   kind of signal says about the service's own behaviour (a new error after a step, a step no longer
+   taken or more time in its own code says more than a longer end-to-end duration, which callee
+   slowness also explains). Evidence that names another service as failing ("no instances available
+   for X") is about X, in proportion to how silent X went in the window; it says nothing about the
+   caller, which only reports it.
 2. A random walk over CALLS moves blame downstream. From service s it stays with weight e(s) and
    moves to callee c with weight e(c) * min(1, e(c)/e(s)) * coupling(s, c), where coupling is the
    share of s's anomalous window traces in which c is anomalous too (1.0 when there are no trace
@@ -31,6 +34,7 @@ from core.rca import (
     RankingResult,
     Signal,
     SignalKind,
+    TimeRange,
 )
 from core.telemetry import CallEdge
 from detect.signals import SignalOptions, TableLike, compute_signals
@@ -41,8 +45,9 @@ logger = logging.getLogger(__name__)
 # How much one signal of a kind says about the service's *own* behaviour (domain priors, not fitted).
 KIND_WEIGHT: dict[SignalKind, float] = {
     SignalKind.LOG_ERROR_TEMPLATE: 1.0,
-    SignalKind.LOG_TEMPLATE_SHIFT: 0.8,
-    SignalKind.SPAN_SELF_LATENCY: 1.0,
+    SignalKind.LOG_TEMPLATE_SHIFT: 1.0,
+    SignalKind.LOG_VOLUME: 0.8,
+    SignalKind.SPAN_SELF_LATENCY: 0.8,
     SignalKind.SPAN_ERROR: 0.8,
     SignalKind.SPAN_STRUCTURE: 0.7,
     SignalKind.EDGE_LATENCY: 0.8,
@@ -55,7 +60,7 @@ METRIC_FAMILY_WEIGHT: dict[str, float] = {
     "memory": 0.8,
     "error": 0.6,
     "success": 0.6,
-    "latency": 0.4,
+    "latency": 0.3,
     "node": 0.1,
     "io": 0.3,
     "network": 0.3,
@@ -74,9 +79,18 @@ class RankOptions:
     back_weight: float = 0.0
     """Weight of walking from a callee back to an anomalous caller, relative to walking down."""
     effect_full_fold: float = 4.0
-    """A change of this fold (or more) counts fully; smaller changes count in proportion to log fold."""
+    """A change of this fold (or more) counts fully; smaller changes count in proportion to log fold
+    (signals without an `effect`)."""
+    full_effect: float = 0.0
+    """When > 0, a signal's `effect` (share of requests changed) counts fully from this value on and in
+    proportion below it; 0 ignores effect sizes and ranks by significance and kind alone."""
     strength_scale: float = 4.0
     """A signal of z contributes 1 - exp(-z / strength_scale) before its kind weight."""
+    reporter_share: float = 0.25
+    """Share of an error naming an active dependency that stays with the service reporting it (its
+    calls fail while the dependency serves others: a client-side or routing problem, or a symptom)."""
+    call_share: float = 0.5
+    """Share of a path change right after a call that goes to the called service."""
     max_candidates: int = 10
     max_signals_per_candidate: int = 8
     use_graph: bool = True
@@ -84,26 +98,53 @@ class RankOptions:
 
 
 def signal_strength(sig: Signal, opt: RankOptions) -> float:
-    """Kind weight x significance x effect size, in [0, 1]."""
+    """Kind weight x significance (x effect size when `full_effect` > 0), in [0, 1]."""
     if sig.modality == Modality.METRICS:
         w = METRIC_FAMILY_WEIGHT.get(sig.family, 0.2)
-    elif sig.kind == SignalKind.LOG_TEMPLATE_SHIFT and sig.direction == "up":
+    elif sig.kind in (SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE) and sig.direction == "up":
         w = TEMPLATE_UP_WEIGHT
     else:
         w = KIND_WEIGHT.get(sig.kind, 0.5)
-    fold = min(max(sig.fold, 1e-6), 1e6)
-    effect = min(1.0, abs(math.log(fold)) / math.log(opt.effect_full_fold)) if fold != 1.0 else 1.0
+    if opt.full_effect > 0 and sig.effect > 0:
+        effect = min(1.0, sig.effect / opt.full_effect)
+    else:
+        fold = min(max(sig.fold, 1e-6), 1e6)
+        effect = min(1.0, abs(math.log(fold)) / math.log(opt.effect_full_fold)) if fold != 1.0 else 1.0
     return w * effect * (1.0 - math.exp(-max(sig.score, 0.0) / opt.strength_scale))
 
 
-def own_evidence(signals: Iterable[Signal], opt: RankOptions) -> dict[str, float]:
-    """Noisy-OR per service over its strongest signal of each (kind, family)."""
-    best: dict[tuple[str, str, str], float] = {}
+def blamed_services(sig: Signal, silence: dict[str, float] | None, opt: RankOptions) -> list[tuple[str, float]]:
+    """Whom a signal is evidence about, and how much.
+
+    - its own service, in full, unless it points at another service;
+    - a dependency an error names, in proportion to how silent that dependency went (0.5 when
+      unknown); of the rest, `reporter_share` stays with the reporting service (an active
+      dependency is not down: the reporter's calls fail, or it only passes the failure on);
+    - a service called just before the change: `call_share` to it, the rest to the caller (the
+      response changed, or the caller's handling of it did).
+    """
+    if not sig.dependency or sig.dependency == sig.service:
+        return [(sig.service, 1.0)]
+    if sig.dependency_via == "call":
+        return [(sig.dependency, opt.call_share), (sig.service, 1.0 - opt.call_share)]
+    quiet = 0.5 if silence is None or sig.dependency not in silence else max(0.0, min(1.0, silence[sig.dependency]))
+    return [(sig.dependency, quiet), (sig.service, (1.0 - quiet) * opt.reporter_share)]
+
+
+def own_evidence(
+    signals: Iterable[Signal], opt: RankOptions, activity: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Noisy-OR per service over its distinct changes (the strongest signal of each group)."""
+    best: dict[tuple[str, str], float] = {}
     for s in signals:
-        k = (s.service, s.kind.value, s.family)
-        best[k] = max(best.get(k, 0.0), signal_strength(s, opt))
+        for svc, share in blamed_services(s, activity, opt):
+            v = signal_strength(s, opt) * share
+            if v <= 0:
+                continue
+            k = (svc, s.group or f"{s.kind.value}:{s.family}:{s.key}")
+            best[k] = max(best.get(k, 0.0), v)
     miss: dict[str, float] = defaultdict(lambda: 1.0)
-    for (svc, _, _), v in best.items():
+    for (svc, _), v in best.items():
         miss[svc] *= 1.0 - v
     return {svc: 1.0 - m for svc, m in miss.items()}
 
@@ -161,7 +202,9 @@ def fault_kind(signals: list[Signal], opt: RankOptions) -> FaultKind:
     score: dict[FaultKind, float] = defaultdict(float)
     for s in signals:
         v = signal_strength(s, opt)
-        if s.modality == Modality.METRICS and s.family in ("cpu", "memory", "node"):
+        if s.dependency:
+            k = FaultKind.DEPENDENCY_FAILURE
+        elif s.modality == Modality.METRICS and s.family in ("cpu", "memory", "node"):
             k = FaultKind.RESOURCE_SATURATION
         elif s.kind == SignalKind.EDGE_LATENCY:
             k = FaultKind.NETWORK_DELAY
@@ -204,17 +247,21 @@ def rank_signals(
     graph: nx.DiGraph,
     opt: RankOptions,
     anomalous_traces: dict[str, set[str]] | None = None,
+    activity: dict[str, float] | None = None,
 ) -> list[Candidate]:
     """Candidates from signals and the CALLS graph. `anomalous_traces` (service -> window trace ids
     behind its signals) lets blame pass only along calls whose requests are anomalous at both ends;
-    None means there are no trace ids and the topology alone decides."""
-    evidence = own_evidence(signals, opt)
+    None means there are no trace ids and the topology alone decides. `activity` (service -> window
+    rate over history rate) weighs evidence that names a failing dependency."""
+    evidence = own_evidence(signals, opt, activity)
     if not evidence:
         return []
     mass = blame_walk(graph, evidence, opt, anomalous_traces) if opt.use_graph else dict(evidence)
     per_service: dict[str, list[Signal]] = defaultdict(list)
     for s in signals:
-        per_service[s.service].append(s)
+        for svc, share in blamed_services(s, activity, opt):
+            if share > 0:
+                per_service[svc].append(s)
     for sigs in per_service.values():
         sigs.sort(key=lambda s: -signal_strength(s, opt))
     order = sorted(mass, key=lambda s: (-mass[s], -evidence.get(s, 0.0), s))
@@ -260,23 +307,29 @@ def rank_window(
     call_edges: Iterable[CallEdge | tuple[str, str]] | nx.DiGraph | None,
     *,
     alert_ns: int = 0,
+    window: tuple[int, int] | None = None,
     options: RankOptions | None = None,
 ) -> RankingResult:
-    """Ranked root-cause candidates for an incident window against a baseline window.
+    """Ranked root-cause candidates for an incident window against its history.
 
-    Any telemetry may be None or empty; what was missing is named in the result. The call graph is
-    `call_edges` plus the caller -> callee pairs seen in the spans of both windows.
+    The `*_base` tables hold history: logs and spans from anywhere outside the window (cut into
+    slices as long as the window), metrics from before it. `window` is [start_ns, end_ns) of the
+    incident window (default: what the window tables cover). Any telemetry may be None or empty;
+    what was missing is named in the result. The call graph is `call_edges` plus the caller ->
+    callee pairs seen in the spans.
     """
     opt = options or RankOptions()
-    found = compute_signals(logs_window, logs_base, spans_window, spans_base, metrics_window, metrics_base, opt.signals)
-    seen_edges = set(found.traces_window.edge_calls) | set(found.traces_base.edge_calls)
-    graph = call_graph(call_edges, seen_edges)
+    found = compute_signals(
+        logs_window, logs_base, spans_window, spans_base, metrics_window, metrics_base, opt.signals, window=window
+    )
+    graph = call_graph(call_edges, found.edges)
     notes = list(found.notes)
     if not found.signals:
         notes.append("no signal reached the threshold in any telemetry: nothing to rank")
         return RankingResult(
             status="insufficient_evidence",
             alert_ns=alert_ns,
+            window=TimeRange(start_ns=found.window[0], end_ns=found.window[1]),
             modalities_used=found.used,
             modalities_missing=found.missing,
             notes=notes,
@@ -284,7 +337,18 @@ def rank_window(
     if graph.number_of_edges() == 0:
         notes.append("no call graph: services ranked by their own evidence only")
     linked = found.anomalous_traces if found.anomalous_traces else None
-    candidates = rank_signals(found.signals, graph, opt, linked)
+    candidates = rank_signals(found.signals, graph, opt, linked, found.activity)
+    if not candidates:
+        notes.append("every signal names a failing dependency that is itself active: nothing to rank")
+        return RankingResult(
+            status="insufficient_evidence",
+            alert_ns=alert_ns,
+            window=TimeRange(start_ns=found.window[0], end_ns=found.window[1]),
+            modalities_used=found.used,
+            modalities_missing=found.missing,
+            signals=found.signals,
+            notes=notes,
+        )
     logger.info(
         "ranked",
         extra={"signals": len(found.signals), "candidates": len(candidates), "alert_ns": alert_ns},
@@ -292,6 +356,7 @@ def rank_window(
     return RankingResult(
         status="ok",
         alert_ns=alert_ns,
+        window=TimeRange(start_ns=found.window[0], end_ns=found.window[1]),
         candidates=candidates,
         modalities_used=found.used,
         modalities_missing=found.missing,

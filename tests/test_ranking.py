@@ -128,7 +128,10 @@ def test_same_window_without_graph_coupling_still_prefers_the_leaf() -> None:
     _, lw = chain(ALERT, 60, db_self_ms=5, db_fail_every=2, prefix="w", seed=2)
     edges = [CallEdge(caller="frontend", callee="api"), CallEdge(caller="api", callee="db")]
     res = rank_window(lw, lb, None, None, None, None, edges, alert_ns=ALERT)
-    assert [c.service for c in res.candidates] == ["db", "api"]
+    # the api never logged before, so its new error has no history to be judged against; its
+    # error names the db, which is where the evidence points anyway
+    assert [c.service for c in res.candidates] == ["db"]
+    assert res.candidates[0].path == []  # no anomalous caller to climb to
     assert res.modalities_missing == [Modality.TRACES, Modality.METRICS]
 
 

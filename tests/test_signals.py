@@ -1,4 +1,4 @@
-"""Signal detectors: statistics, per-request normalization, and the evidence they keep."""
+"""Signal detectors: the history-slice statistics, request paths, dependencies named in errors."""
 
 from __future__ import annotations
 
@@ -9,12 +9,21 @@ import pytest
 from core.errors import InvalidInput
 from core.rca import Modality, SignalKind
 from detect.signals import SignalOptions, compute_signals
-from detect.signals.common import count_change, is_error_line, mann_whitney_z
+from detect.signals.common import (
+    count_change,
+    family_z,
+    is_error_line,
+    mann_whitney_z,
+    robust_share,
+    slice_test,
+)
+from detect.signals.logs import statement
 from detect.signals.metrics import metric_family
-from detect.signals.traces import index_spans
+from detect.signals.traces import fold_spans
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
+MIN = 60 * NS
 
 
 def _span(trace: str, sid: str, parent: str, svc: str, op: str, start: int, dur_us: float) -> dict:
@@ -31,12 +40,12 @@ def _span(trace: str, sid: str, parent: str, svc: str, op: str, start: int, dur_
     }
 
 
-def requests(t0: int, n: int, *, calls_cache: bool, prefix: str) -> list[dict]:
-    """n requests of svc 'cart' (op /cart); each calls 'cache' when `calls_cache`, always 'db'."""
+def requests(t0: int, n: int, *, calls_cache: bool, prefix: str, every_ns: int = NS) -> list[dict]:
+    """n requests of svc 'cart' (op /cart); each calls 'db', and 'cache' when `calls_cache`."""
     out: list[dict] = []
     for i in range(n):
         tr = f"{prefix}{i:04d}"
-        s = t0 + i * NS
+        s = t0 + i * every_ns
         out.append(_span(tr, "c1", "", "cart", "/cart", s, 10_000))
         out.append(_span(tr, "c2", "c1", "cart", "HTTP GET", s + 1000, 3000))
         out.append(_span(tr, "d1", "c2", "db", "/get", s + 2000, 2000))
@@ -46,21 +55,32 @@ def requests(t0: int, n: int, *, calls_cache: bool, prefix: str) -> list[dict]:
     return out
 
 
-def logs_for(spans: list[dict], template: str, per_request: int, *, prefix: str) -> list[dict]:
+def cart_logs(spans: list[dict], *, prefix: str, failing: set[int] | None = None, dependency: str = "") -> list[dict]:
+    """Every /cart request logs 'cart loaded items=N' then 'cart done'; failing ones log an error instead."""
     rows = []
-    for sp in spans:
-        if sp["operation"] != "/cart":
-            continue
-        for j in range(per_request):
+    for k, sp in enumerate(s for s in spans if s["operation"] == "/cart"):
+        bad = failing is not None and k in failing
+        lines = (
+            [
+                (
+                    "ERROR",
+                    f"cart failed: item {k} missing" + (f" (connection refused by {dependency})" if dependency else ""),
+                    "t-err",
+                )
+            ]
+            if bad
+            else [("INFO", f"cart loaded items={k % 7}", "t-load"), ("INFO", "cart done", "t-done")]
+        )
+        for j, (level, msg, tid) in enumerate(lines):
             rows.append(
                 {
                     "event_id": f"{prefix}-{sp['trace_id']}-{j}",
-                    "ts_ns": sp["start_ns"] + j,
+                    "ts_ns": sp["start_ns"] + 100_000 + j,
                     "service": "cart",
                     "pod": "cart-0",
-                    "level": "INFO",
-                    "message": f"cart loaded items={j}",
-                    "template_id": template,
+                    "level": level,
+                    "message": msg,
+                    "template_id": tid,
                     "trace_id": sp["trace_id"],
                     "span_id": "c1",
                 }
@@ -68,13 +88,25 @@ def logs_for(spans: list[dict], template: str, per_request: int, *, prefix: str)
     return rows
 
 
+def history(n_slices: int, per_slice: int, *, calls_cache: bool = True, start: int = T0) -> list[dict]:
+    """Requests spread over `n_slices` one-minute slices before `start + n_slices minutes`."""
+    out: list[dict] = []
+    for j in range(n_slices):
+        out += requests(
+            start + j * MIN, per_slice, calls_cache=calls_cache, prefix=f"h{j:02d}-", every_ns=MIN // per_slice
+        )
+    return out
+
+
+WINDOW_T = T0 + 30 * MIN
+WINDOW = (WINDOW_T, WINDOW_T + MIN)
+
+
 def test_count_change_new_template_is_significant_and_equal_rates_are_not() -> None:
     z, fold, direction = count_change(19, 100.0, 0, 100.0)
     assert direction == "up" and z > 4 and fold > 10
     z, fold, direction = count_change(20, 100.0, 20, 100.0)
     assert z < 1 and fold == pytest.approx(1.0)
-    z, fold, direction = count_change(0, 50.0, 30, 50.0)
-    assert direction == "down" and z > 4 and fold < 0.1
 
 
 def test_mann_whitney_z() -> None:
@@ -82,7 +114,6 @@ def test_mann_whitney_z() -> None:
     base = rng.normal(10, 1, 50)
     assert mann_whitney_z(base, rng.normal(10, 1, 50)) < 2
     assert mann_whitney_z(base, rng.normal(20, 1, 50)) > 6
-    assert mann_whitney_z(np.array([]), base) == 0.0
 
 
 def test_error_lines_are_found_without_levels() -> None:
@@ -97,66 +128,158 @@ def test_metric_families_match_names_from_other_sources() -> None:
     assert metric_family("container_cpu_usage_seconds_total") == "cpu"
     assert metric_family("jvm_memory_used_bytes") == "memory"
     assert metric_family("http_server_duration_p95") == "latency"
-    assert metric_family("success_rate") == "success"
     assert metric_family("node_cpu_usage_rate") == "node"
-    assert metric_family("workload") == "workload"
 
 
-def test_more_traffic_at_the_same_rate_per_request_is_not_a_signal() -> None:
-    sb = requests(T0, 20, calls_cache=True, prefix="b")
-    sw = requests(T0 + 100 * NS, 60, calls_cache=True, prefix="w")
-    ws = compute_signals(
-        logs_for(sw, "t-load", 2, prefix="w"), logs_for(sb, "t-load", 2, prefix="b"), sw, sb, None, None
+def test_robust_share_sets_an_earlier_incident_aside() -> None:
+    k = np.array([0] * 20 + [15])  # one history slice held the same error (an earlier incident)
+    n = np.array([20] * 21)
+    p0, phi, outliers = robust_share(k, n)
+    assert outliers == 1 and p0 < 0.01 and phi == 1.0
+    assert slice_test(15, 20, k, n).z > 8  # the next incident still stands out
+
+
+def test_slice_test_weighs_overdispersed_history() -> None:
+    n = np.array([40] * 12)
+    steady = np.array([4, 4, 5, 3, 4, 4, 4, 5, 4, 3, 4, 4])
+    wild = np.array([1, 12, 2, 20, 3, 9, 0, 16, 4, 14, 2, 18])
+    assert slice_test(14, 40, steady, n).z > 4
+    assert slice_test(14, 40, wild, n).z < 2
+    assert slice_test(0, 100, steady, n).z < -3  # a share that vanished counts too
+    assert slice_test(0, 100, steady, n).direction == "down"
+
+
+def test_family_z_accounts_for_the_number_of_tests() -> None:
+    assert family_z(4.0, 1) == pytest.approx(4.0)
+    assert 3.0 < family_z(4.0, 10) < 4.0
+    assert family_z(3.0, 1000) == 0.0
+
+
+def test_statement_masks_numbers_and_keeps_the_first_words() -> None:
+    assert statement("GET /api/17 took 5 ms", 8) == "GET /api/# took # ms"
+    # data written later in the line does not make another statement
+    assert statement("[getSoldTickets][Left ticket info] seat 3 to nanjing", 5) == statement(
+        "[getSoldTickets][Left ticket info] seat 12 to suzhou", 5
     )
+    assert statement("id 0x1f3a9c2e44 and 8a533bf9-bd12-4608-a8e0-606890982448 for user42", 8) == "id # and # for #"
+
+
+def test_more_traffic_on_the_same_paths_is_not_a_signal() -> None:
+    hist = history(10, 20)
+    win = requests(WINDOW_T, 60, calls_cache=True, prefix="w", every_ns=NS)
+    ws = compute_signals(cart_logs(win, prefix="w"), cart_logs(hist, prefix="b"), win, hist, None, None, window=WINDOW)
     assert ws.signals == []
     assert ws.used == [Modality.TRACES, Modality.LOGS]
 
 
-def test_vanished_template_and_vanished_call_are_own_behaviour_changes() -> None:
-    sb = requests(T0, 30, calls_cache=True, prefix="b")
-    sw = requests(T0 + 100 * NS, 30, calls_cache=False, prefix="w")
+def test_new_error_after_a_step_is_the_services_own_change() -> None:
+    hist = history(10, 20)
+    win = requests(WINDOW_T, 30, calls_cache=True, prefix="w", every_ns=2 * NS)
     ws = compute_signals(
-        logs_for(sw, "t-other", 1, prefix="w"),
-        logs_for(sb, "t-load", 1, prefix="b"),
-        pa.Table.from_pylist(sw),
-        pa.Table.from_pylist(sb),
+        cart_logs(win, prefix="w", failing=set(range(0, 30, 2))),
+        cart_logs(hist, prefix="b"),
+        pa.Table.from_pylist(win),
+        pa.Table.from_pylist(hist),
         None,
         None,
+        window=WINDOW,
     )
-    by_kind = {s.kind: s for s in ws.signals if s.key != "t-other"}
-    gone = by_kind[SignalKind.LOG_TEMPLATE_SHIFT]
-    assert gone.service == "cart" and gone.direction == "down" and gone.key == "t-load"
-    new = [s for s in ws.signals if s.key == "t-other"]
-    assert [(s.kind, s.direction) for s in new] == [(SignalKind.LOG_TEMPLATE_SHIFT, "up")]
-    assert gone.evidence_ids[:2] == ["template:t-load", "log:b-b0000-0"]
-    st = by_kind[SignalKind.SPAN_STRUCTURE]
-    assert (st.service, st.key, st.direction) == ("cart", "/cart->cache", "down")
-    assert st.baseline == 1.0 and st.observed == 0.0
-    assert st.evidence_ids[:2] == ["operation:cart:/cart", "edge:cart->cache"]
+    logs = [s for s in ws.signals if s.modality == Modality.LOGS]
+    err = next(s for s in logs if s.kind == SignalKind.LOG_ERROR_TEMPLATE)
+    assert (err.service, err.direction) == ("cart", "up")
+    assert err.key == "START:/cart -> cart failed: item # missing !ERR"
+    assert err.observed == pytest.approx(0.5) and err.baseline < 0.01
+    assert err.effect == pytest.approx(0.5, abs=0.01)
+    assert err.evidence_ids[:2] == ["template:t-err", "log:w-w0000-0"]
+    lost = next(s for s in logs if s.direction == "down")
+    assert lost.key == "START:/cart -> cart loaded items=#"
+    assert lost.group == err.group == "logs:cart:START:/cart"
+    assert not err.dependency
+    # the failing requests are the anomalous traces of the cart
+    assert ws.anomalous_traces["cart"] >= {f"w{i:04d}" for i in range(0, 30, 2)}
+
+
+def test_error_naming_another_service_points_at_it() -> None:
+    hist = history(10, 20)
+    win = requests(WINDOW_T, 30, calls_cache=True, prefix="w", every_ns=2 * NS)
+    ws = compute_signals(
+        cart_logs(win, prefix="w", failing=set(range(30)), dependency="cache"),
+        cart_logs(hist, prefix="b"),
+        win,
+        hist,
+        None,
+        None,
+        window=WINDOW,
+    )
+    err = next(s for s in ws.signals if s.kind == SignalKind.LOG_ERROR_TEMPLATE)
+    assert (err.dependency, err.dependency_via) == ("cache", "error")
+    assert err.key.endswith("!ERR @cache")
+    # the cache still answers as often as before: it did not go silent
+    assert ws.activity["cache"] == 0.0
 
 
 def test_self_time_excludes_callees() -> None:
-    idx = index_spans(requests(T0, 3, calls_cache=True, prefix="x"))
-    (req,) = idx.requests[("cart", "/cart")][:1]
-    # 10 ms total, of which 3 ms client span to db and 1 ms to cache are not the cart's own time
-    assert req.local_us == pytest.approx(6000.0)
-    assert req.calls == {"db": 1, "cache": 1}
-    assert idx.by_service["db"] == 3
+    fold = fold_spans(requests(T0, 3, calls_cache=True, prefix="x"))
+    reqs = fold.requests().to_pylist()
+    cart = [r for r in reqs if r["service"] == "cart"]
+    assert len(cart) == 3 and {r["operation"] for r in cart} == {"/cart"}
+    # 10 ms total, of which 3 ms of client span to db and 1 ms to cache are not the cart's own time
+    assert cart[0]["local_us"] == pytest.approx(6000.0)
+    assert len([r for r in reqs if r["service"] == "db"]) == 3
+    assert fold.edges == {("cart", "db"), ("cart", "cache")}
+
+
+def test_a_call_no_longer_made_is_a_structure_signal() -> None:
+    hist = history(10, 20)
+    win = requests(WINDOW_T, 40, calls_cache=False, prefix="w", every_ns=NS)
+    ws = compute_signals(None, None, win, hist, None, None, window=WINDOW)
+    by_key = {s.key: s for s in ws.signals}
+    assert set(by_key) == {"-> db -> HTTP GET", "-> db -> END", "HTTP GET -> -> cache", "HTTP GET -> -> db"}
+    sig = by_key["-> db -> HTTP GET"]
+    assert (sig.service, sig.kind, sig.direction) == ("cart", SignalKind.SPAN_STRUCTURE, "down")
+    assert by_key["-> db -> END"].group == sig.group  # one change: the path after the db call
+    assert (sig.dependency, sig.dependency_via) == ("db", "call")
+    assert sig.baseline == pytest.approx(1.0, abs=0.01) and sig.observed == 0.0
+    assert sig.evidence_ids[0].startswith("span:w0000:")
+
+
+def test_slower_own_time_is_a_self_latency_signal() -> None:
+    hist = history(10, 20)
+    win = requests(WINDOW_T, 40, calls_cache=True, prefix="w", every_ns=NS)
+    for s in win:
+        if s["operation"] == "/cart":  # 20 ms more in the cart's own code
+            s["end_ns"] += 20_000_000
+            s["duration_us"] += 20_000
+    ws = compute_signals(None, None, win, hist, None, None, window=WINDOW)
+    own = next(s for s in ws.signals if s.kind == SignalKind.SPAN_SELF_LATENCY)
+    assert (own.service, own.key, own.direction) == ("cart", "/cart", "up")
+    assert own.observed == pytest.approx(26.0)
+    assert own.evidence_ids[0] == "operation:cart:/cart"
+    assert not [s for s in ws.signals if s.service == "db"]
+
+
+def test_history_inside_the_window_is_ignored() -> None:
+    hist = history(10, 20)
+    win = requests(WINDOW_T, 40, calls_cache=False, prefix="w", every_ns=NS)
+    # the same requests passed as history too: they fall inside the window and must not count
+    ws = compute_signals(None, None, win, hist + win, None, None, window=WINDOW)
+    assert any(s.kind == SignalKind.SPAN_STRUCTURE for s in ws.signals)
 
 
 def test_metric_signal_keeps_its_window_as_evidence() -> None:
     base = [
-        {"ts_ns": T0 + i * 60 * NS, "name": "memory_usage", "value": 100.0 + i % 3, "pod": "p-0", "service": "p"}
+        {"ts_ns": T0 + i * MIN, "name": "memory_usage", "value": 100.0 + i % 3, "pod": "p-0", "service": "p"}
         for i in range(20)
     ]
     win = [
-        {"ts_ns": T0 + (30 + i) * 60 * NS, "name": "memory_usage", "value": v, "pod": "p-0", "service": "p"}
+        {"ts_ns": T0 + (30 + i) * MIN, "name": "memory_usage", "value": v, "pod": "p-0", "service": "p"}
         for i, v in enumerate([101.0, 180.0, 190.0])
     ]
     ws = compute_signals(None, None, None, None, win, base, SignalOptions())
     (sig,) = ws.signals
     assert (sig.service, sig.pod, sig.family, sig.direction) == ("p", "p-0", "memory", "up")
     assert sig.observed == 180.0
+    assert sig.effect == pytest.approx(1 - 101 / 180, abs=0.01)
     assert sig.evidence_ids == [f"metric:p-0:memory_usage@{T0 + 1800 * NS}-{T0 + 1920 * NS}"]
 
 

@@ -7,6 +7,7 @@ the window's start (see `detect.signals.common`); for metrics it is simply the s
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,9 @@ from detect.signals.common import (
     as_table,
     check_table,
     n_rows,
+    poisson_lower_tail,
     slice_of,
+    z_from_p,
 )
 from detect.signals.logs import LOG_SCHEMA, log_signals
 from detect.signals.metrics import metric_signals
@@ -44,7 +47,8 @@ class WindowSignals:
     anomalous_traces: dict[str, set[str]] = field(default_factory=dict)
     """Per service, window trace ids of the requests behind its signals (for blame coupling)."""
     activity: dict[str, float] = field(default_factory=dict)
-    """Per service, window requests (or lines) over the history's typical slice: 0 means it went silent."""
+    """Per service, how silent it went: (1 - window rate / history rate), weighted by how significant
+    the drop is; 0 for a service as busy as usual (see `_activity`)."""
     window: tuple[int, int] = (0, 0)
     slice_ns: int = 0
 
@@ -117,13 +121,14 @@ def compute_signals(
     span_in_window = np.arange(spans.num_rows) < sw.num_rows
     s_slices = span_slices(fold, span_in_window, window[0], width)
     signals: list[Signal] = []
-    anomalous: dict[str, set[str]] = {}
+    behind: list[dict[str, int]] = []
     services: set[str] = set()
     for data in (sw, sb):
         services.update(data.column("service").unique().to_pylist())
     if have(spans_window, spans_base, Modality.TRACES):
         found, traces = trace_signals(fold, s_slices, opt)
-        _merge(signals, anomalous, found, traces)
+        signals += found
+        behind += traces
     lw = as_table(logs_window, LOG_SCHEMA)
     lb = as_table(logs_base, LOG_SCHEMA)
     for data in (lw, lb):
@@ -142,21 +147,80 @@ def compute_signals(
         found, traces = log_signals(
             logs, in_window, window[0], width, fold if not fold.empty else None, s_slices, names, opt
         )
-        _merge(signals, anomalous, found, traces)
+        signals += found
+        behind += traces
+    signals = _inherit_dependencies(signals, behind, fold.edges)
+    anomalous: dict[str, set[str]] = {}
+    first_seen: dict[str, dict[str, int]] = {}
+    for sig, ids in zip(signals, behind, strict=True):
+        if ids and sig.dependency_via != "error":
+            anomalous.setdefault(sig.service, set()).update(ids)
+            mine = first_seen.setdefault(sig.service, {})
+            for tr, ts in ids.items():
+                mine[tr] = min(ts, mine.get(tr, ts))
+    edges = set(fold.edges) if not fold.empty else precedence_edges(first_seen)
+    if fold.empty and edges:
+        notes.append(f"no spans: {len(edges)} call(s) inferred from which service's change came first in shared traces")
     if have(metrics_window, metrics_base, Modality.METRICS):
         signals.extend(metric_signals(metrics_window, metrics_base, opt))
     activity = _activity(fold, s_slices, lw, lb, window, width)
     signals.sort(key=lambda s: (-s.score, s.service, s.kind.value, s.key))
     logger.debug("signals", extra={"count": len(signals), "window": window})
-    return WindowSignals(signals, used, missing, notes, fold.edges, anomalous, activity, window, width)
+    return WindowSignals(signals, used, missing, notes, edges, anomalous, activity, window, width)
 
 
-def _merge(
-    signals: list[Signal], anomalous: dict[str, set[str]], found: list[Signal], traces: dict[str, set[str]]
-) -> None:
-    signals.extend(found)
-    for svc, ids in traces.items():
-        anomalous.setdefault(svc, set()).update(ids)
+def precedence_edges(first_seen: dict[str, dict[str, int]], min_shared: int = 3) -> set[tuple[str, str]]:
+    """(later, earlier) service pairs: in most traces where both changed, `earlier` changed first.
+
+    Without spans there is no call graph, but a fault shows first where it starts and then in the
+    services that call it, so the later one is taken as the caller (blame may flow from it)."""
+    out: set[tuple[str, str]] = set()
+    names = sorted(first_seen)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = first_seen[a].keys() & first_seen[b].keys()
+            if len(shared) < min_shared:
+                continue
+            a_first = sum(1 for t in shared if first_seen[a][t] < first_seen[b][t])
+            b_first = sum(1 for t in shared if first_seen[b][t] < first_seen[a][t])
+            if a_first * 3 >= 2 * len(shared):
+                out.add((b, a))
+            elif b_first * 3 >= 2 * len(shared):
+                out.add((a, b))
+    return out
+
+
+def _inherit_dependencies(
+    signals: list[Signal], behind: list[dict[str, int]], edges: set[tuple[str, str]]
+) -> list[Signal]:
+    """A signal whose requests are mostly ones in which the same service, or a service it calls,
+    reported a failing dependency (an error naming that service) describes the same failure as it
+    travels up the calls: it names the dependency too. Repeated until nothing changes."""
+    callees: dict[str, set[str]] = {}
+    for a, b in edges:
+        callees.setdefault(a, set()).add(b)
+    out = list(signals)
+    for _ in range(8):
+        named: dict[str, list[tuple[str, set[str]]]] = {}
+        for sig, ids in zip(out, behind, strict=True):
+            if sig.dependency and sig.dependency_via == "error" and ids:
+                named.setdefault(sig.service, []).append((sig.dependency, set(ids)))
+        changed = False
+        for i, (sig, ids) in enumerate(zip(out, behind, strict=True)):
+            if sig.dependency_via == "error" or not ids:
+                continue
+            near = [d for s in {sig.service} | callees.get(sig.service, set()) for d in named.get(s, [])]
+            near = [d for d in near if d[0] != sig.service]
+            if not near:
+                continue
+            mine = set(ids)
+            dep, theirs = max(near, key=lambda d: len(mine & d[1]))
+            if len(mine & theirs) * 2 >= len(mine):
+                out[i] = sig.model_copy(update={"dependency": dep, "dependency_via": "error"})
+                changed = True
+        if not changed:
+            break
+    return out
 
 
 def _activity(
@@ -184,7 +248,11 @@ def _activity(
     out: dict[str, float] = {}
     for s in np.unique(svc):
         mine = svc == s
-        w = int((mine & (sl == 0)).sum()) / win_s
-        h = int((mine & hist).sum()) / (n_hist * width)
-        out[str(s)] = w / h if h > 0 else (float("inf") if w else 1.0)
+        w = int((mine & (sl == 0)).sum())
+        expected = int((mine & hist).sum()) / (n_hist * width) * win_s
+        if expected <= 0 or w >= expected:
+            out[str(s)] = 0.0
+            continue
+        z = z_from_p(poisson_lower_tail(w, expected))
+        out[str(s)] = (1.0 - w / expected) * (1.0 - math.exp(-z / 4.0))
     return out

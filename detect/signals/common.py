@@ -315,6 +315,15 @@ def slice_test(k_win: int, n_win: int, k_hist: np.ndarray, n_hist: np.ndarray) -
     return SliceTest(z=z, p0=p0, phi=phi, outliers=out)
 
 
+def poisson_lower_tail(k: int, mu: float) -> float:
+    """P(X <= k) for X ~ Poisson(mu)."""
+    if mu <= 0:
+        return 1.0
+    i = np.arange(0, k + 1, dtype=float)
+    logs = i * math.log(mu) - mu - np.array([math.lgamma(x + 1) for x in i])
+    return float(min(1.0, np.exp(logs).sum()))
+
+
 def family_z(z: float, tests: int) -> float:
     """z of the smallest of `tests` p-values, Bonferroni-adjusted (so a busy service with many
     templates or operations does not stand out just because more was tested)."""

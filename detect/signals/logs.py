@@ -2,7 +2,8 @@
 
 Each line is named by its *statement*: the first words of the line with numbers and ids masked (so
 templates that differ only in data written later in the line are one statement), marked as an error
-when its level or words say so, and, for errors that name another known service, with that service.
+when its level or words say so, and, for errors that name another known service (one the writer
+calls, when the spans tell), with that service.
 
 When lines carry trace and span ids and spans are given, lines are grouped into the requests the
 spans describe, and each request starts with ``START:<operation>``: the statements a request goes
@@ -50,7 +51,7 @@ LOG_SCHEMA = pa.schema(
         ("template_id", pa.string()),
     ]
 )
-_MASK = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|\b[0-9a-fA-F]*\d[0-9a-fA-F]*\b|\d+")
+_MASK = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|0x[0-9a-fA-F]+|\b\w*\d\w*\b|\d+")
 
 
 def statement(message: str, words: int) -> str:
@@ -58,32 +59,67 @@ def statement(message: str, words: int) -> str:
     return " ".join(_MASK.sub("#", message[:600]).split()[:words])
 
 
-def _tokens(t: pa.Table, services: list[str], opt: SignalOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Statement token, error flag and named dependency of every line."""
+def _tokens(
+    t: pa.Table, services: list[str], callees: dict[str, set[str]] | None, opt: SignalOptions
+) -> tuple[pa.Array, np.ndarray, pa.Array]:
+    """Statement token, error flag and named dependency of every line. A dependency is a known service
+    named in an error line; when the calls between services are known, only one the writer calls,
+    else not one that took part in the same trace before the writer did (that would be its caller)."""
     n = t.num_rows
-    msgs = t.column("message").to_numpy(zero_copy_only=False)
-    tids = t.column("template_id").to_numpy(zero_copy_only=False)
-    own = t.column("service").to_numpy(zero_copy_only=False)
+    messages = t.column("message").combine_chunks()
     levels = pc.utf8_upper(t.column("level"))
     err = pc.is_in(levels, value_set=pa.array(sorted(ERROR_LEVELS))).to_numpy(zero_copy_only=False)
-    err = err | pc.match_substring_regex(t.column("message"), ERROR_WORDS.pattern).to_numpy(zero_copy_only=False)
-    # one statement per template (from its first line); lines without a template on their own
-    key = np.where(tids != "", tids, msgs)
-    uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    names = np.array([statement(msgs[i], opt.statement_words) for i in first], dtype=object)
-    tok = names[inv] if n else np.zeros(0, dtype=object)
-    tok = np.where(err, tok + ERR_MARK, tok)
-    dep = np.full(n, "", dtype=object)
+    err = err | pc.match_substring_regex(messages, ERROR_WORDS.pattern).to_numpy(zero_copy_only=False)
+    # one statement per template (named from its first line); a line without a template on its own
+    tids = t.column("template_id").combine_chunks()
+    key = pc.if_else(pc.equal(tids, ""), messages, tids).dictionary_encode()
+    codes = key.indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    msg_list = messages.take(pa.array(first, pa.int64())).to_pylist()
+    names = [""] * len(key.dictionary)
+    for code, msg in zip(codes[first].tolist(), msg_list, strict=True):
+        names[code] = statement(msg or "", opt.statement_words)
+    tok = pa.array(names, pa.string()).take(key.indices) if n else pa.array([], pa.string())
+    tok = pc.if_else(pa.array(err), pc.binary_join_element_wise(tok, ERR_MARK.strip(), " "), tok)
+    dep = [""] * n
     others = sorted((s for s in services if s), key=len, reverse=True)
     if others and err.any():
-        pat = re.compile("|".join(re.escape(s) for s in others))
-        for i in np.nonzero(err)[0]:
-            for m in pat.finditer(msgs[i][:2000]):
-                if m.group(0) != own[i]:
-                    dep[i] = m.group(0)
+        pat = re.compile(r"(?<![\w.-])(?:" + "|".join(re.escape(s) for s in others) + r")(?![\w-])")
+        rows = np.nonzero(err)[0]
+        idx = pa.array(rows, pa.int64())
+        own = t.column("service").take(idx).to_pylist()
+        traces = t.column("trace_id").take(idx).to_pylist()
+        entered = _first_in_trace(t) if callees is None else {}
+        for i, msg, me, tr in zip(rows.tolist(), messages.take(idx).to_pylist(), own, traces, strict=True):
+            for m in pat.finditer((msg or "")[:2000]):
+                name = m.group(0)
+                if name == me:
+                    continue
+                if callees is not None:
+                    ok = name in callees.get(me, ())
+                else:
+                    ok = not tr or entered.get((tr, name), 1 << 62) >= entered.get((tr, me), 0)
+                if ok:
+                    dep[i] = name
                     break
-    tok = np.where(dep != "", tok + " @" + dep, tok)
-    return tok.astype(object), err, dep
+    deps = pa.array(dep, pa.string())
+    named = pc.not_equal(deps, "")
+    tok = pc.if_else(named, pc.binary_join_element_wise(tok, pc.binary_join_element_wise("@", deps, ""), " "), tok)
+    return tok, err, deps
+
+
+def _first_in_trace(t: pa.Table) -> dict[tuple[str, str], int]:
+    """(trace_id, service) -> time of the service's first line in that trace."""
+    g = t.filter(pc.not_equal(t.column("trace_id"), "")).group_by(["trace_id", "service"]).aggregate([("ts_ns", "min")])
+    return {
+        (a, b): c
+        for a, b, c in zip(
+            g.column("trace_id").to_pylist(),
+            g.column("service").to_pylist(),
+            g.column("ts_ns_min").to_pylist(),
+            strict=True,
+        )
+    }
 
 
 def log_signals(
@@ -95,104 +131,129 @@ def log_signals(
     span_slices: np.ndarray | None,
     services: list[str],
     opt: SignalOptions,
-) -> tuple[list[Signal], dict[str, set[str]]]:
-    """Signals from log lines (window rows flagged by `in_window`; the rest is history) and per service
-    the window trace ids of the requests behind them. `fold`/`span_slices` describe the spans of the
+) -> tuple[list[Signal], list[dict[str, int]]]:
+    """Signals from log lines (window rows flagged by `in_window`; the rest is history) and for each
+    the window trace ids of the requests behind it. `fold`/`span_slices` describe the spans of the
     same window and history, when there are any."""
     t = as_table(logs, LOG_SCHEMA)
     n = t.num_rows
     if n == 0:
-        return [], {}
+        return [], []
     win = np.ones(n, bool) if in_window is None else in_window
     ts = t.column("ts_ns").to_numpy(zero_copy_only=False)
-    own_slice = np.where(win, np.int64(0), slice_of(ts, window_start, width_ns))
-    own_slice = np.where(~win & (own_slice == 0), EXCLUDED_SLICE, own_slice)
-    tok, err, dep = _tokens(t, services, opt)
-    svc = t.column("service").to_numpy(zero_copy_only=False)
-    trace = t.column("trace_id").to_numpy(zero_copy_only=False)
-    eids = t.column("event_id").to_numpy(zero_copy_only=False)
-    pods = t.column("pod").to_numpy(zero_copy_only=False)
-    ref = np.where(
-        eids != "",
-        np.char.add("log:", eids.astype(str)),
-        np.char.add(np.char.add(np.char.add("log:", ts.astype(str)), ":"), pods.astype(str)),
-    ).astype(object)
-    req = np.full(n, "", dtype=object)
-    line_slice = own_slice.copy()
-    start_rows = None
+    line_slice = np.where(win, np.int64(0), slice_of(ts, window_start, width_ns))
+    line_slice = np.where(~win & (line_slice == 0), EXCLUDED_SLICE, line_slice)
+    callees: dict[str, set[str]] | None = None
+    if fold is not None and fold.edges:
+        callees = {}
+        for a, b in fold.edges:
+            callees.setdefault(a, set()).add(b)
+    tok, err, dep = _tokens(t, services, callees, opt)
+    svc = t.column("service").combine_chunks()
+    trace = t.column("trace_id").combine_chunks()
+    pods = t.column("pod").combine_chunks()
+    eids = t.column("event_id").combine_chunks()
+    ref = pc.if_else(
+        pc.equal(eids, ""),
+        pc.binary_join_element_wise("log", pa.array(ts.astype(str)), pods, ":"),
+        pc.binary_join_element_wise("log", eids, ":"),
+    )
+    req = pa.array([""] * n, pa.string())
+    starts: pa.Table | None = None
     if fold is not None and not fold.empty and span_slices is not None:
-        root_row = _span_rows(t, fold)
-        linked = root_row >= 0
-        rr = fold.root[np.where(linked, root_row, 0)]
-        f_trace = fold.column("trace_id")
-        f_span = fold.column("span_id")
-        keys = np.char.add(np.char.add(f_trace[rr].astype(str), "/"), f_span[rr].astype(str)).astype(object)
-        req = np.where(linked, keys, req)
-        line_slice = np.where(linked, span_slices[rr], line_slice)
-        writers = set(svc.tolist())
-        is_root = fold.is_root
-        f_svc = fold.column("service")
-        start_rows = np.nonzero(is_root & np.isin(f_svc, list(writers)))[0]
-    free = req == ""
-    by_trace = free & (trace != "")
-    req = np.where(by_trace, np.char.add(np.char.add(svc.astype(str), "/"), trace.astype(str)).astype(object), req)
-    line_events = pa.table(
+        span_row = _span_rows(t, fold)
+        linked = span_row >= 0
+        root = fold.root[np.where(linked, span_row, 0)]
+        req = pc.if_else(pa.array(linked), fold.request_key().take(pa.array(root, pa.int64())), req)
+        line_slice = np.where(linked, span_slices[root], line_slice)
+        writers = pc.unique(svc)
+        roots = np.nonzero(fold.is_root & pc.is_in(fold.spans.column("service"), value_set=writers).to_numpy())[0]
+        starts = _start_events(fold, roots, span_slices)
+    free = pc.equal(req, "").to_numpy(zero_copy_only=False)
+    by_trace = free & pc.not_equal(trace, "").to_numpy(zero_copy_only=False)
+    req = pc.if_else(pa.array(by_trace), pc.binary_join_element_wise(svc, trace, "/"), req)
+    events = pa.table(
         {
-            "service": pa.array(svc, pa.string()),
-            "pod": pa.array(pods, pa.string()),
-            "req": pa.array(req, pa.string()),
-            "trace": pa.array(trace, pa.string()),
+            "service": svc,
+            "pod": pods,
+            "req": req,
+            "trace": trace,
             "ts": pa.array(ts, pa.int64()),
-            "token": pa.array(tok, pa.string()),
+            "token": tok,
             "err": pa.array(err, pa.bool_()),
-            "dep": pa.array(dep, pa.string()),
-            "ref": pa.array(ref, pa.string()),
+            "dep": dep,
+            "ref": ref,
             "slice": pa.array(line_slice, pa.int64()),
         }
     )
-    parts = [line_events.filter(pa.array(req != ""))]
-    if start_rows is not None and fold is not None and span_slices is not None and len(start_rows):
-        idx = pa.array(start_rows, pa.int64())
-        f = fold.spans
-        parts.append(
-            pa.table(
-                {
-                    "service": f.column("service").take(idx),
-                    "pod": f.column("pod").take(idx),
-                    "req": pa.array(
-                        np.char.add(
-                            np.char.add(fold.column("trace_id")[start_rows].astype(str), "/"),
-                            fold.column("span_id")[start_rows].astype(str),
-                        ).astype(object),
-                        pa.string(),
-                    ),
-                    "trace": f.column("trace_id").take(idx),
-                    "ts": pa.array(fold.column("start_ns")[start_rows] - 1, pa.int64()),
-                    "token": pa.array(
-                        np.char.add(START + ":", fold.column("operation")[start_rows].astype(str)).astype(object),
-                        pa.string(),
-                    ),
-                    "err": pa.array(np.zeros(len(start_rows), bool)),
-                    "dep": pa.array([""] * len(start_rows), pa.string()),
-                    "ref": pa.array(
-                        np.char.add(
-                            np.char.add(np.char.add("span:", fold.column("trace_id")[start_rows].astype(str)), ":"),
-                            fold.column("span_id")[start_rows].astype(str),
-                        ).astype(object),
-                        pa.string(),
-                    ),
-                    "slice": pa.array(span_slices[start_rows], pa.int64()),
-                }
-            )
+    parts = [events.filter(pa.array(~free | by_trace))]
+    if by_trace.any():
+        # requests known only by their trace: a generic START opens each (service, trace) group
+        first = pa.array(_first_rows(req.to_numpy(zero_copy_only=False), ts, by_trace), pa.int64())
+        head = events.take(first)
+        head = head.set_column(
+            head.schema.get_field_index("token"), "token", pa.array([START] * len(first), pa.string())
         )
-    events = pa.concat_tables([p.cast(EVENT_SCHEMA) for p in parts])
-    events = events.filter(pc.not_equal(events.column("slice"), EXCLUDED_SLICE))
-    found, traces = sequence_signals(events, LOG_KINDS, opt)
-    if free.any() and (~by_trace & free).any():
-        loose = ~by_trace & free & (line_slice != EXCLUDED_SLICE)
-        found.extend(_share_signals(svc[loose], tok[loose], line_slice[loose], ref[loose], pods[loose], err[loose], opt))
-    _cite_templates(found, ref, t.column("template_id").to_numpy(zero_copy_only=False), opt)
+        head = head.set_column(head.schema.get_field_index("ts"), "ts", pc.subtract(head.column("ts"), 1))
+        head = head.set_column(head.schema.get_field_index("err"), "err", pa.array(np.zeros(len(first), bool)))
+        head = head.set_column(head.schema.get_field_index("dep"), "dep", pa.array([""] * len(first), pa.string()))
+        parts.append(head)
+    if starts is not None:
+        parts.append(starts)
+    events_all = pa.concat_tables([p.cast(EVENT_SCHEMA) for p in parts])
+    events_all = events_all.filter(pc.not_equal(events_all.column("slice"), EXCLUDED_SLICE))
+    found, traces = sequence_signals(events_all, LOG_KINDS, opt)
+    loose = ~(~free | by_trace) & (line_slice != EXCLUDED_SLICE)
+    if loose.any():
+        sel = pa.array(loose)
+        shares = _share_signals(
+            svc.filter(sel).to_numpy(zero_copy_only=False),
+            tok.filter(sel).to_numpy(zero_copy_only=False),
+            line_slice[loose],
+            ref.filter(sel).to_numpy(zero_copy_only=False),
+            pods.filter(sel).to_numpy(zero_copy_only=False),
+            err[loose],
+            opt,
+        )
+        found.extend(shares)
+        traces.extend({} for _ in shares)
+    quiet = _quiet_signals(svc.to_numpy(zero_copy_only=False), line_slice, opt)
+    found.extend(quiet)
+    traces.extend({} for _ in quiet)
+    _cite_templates(found, ref, t.column("template_id"), opt)
     return found, traces
+
+
+def _start_events(fold: SpanFold, roots: np.ndarray, span_slices: np.ndarray) -> pa.Table:
+    """``START:<operation>`` opening each request of the given entry-span rows."""
+    idx = pa.array(roots, pa.int64())
+    f = fold.spans
+    return pa.table(
+        {
+            "service": f.column("service").take(idx),
+            "pod": f.column("pod").take(idx),
+            "req": fold.request_key().take(idx),
+            "trace": f.column("trace_id").take(idx),
+            "ts": pa.array(fold.column("start_ns")[roots] - 1, pa.int64()),
+            "token": pc.binary_join_element_wise(START, f.column("operation").take(idx), ":"),
+            "err": pa.array(np.zeros(len(roots), bool)),
+            "dep": pa.array([""] * len(roots), pa.string()),
+            "ref": pc.binary_join_element_wise(
+                "span", f.column("trace_id").take(idx), f.column("span_id").take(idx), ":"
+            ),
+            "slice": pa.array(span_slices[roots], pa.int64()),
+        }
+    )
+
+
+def _first_rows(req: np.ndarray, ts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Row of the earliest line of each request among the masked rows."""
+    rows = np.nonzero(mask)[0]
+    codes = pa.array(req[rows], pa.string()).dictionary_encode().indices.to_numpy()
+    order = np.lexsort((ts[rows], codes))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = codes[order][1:] != codes[order][:-1]
+    return rows[order[first]]
 
 
 def _span_rows(t: pa.Table, fold: SpanFold) -> np.ndarray:
@@ -201,11 +262,62 @@ def _span_rows(t: pa.Table, fold: SpanFold) -> np.ndarray:
     left = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("span_id"), "line": np.arange(n)})
     left = left.filter(pc.not_equal(left.column("span_id"), ""))
     right = pa.table(
-        {"trace_id": fold.spans.column("trace_id"), "span_id": fold.spans.column("span_id"), "row": np.arange(len(fold.root))}
+        {
+            "trace_id": fold.spans.column("trace_id"),
+            "span_id": fold.spans.column("span_id"),
+            "row": np.arange(len(fold.root)),
+        }
     )
     joined = left.join(right, keys=["trace_id", "span_id"], join_type="inner")
     out = np.full(n, -1, dtype=np.int64)
     out[joined.column("line").to_numpy()] = joined.column("row").to_numpy()
+    return out
+
+
+def _quiet_signals(svc: np.ndarray, slices: np.ndarray, opt: SignalOptions) -> list[Signal]:
+    """Services whose share of all lines fell, window against history slices (they went quiet)."""
+    keep = slices != EXCLUDED_SLICE
+    svc, slices = svc[keep], slices[keep]
+    if len(svc) == 0:
+        return []
+    sl_ids, sl_inv = np.unique(slices, return_inverse=True)
+    totals = np.bincount(sl_inv, minlength=len(sl_ids)).astype(float)
+    win = sl_ids == 0
+    if not win.any() or (~win).sum() == 0:
+        return []
+    names, s_inv = np.unique(svc, return_inverse=True)
+    counts = np.zeros((len(names), len(sl_ids)))
+    np.add.at(counts, (s_inv, sl_inv), 1.0)
+    hist = ~win & (totals >= opt.min_slice_requests)
+    n_win = int(totals[win][0])
+    out: list[Signal] = []
+    tests = []
+    for i, name in enumerate(names):
+        k_win = int(counts[i, win][0])
+        t = slice_test(k_win, n_win, counts[i, hist], totals[hist])
+        tests.append((t, name, k_win))
+    for t, name, k_win in tests:
+        za = family_z(-t.z, len(tests))
+        if t.z >= 0 or za < opt.min_z:
+            continue
+        pw = k_win / n_win if n_win else 0.0
+        out.append(
+            Signal(
+                service=str(name),
+                modality=Modality.LOGS,
+                kind=SignalKind.LOG_VOLUME,
+                key="lines",
+                family="template",
+                direction="down",
+                score=za,
+                baseline=round(t.p0, 6),
+                observed=round(pw, 6),
+                fold=share_fold(k_win, n_win, t.p0),
+                effect=round(min(1.0, max(0.0, 1.0 - pw / max(t.p0, 1e-9))), 6),
+                group=f"logs:{name}:volume",
+                description=f"{name} wrote {k_win} of {n_win} lines in the window (history {t.p0:.1%} of all lines)",
+            )
+        )
     return out
 
 
@@ -269,15 +381,19 @@ def _share_signals(
     return out
 
 
-def _cite_templates(found: list[Signal], ref: np.ndarray, tids: np.ndarray, opt: SignalOptions) -> None:
+def _cite_templates(found: list[Signal], ref: pa.Array, tids: pa.ChunkedArray, opt: SignalOptions) -> None:
     """Put the template of a signal's first cited line in front of its evidence."""
-    where = {r: i for i, r in enumerate(ref.tolist())}
+    cited = {e for s in found if s.modality == Modality.LOGS for e in s.evidence_ids}
+    if not cited:
+        return
+    hit = pc.is_in(ref, value_set=pa.array(sorted(cited), pa.string()))
+    where = dict(zip(ref.filter(hit).to_pylist(), tids.filter(hit).to_pylist(), strict=True))
     for i, s in enumerate(found):
         if s.modality != Modality.LOGS:
             continue
-        first = next((where[e] for e in s.evidence_ids if e in where and tids[where[e]]), None)
+        first = next((where[e] for e in s.evidence_ids if where.get(e)), None)
         if first is None:
             continue
-        tid = f"template:{tids[first]}"
+        tid = f"template:{first}"
         if tid not in s.evidence_ids:
             found[i] = s.model_copy(update={"evidence_ids": [tid, *s.evidence_ids][: opt.max_evidence]})

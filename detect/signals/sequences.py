@@ -54,10 +54,13 @@ class SequenceKinds:
     error: SignalKind
     noun: str
     """What a token is, for descriptions: 'log statement' or 'step'."""
+    call_prefix: str = ""
+    """Tokens that are calls to another service start with this; a change right after one is
+    about that service's response."""
 
 
 LOG_KINDS = SequenceKinds(Modality.LOGS, SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.LOG_ERROR_TEMPLATE, "log")
-SPAN_KINDS = SequenceKinds(Modality.TRACES, SignalKind.SPAN_STRUCTURE, SignalKind.SPAN_ERROR, "step")
+SPAN_KINDS = SequenceKinds(Modality.TRACES, SignalKind.SPAN_STRUCTURE, SignalKind.SPAN_ERROR, "step", "-> ")
 
 
 @dataclass
@@ -101,12 +104,12 @@ def transitions(events: pa.Table) -> pa.Table:
 
 def sequence_signals(
     events: pa.Table, kinds: SequenceKinds, opt: SignalOptions
-) -> tuple[list[Signal], dict[str, set[str]]]:
-    """Signals from `events` (EVENT_SCHEMA; slice 0 is the window, others history), and per service
-    the window trace ids of the requests behind its signals."""
+) -> tuple[list[Signal], list[dict[str, int]]]:
+    """Signals from `events` (EVENT_SCHEMA; slice 0 is the window, others history), and for each
+    signal the window traces behind it, with the time the change showed in each."""
     tr = transitions(events)
     if tr.num_rows == 0:
-        return [], {}
+        return [], []
     pairs = tr.group_by(["service", "a", "b", "slice"]).aggregate([("i", "count")])
     counts: dict[tuple[str, str], dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
     for s, a, b, sl, c in zip(
@@ -147,7 +150,7 @@ def _signals(
     tests: dict[str, list[_Test]],
     kinds: SequenceKinds,
     opt: SignalOptions,
-) -> tuple[list[Signal], dict[str, set[str]]]:
+) -> tuple[list[Signal], list[dict[str, int]]]:
     wt = tr.filter(pc.equal(tr.column("slice"), 0))
     w_service = _np(wt, "service")
     w_a = _np(wt, "a")
@@ -159,9 +162,10 @@ def _signals(
     b_dep = np.where(w_j >= 0, _np(b_ev, "dep"), "")
     refs_a, refs_b = _np(a_ev, "ref"), _np(b_ev, "ref")
     trace_a = _np(a_ev, "trace")
+    ts_b = _np(b_ev, "ts")
     pods_a = _np(a_ev, "pod")
     out: list[Signal] = []
-    blamed: dict[str, set[str]] = defaultdict(set)
+    blamed: list[dict[str, int]] = []
     for service, ts in tests.items():
         m = len(ts)
         found: list[tuple[float, _Test]] = []
@@ -180,10 +184,7 @@ def _signals(
                 names = [d for d in b_dep[mine & (w_a == t.a) & (w_b == t.b)] if d]
                 if names:
                     dep_of[t.a] = max(set(names), key=names.count)
-        kept = 0
-        for za, t in found:
-            if kept >= opt.max_signals_per_service:
-                break
+        for za, t in found[: opt.max_signals_per_service]:
             sel = mine & (w_a == t.a)
             if t.z > 0:
                 rows = np.nonzero(sel & (w_b == t.b))[0]
@@ -197,10 +198,18 @@ def _signals(
                     ids.append(r)
                 if len(ids) >= opt.max_evidence:
                     break
-            blamed[service].update(x for x in trace_a[rows] if x)
+            when = ts_b[rows]  # when the path took its new turn (the step taken instead)
+            first: dict[str, int] = {}
+            for tr_id, ts_ in zip(trace_a[rows].tolist(), when.tolist(), strict=True):
+                if tr_id and (tr_id not in first or ts_ < first[tr_id]):
+                    first[tr_id] = ts_
+            blamed.append(first)
             pod_list = [p for p in pods_a[rows] if p]
             is_err = t.z > 0 and is_error_token(t.b)
             pw = t.k / t.n if t.n else 0.0
+            dep, via = dep_of.get(t.a, ""), "error" if t.a in dep_of else ""
+            if not dep and kinds.call_prefix and t.a.startswith(kinds.call_prefix):
+                dep, via = t.a[len(kinds.call_prefix) :].split(ERR_MARK)[0].strip(), "call"
             verb = "now" if t.z > 0 else "no longer"
             out.append(
                 Signal(
@@ -217,21 +226,20 @@ def _signals(
                     fold=share_fold(t.k, t.n, t.p0),
                     effect=round(min(1.0, abs(pw - t.p0)), 6),
                     group=f"{kinds.modality.value}:{service}:{t.a}",
-                    dependency=dep_of.get(t.a, ""),
+                    dependency=dep,
+                    dependency_via=via,
                     description=_describe(service, t, kinds, verb),
                     evidence_ids=ids,
                 )
             )
-            kept += 1
-    return out, dict(blamed)
+    return out, blamed
 
 
 def _describe(service: str, t: _Test, kinds: SequenceKinds, verb: str) -> str:
     a = _short(t.a)
     b = _short(t.b)
     return (
-        f"{service}: after {a!r}, {kinds.noun} {b!r} {verb} follows in {t.k} of {t.n} requests "
-        f"(history {t.p0:.0%})"
+        f"{service}: after {a!r}, {kinds.noun} {b!r} {verb} follows in {t.k} of {t.n} requests (history {t.p0:.0%})"
     )[:400]
 
 

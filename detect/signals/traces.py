@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,9 +29,9 @@ import pyarrow.compute as pc
 from core.rca import Modality, Signal, SignalKind
 from detect.signals.common import (
     ERROR_WORDS,
+    EXCLUDED_SLICE,
     SignalOptions,
     TableLike,
-    EXCLUDED_SLICE,
     as_table,
     family_z,
     share_fold,
@@ -77,8 +78,20 @@ class SpanFold:
     def empty(self) -> bool:
         return self.spans.num_rows == 0
 
+    _cache: dict[str, Any] = field(default_factory=dict)
+
     def column(self, name: str) -> np.ndarray:
-        return self.spans.column(name).to_numpy(zero_copy_only=False)
+        if name not in self._cache:
+            self._cache[name] = self.spans.column(name).to_numpy(zero_copy_only=False)
+        return self._cache[name]
+
+    def request_key(self) -> pa.Array:
+        """'<trace_id>/<entry span_id>' of each span's request."""
+        if "request_key" not in self._cache:
+            trace = self.spans.column("trace_id").combine_chunks()
+            span = self.spans.column("span_id").combine_chunks()
+            self._cache["request_key"] = pc.binary_join_element_wise(trace, span.take(pa.array(self.root)), "/")
+        return self._cache["request_key"]
 
     @property
     def is_root(self) -> np.ndarray:
@@ -196,7 +209,7 @@ def span_events(fold: SpanFold, slices: np.ndarray) -> pa.Table:
     start = fold.column("start_ns")
     err = pa.array(fold.error)
     err_tag = pc.if_else(err, ERR_MARK, "")
-    req_key = pc.binary_join_element_wise(trace, span.take(pa.array(fold.root)), "/")
+    req_key = fold.request_key()
     ref = pc.binary_join_element_wise("span", trace, span, ":")
     tok_start = pc.binary_join_element_wise(START, ops, ":")
     tok_internal = pc.binary_join_element_wise(ops, err_tag, "")
@@ -258,11 +271,11 @@ def span_slices(fold: SpanFold, in_window: np.ndarray, start_ns: int, width_ns: 
     return own[fold.root]
 
 
-def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tuple[list[Signal], dict[str, set[str]]]:
-    """Path and latency signals (see module doc) and per service the window trace ids behind them.
+def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tuple[list[Signal], list[dict[str, int]]]:
+    """Path and latency signals (see module doc) and for each the window trace ids behind it.
     `slices` gives each span's request slice (`span_slices`)."""
     if fold.empty:
-        return [], {}
+        return [], []
     events = span_events(fold, slices)
     events = events.filter(pc.not_equal(events.column("slice"), EXCLUDED_SLICE))
     found, traces = sequence_signals(events, SPAN_KINDS, opt)
@@ -271,14 +284,13 @@ def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tup
     for kind, col in ((SignalKind.SPAN_SELF_LATENCY, "local_us"), (SignalKind.SPAN_LATENCY, "total_us")):
         sigs, tr = _latency_signals(reqs, req_slice, kind, col, opt)
         found.extend(sigs)
-        for s, ids in tr.items():
-            traces.setdefault(s, set()).update(ids)
+        traces.extend(tr)
     return found, traces
 
 
 def _latency_signals(
     reqs: pa.Table, slices: np.ndarray, kind: SignalKind, col: str, opt: SignalOptions
-) -> tuple[list[Signal], dict[str, set[str]]]:
+) -> tuple[list[Signal], list[dict[str, int]]]:
     services = reqs.column("service").to_numpy(zero_copy_only=False)
     ops = reqs.column("operation").to_numpy(zero_copy_only=False)
     values = reqs.column(col).to_numpy(zero_copy_only=False)
@@ -315,8 +327,9 @@ def _latency_signals(
         svc, op = uniq[g].split("\x1f", 1)
         w_med = float(np.median(values[wsel]))
         tests[svc].append((t.z, op, k_win, n_win, t.p0, med, w_med, np.nonzero(slow & wsel)[0]))
+    starts = reqs.column("start_ns").to_numpy(zero_copy_only=False)
     out: list[Signal] = []
-    blamed: dict[str, set[str]] = defaultdict(set)
+    blamed: list[dict[str, int]] = []
     for svc, ts in tests.items():
         m = len(ts)
         best = max(ts, key=lambda x: x[0])
@@ -324,7 +337,7 @@ def _latency_signals(
         za = family_z(z, m)
         if za < opt.min_z or w_med - med < 0:
             continue
-        blamed[svc].update(traces[rows].tolist())
+        blamed.append(dict(zip(traces[rows].tolist(), starts[rows].tolist(), strict=True)))
         ids = [f"operation:{svc}:{op}"] + [f"span:{traces[r]}:{spans[r]}" for r in rows[: opt.max_evidence - 1]]
         pod_list = [p for p in pods[rows] if p]
         what = "own time" if kind == SignalKind.SPAN_SELF_LATENCY else "duration"
@@ -348,4 +361,4 @@ def _latency_signals(
                 evidence_ids=ids,
             )
         )
-    return out, dict(blamed)
+    return out, blamed

@@ -1,0 +1,85 @@
+"""`devmesh eval rca nezha DIR`: root-cause ranking accuracy on a Nezha-layout data set (JSON with --json).
+
+Register with `register(eval_app)` (adds the `rca` group with its `nezha` command) or add
+`eval_rca_nezha` to a group yourself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from api.cli.common import JsonOpt, console, emit, progress, state
+from api.wiring import open_services
+
+rca_app = typer.Typer(help="Root-cause ranking accuracy on labelled fault-injection data sets.")
+
+
+def register(eval_app: typer.Typer) -> None:
+    eval_app.add_typer(rca_app, name="rca")
+
+
+def _render(d: dict[str, Any]) -> None:
+    t = Table(title=f"root-cause ranking on {d['dataset']} ({', '.join(d['modalities'])})")
+    for col in ("fault", "type", "truth", "rank", "top 3", "s"):
+        t.add_column(col)
+    for r in d["results"]:
+        t.add_row(
+            r["fault"],
+            r["fault_type"],
+            r["truth"],
+            str(r["rank"] or "-"),
+            ", ".join(r["ranking"][:3]),
+            f"{r['seconds']:.2f}",
+        )
+    console.print(t)
+    console.print(
+        f"AC@1 {d['ac1']:.3f}  AC@3 {d['ac3']:.3f}  AC@5 {d['ac5']:.3f}  over {d['cases']} faults; "
+        f"median {d['median_case_s']:.2f} s a case"
+    )
+    for kind, s in d["by_fault_type"].items():
+        console.print(f"  {kind}: AC@1 {s['ac1']:.3f}  AC@3 {s['ac3']:.3f}  AC@5 {s['ac5']:.3f}  ({s['cases']})")
+
+
+@rca_app.command("nezha")
+def eval_rca_nezha(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="Nezha-layout folder (date folders with log/, trace/, metric/)."),
+    no_logs: bool = typer.Option(False, "--no-logs", help="Rank without logs."),
+    no_traces: bool = typer.Option(False, "--no-traces", help="Rank without traces."),
+    no_metrics: bool = typer.Option(False, "--no-metrics", help="Rank without metrics."),
+    home: Path | None = typer.Option(
+        None,
+        "--eval-home",
+        help="Import into this (empty) folder and keep it; default a temporary folder. Not DEVMESH_HOME.",
+    ),
+    reuse: bool = typer.Option(False, "--reuse", help="Reuse --eval-home if this evaluation imported it before."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Import DIR, rank each labelled fault from its start time alone (as POST /explain would), score."""
+    from bench.eval_rca import evaluate_rca_nezha
+    from ingest.nezha import load_faults, plan
+
+    settings = state(ctx).settings
+    mods = [m for m, off in (("logs", no_logs), ("traces", no_traces), ("metrics", no_metrics)) if not off]
+    if not mods:
+        raise typer.BadParameter("leave at least one of logs, traces, metrics")
+    p = plan(directory)
+    with progress(not as_json) as bar:
+        imp = bar.add_task("import", total=len(p.files), status="")
+        cases = bar.add_task("rank", total=len(load_faults(p)), status="")
+        result = evaluate_rca_nezha(
+            directory,
+            home=home,
+            open_fn=lambda h: open_services(
+                settings.model_copy(update={"home": h, "embedder": "none"}), graph=False, vectors=False
+            ),
+            modalities=mods,
+            reuse=reuse,
+            on_import=lambda name: bar.update(imp, advance=1, status=name),
+            on_case=lambda r: bar.update(cases, advance=1, status=f"{r['fault']} rank {r['rank'] or '-'}"),
+        )
+    emit(result, as_json, _render)

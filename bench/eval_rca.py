@@ -1,0 +1,174 @@
+"""Root-cause ranking evaluation on a Nezha-layout data set: `devmesh eval rca nezha DIR --json`.
+
+The data set is imported with `ingest.importers.import_nezha` into a fresh store under HOME (or an
+already imported HOME is reused). Each labelled fault then becomes an *alert*: only its injection
+time is handed to `detect.incident_window.rank_incident`, the same code `POST /explain` runs, and the
+store holds telemetry only (no labels, no earlier answers). The label (the service of `inject_pod`)
+is looked up after the ranking has returned, to score it: AC@k is the share of faults whose root
+service is among the first k candidates.
+
+Run: `.venv/bin/python -m bench.eval_rca DIR [--home HOME] [--reuse] [--no-logs|--no-traces|--no-metrics]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import DatasetError
+from core.timeutil import iso
+from detect.incident_window import MODALITIES, IncidentOptions, rank_incident
+from ingest import nezha
+from ingest.importers import import_nezha
+
+log = logging.getLogger(__name__)
+
+IMPORTED_KEY = "eval:nezha:imported"
+TOP_K = (1, 3, 5)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What the ranking is given about a fault: an id and a time, nothing else."""
+
+    case: int
+    alert_ns: int
+
+
+def _split(faults: list[nezha.NezhaFault]) -> tuple[list[Alert], dict[int, nezha.NezhaFault]]:
+    """Alerts for the ranking, and the labels kept apart for scoring."""
+    alerts = [Alert(i, f.inject_ns) for i, f in enumerate(faults)]
+    return alerts, dict(enumerate(faults))
+
+
+def _ac(ranks: list[int | None], k: int) -> float:
+    return round(sum(1 for r in ranks if r is not None and r <= k) / len(ranks), 4) if ranks else 0.0
+
+
+def _scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ranks = [r["rank"] for r in rows]
+    return {"cases": len(rows), **{f"ac{k}": _ac(ranks, k) for k in TOP_K}}
+
+
+def evaluate_rca_nezha(
+    root: Path,
+    *,
+    home: Path | None,
+    open_fn: Callable[[Path], Any],
+    modalities: Collection[str] = MODALITIES,
+    reuse: bool = False,
+    on_case: Callable[[dict[str, Any]], None] | None = None,
+    on_import: Callable[[str], None] | None = None,
+    options: IncidentOptions | None = None,
+) -> dict[str, Any]:
+    """Import ROOT (unless `reuse` and HOME already holds it), rank every labelled fault from its time
+    alone, and score. `open_fn(home)` opens the services (an object with `.events`, `.pipeline` and
+    `.close()`); HOME None uses a temporary folder."""
+    plan = nezha.plan(root)
+    faults = nezha.load_faults(plan)
+    if not faults:
+        raise DatasetError(f"{root} holds no labelled faults (no *-fault_list.json with entries)", field="DIR")
+    alerts, labels = _split(faults)
+    mods = [m for m in MODALITIES if m in modalities]
+    with ExitStack() as stack:
+        if home is None:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="devmesh-eval-rca-")))
+        svc = open_fn(home)
+        stack.callback(svc.close)
+        events = svc.events
+        imported = events.kv_get(IMPORTED_KEY)
+        import_s = 0.0
+        if reuse and imported == str(root.resolve()):
+            log.info("reusing the imported data set", extra={"home": str(home)})
+        else:
+            if events.stats()["tables"]["logs"]["rows"] or events.stats()["tables"]["spans"]["rows"]:
+                raise DatasetError(
+                    f"{home} already holds telemetry; use an empty --home, or --reuse for a home this "
+                    "evaluation imported",
+                    field="home",
+                )
+            t0 = time.perf_counter()
+            import_nezha(
+                svc.pipeline,
+                root,
+                on_file=(lambda kind, path, _r: on_import(f"{kind} {path.name}")) if on_import else None,
+            )
+            import_s = time.perf_counter() - t0
+            events.kv_set(IMPORTED_KEY, str(root.resolve()))
+            events.checkpoint()
+        rows: list[dict[str, Any]] = []
+        for alert in alerts:
+            t0 = time.perf_counter()
+            result = rank_incident(events, alert_ns=alert.alert_ns, modalities=mods, options=options)
+            seconds = time.perf_counter() - t0
+            ranking = [c.service for c in result.candidates]
+            label = labels[alert.case]  # read only now, after the ranking has returned
+            rank = ranking.index(label.service) + 1 if label.service in ranking else None
+            row = {
+                "fault": iso(alert.alert_ns),
+                "fault_type": label.fault_type,
+                "truth": label.service,
+                "truth_pod": label.pod,
+                "ranking": ranking,
+                "rank": rank,
+                "seconds": round(seconds, 3),
+                "status": result.status,
+                "top_confidence": result.candidates[0].confidence if result.candidates else 0.0,
+                "history_slices": len(result.baseline),
+            }
+            rows.append(row)
+            if on_case is not None:
+                on_case(row)
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_type[r["fault_type"]].append(r)
+    times = [r["seconds"] for r in rows]
+    return {
+        "dataset": str(root),
+        "modalities": mods,
+        **_scores(rows),
+        "by_fault_type": {t: _scores(v) for t, v in sorted(by_type.items())},
+        "median_case_s": round(statistics.median(times), 3),
+        "max_case_s": round(max(times), 3),
+        "import_s": round(import_s, 3),
+        "insufficient_evidence": sum(1 for r in rows if r["status"] != "ok"),
+        "results": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from api.wiring import open_services
+    from core.settings import Settings
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("directory", type=Path)
+    ap.add_argument("--home", type=Path, default=None, help="Where to import (default: a temporary folder).")
+    ap.add_argument("--reuse", action="store_true", help="Reuse HOME if this evaluation imported it already.")
+    for m in MODALITIES:
+        ap.add_argument(f"--no-{m}", action="store_true", help=f"Leave {m} out.")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    mods = [m for m in MODALITIES if not getattr(args, f"no_{m}")]
+    settings = Settings()
+
+    def open_fn(h: Path) -> Any:
+        return open_services(settings.model_copy(update={"home": h, "embedder": "none"}), graph=False, vectors=False)
+
+    out = evaluate_rca_nezha(args.directory, home=args.home, open_fn=open_fn, modalities=mods, reuse=args.reuse)
+    sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
