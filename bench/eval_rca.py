@@ -71,6 +71,7 @@ def evaluate_rca_nezha(
     on_case: Callable[[dict[str, Any]], None] | None = None,
     on_import: Callable[[str], None] | None = None,
     options: IncidentOptions | None = None,
+    via_agents: bool = False,
 ) -> dict[str, Any]:
     """Import ROOT (unless `reuse` and HOME already holds it), rank every labelled fault from its time
     alone, and score. `open_fn(home)` opens the services (an object with `.events`, `.pipeline` and
@@ -113,6 +114,7 @@ def evaluate_rca_nezha(
             result = rank_incident(events, alert_ns=alert.alert_ns, modalities=mods, options=options)
             seconds = time.perf_counter() - t0
             ranking = [c.service for c in result.candidates]
+            agents_ranking = _agents_ranking(svc, alert.alert_ns, mods) if via_agents else None
             label = labels[alert.case]  # read only now, after the ranking has returned
             rank = ranking.index(label.service) + 1 if label.service in ranking else None
             row = {
@@ -127,6 +129,12 @@ def evaluate_rca_nezha(
                 "top_confidence": result.candidates[0].confidence if result.candidates else 0.0,
                 "history_slices": len(result.baseline),
             }
+            if agents_ranking is not None:
+                agent_rank = agents_ranking.index(label.service) + 1 if label.service in agents_ranking else None
+                row["agents_ranking"] = agents_ranking
+                row["agents_rank"] = agent_rank
+                # the explanation lists the top 3: beyond them both say "not in the top 3"
+                row["agents_rank_matches"] = agent_rank == (rank if rank is not None and rank <= 3 else None)
             rows.append(row)
             if on_case is not None:
                 on_case(row)
@@ -143,6 +151,7 @@ def evaluate_rca_nezha(
         "max_case_s": round(max(times), 3),
         "import_s": round(import_s, 3),
         "insufficient_evidence": sum(1 for r in rows if r["status"] != "ok"),
+        **({"agents_rank_matches": sum(1 for r in rows if r["agents_rank_matches"])} if via_agents else {}),
         "results": rows,
     }
 
@@ -172,3 +181,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _agents_ranking(svc: Any, alert_ns: int, modalities: Collection[str]) -> list[str]:
+    """The root causes of the explanation the agent team writes for this alert time (POST /explain's path)."""
+    from agents.investigate import investigate
+    from core.incident import InvestigationRequest
+
+    _, explanation = investigate(
+        svc.toolbox(modalities=tuple(modalities)), InvestigationRequest(at_ns=alert_ns), source="eval"
+    )
+    return [rc.service for rc in explanation.root_causes]

@@ -68,6 +68,9 @@ class IncidentOptions:
     """Logs and spans within this distance of the window are history."""
     max_slices: int = 200
     """At most this many history slices, nearest first."""
+    past_only: bool = False
+    """History only from before the incident (as it is live, right after an alert); the default also uses
+    stored data after the incident window when there is some (replays, post-mortems)."""
     guard_slices: int = 1
     """Slices on each side of the window that are neither window nor history."""
     metric_window_s: int = 240
@@ -134,7 +137,7 @@ def choose_windows(events: EventStore, alert_ns: int, opt: IncidentOptions | Non
         occupied = set(buckets)
         steps = range(1, o.history_s * NS // width + 2)
         for j in (x for k in steps for x in (-k, k)):
-            if abs(j) <= o.guard_slices:
+            if abs(j) <= o.guard_slices or (o.past_only and j > 0):
                 continue
             a = start + j * width
             z = a + width

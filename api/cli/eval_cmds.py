@@ -57,10 +57,17 @@ def eval_rca_nezha(
         help="Import into this (empty) folder and keep it; default a temporary folder. Not DEVMESH_HOME.",
     ),
     reuse: bool = typer.Option(False, "--reuse", help="Reuse --eval-home if this evaluation imported it before."),
+    past_only: bool = typer.Option(
+        False, "--past-only", help="History only from before each fault, as live right after an alert."
+    ),
+    via_agents: bool = typer.Option(
+        False, "--via-agents", help="Also explain each fault with the agent team and compare its ranking."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Import DIR, rank each labelled fault from its start time alone (as POST /explain would), score."""
     from bench.eval_rca import evaluate_rca_nezha
+    from detect.incident_window import IncidentOptions
     from ingest.nezha import load_faults, plan
 
     settings = state(ctx).settings
@@ -75,8 +82,12 @@ def eval_rca_nezha(
             directory,
             home=home,
             open_fn=lambda h: open_services(
-                settings.model_copy(update={"home": h, "embedder": "none"}), graph=False, vectors=False
+                settings.model_copy(update={"home": h, "embedder": "minilm" if via_agents else "none"}),
+                graph=via_agents,
+                vectors=via_agents,
             ),
+            options=IncidentOptions(past_only=True) if past_only else None,
+            via_agents=via_agents,
             modalities=mods,
             reuse=reuse,
             on_import=lambda name: bar.update(imp, advance=1, status=name),
