@@ -7,6 +7,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
+from ingest import batch
 from ingest.otlp_common import (
     Invalid,
     ParsedBatch,
@@ -33,21 +34,7 @@ from ingest.otlp_common import (
     request_doc,
 )
 
-LOG_COLUMNS = (
-    "ts_ns",
-    "source",
-    "service",
-    "host",
-    "pod",
-    "level",
-    "message",
-    "trace_id",
-    "span_id",
-    "event_type",
-    "error_code",
-    "template_id",
-    "meta",
-)
+LOG_COLUMNS = (*batch.COLUMNS["logs"], "template_id")  # the event store's columns (ingest/batch.py)
 _NAMES = ("resourceLogs", "scopeLogs", "logRecords")
 _SNAKES = ("resource_logs", "scope_logs", "log_records")
 _SEVERITY_NAMES = dict(SeverityNumber.items())

@@ -12,6 +12,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from ingest import batch
 from ingest.otlp_common import (
     Invalid,
     ParsedBatch,
@@ -36,7 +37,7 @@ from ingest.otlp_common import (
     request_doc,
 )
 
-METRIC_COLUMNS = ("ts_ns", "name", "value", "service", "pod", "host", "attributes")
+METRIC_COLUMNS = batch.COLUMNS["metrics"]  # the event store's columns (ingest/batch.py)
 QUANTILES = ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"))
 _NAMES = ("resourceMetrics", "scopeMetrics", "metrics")
 _SNAKES = ("resource_metrics", "scope_metrics", "metrics")

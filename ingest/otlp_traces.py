@@ -7,6 +7,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from ingest import batch
 from ingest.otlp_common import (
     Invalid,
     ParsedBatch,
@@ -32,21 +33,7 @@ from ingest.otlp_common import (
     request_doc,
 )
 
-SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "pod",
-    "host",
-    "operation",
-    "start_ns",
-    "end_ns",
-    "duration_us",
-    "status",
-    "kind",
-    "attributes",
-)
+SPAN_COLUMNS = batch.COLUMNS["spans"]  # the event store's columns (ingest/batch.py)
 _NAMES = ("resourceSpans", "scopeSpans", "spans")
 _SNAKES = ("resource_spans", "scope_spans", "spans")
 _KINDS = ("", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
