@@ -22,22 +22,27 @@ class Modality(StrEnum):
 
 
 class SignalKind(StrEnum):
+    """What changed. Detectors compare the incident window with history slices of the same length
+    (`detect.signals`); log and span paths are compared per request, step by step."""
+
     LOG_ERROR_TEMPLATE = "log_error_template"
-    """An error-like log template that is new, or much more frequent per request than in the baseline."""
+    """After a step of a request, a new error line follows (or, for lines outside requests, an error
+    statement takes a larger share of the service's lines)."""
     LOG_TEMPLATE_SHIFT = "log_template_shift"
-    """Any template whose rate per request (of the operation that writes it) rose or fell sharply."""
+    """After a step of a request, the next log statement changed: one no longer reached, another
+    reached instead, a request that stopped logging."""
     LOG_VOLUME = "log_volume"
     """The service's share of all log lines fell sharply: it went quiet while the others did not."""
     SPAN_SELF_LATENCY = "span_self_latency"
-    """Time a service spends in its own code per request (children excluded) grew."""
+    """More of an operation's requests are slower in the service's own code (children excluded)."""
     SPAN_LATENCY = "span_latency"
-    """End-to-end duration of an operation grew (includes time spent in callees: a symptom)."""
+    """More of an operation's requests are slower end to end (includes callees: a symptom)."""
     SPAN_ERROR = "span_error"
-    """Error spans (status, HTTP 5xx, error handlers) per request of an operation grew."""
+    """After a step of a request, an error span (status, HTTP 5xx, error handler) now follows."""
     SPAN_STRUCTURE = "span_structure"
-    """The calls one operation makes per request to a callee changed (new, vanished, many more/fewer)."""
+    """After a step of a request, the next internal operation or call changed (a call no longer made)."""
     EDGE_LATENCY = "edge_latency"
-    """Time between a client span and its remote server span (network and queueing) grew."""
+    """More calls on an edge are slower outside the callee (network, queueing; either end)."""
     METRIC_DEVIATION = "metric_deviation"
     """A metric left its baseline range (robust z-score)."""
 

@@ -25,9 +25,8 @@ import networkx as nx
 import pyarrow as pa
 
 from core.errors import InvalidInput
-from core.rca import Candidate, Modality, RankingResult, TimeRange
+from core.rca import Candidate, RankingResult, TimeRange
 from core.timeutil import NS
-from detect.signals.common import SignalOptions
 from graph.ranking import RankOptions, rank_window
 from retrieval.eventstore import EventStore
 
@@ -242,4 +241,4 @@ def _behind_hint(candidates: list[Candidate], hint: str, *spans: pa.Table) -> li
     return [c.model_copy(update={"rank": i}) for i, c in enumerate(first + rest, start=1)]
 
 
-__all__ = ["IncidentOptions", "IncidentWindows", "Modality", "choose_windows", "rank_incident", "SignalOptions"]
+__all__ = ["MODALITIES", "IncidentOptions", "IncidentWindows", "choose_windows", "rank_incident"]

@@ -45,9 +45,9 @@ logger = logging.getLogger(__name__)
 # How much one signal of a kind says about the service's *own* behaviour (domain priors, not fitted).
 KIND_WEIGHT: dict[SignalKind, float] = {
     SignalKind.LOG_ERROR_TEMPLATE: 1.0,
-    SignalKind.LOG_TEMPLATE_SHIFT: 1.0,
+    SignalKind.LOG_TEMPLATE_SHIFT: 0.8,
     SignalKind.LOG_VOLUME: 0.8,
-    SignalKind.SPAN_SELF_LATENCY: 0.8,
+    SignalKind.SPAN_SELF_LATENCY: 1.0,
     SignalKind.SPAN_ERROR: 0.8,
     SignalKind.SPAN_STRUCTURE: 0.7,
     SignalKind.EDGE_LATENCY: 0.8,
@@ -60,7 +60,7 @@ METRIC_FAMILY_WEIGHT: dict[str, float] = {
     "memory": 0.8,
     "error": 0.6,
     "success": 0.6,
-    "latency": 0.3,
+    "latency": 0.4,
     "node": 0.1,
     "io": 0.3,
     "network": 0.3,

@@ -23,9 +23,9 @@ import pytest
 from api.wiring import open_services
 from bench.eval_rca import evaluate_rca_nezha
 from core.errors import DatasetError, InvalidInput
-from core.rca import Modality
+from core.rca import Candidate, Modality
 from core.settings import Settings
-from detect.incident_window import IncidentOptions, choose_windows, rank_incident
+from detect.incident_window import IncidentOptions, _behind_hint, choose_windows, rank_incident
 from retrieval.eventstore import EventStore
 
 NS = 1_000_000_000
@@ -202,11 +202,16 @@ def test_modalities_can_be_left_out(store: EventStore) -> None:
 
 
 def test_service_hint_puts_what_it_depends_on_first(store: EventStore) -> None:
-    plain = rank_incident(store, alert_ns=alert_of(3))
-    hinted = rank_incident(store, alert_ns=alert_of(3), service_hint="auth")
-    # auth calls nothing that is anomalous: the order stays, ranks are renumbered
-    assert [c.service for c in hinted.candidates] == [c.service for c in plain.candidates]
-    assert [c.rank for c in hinted.candidates] == list(range(1, len(hinted.candidates) + 1))
+    spans = store.fetch("spans", T0, T0 + 10 * NS)
+    ranked = [
+        Candidate(service=s, rank=i, score=1.0 / i, confidence=0.5) for i, s in enumerate(["cart", "db", "auth"], 1)
+    ]
+    # auth is alone behind itself; web reaches everything, so nothing moves
+    assert [(c.service, c.rank) for c in _behind_hint(ranked, "auth", spans)] == [("auth", 1), ("cart", 2), ("db", 3)]
+    assert [c.service for c in _behind_hint(ranked, "web", spans)] == ["cart", "db", "auth"]
+    assert [c.service for c in _behind_hint(ranked, "unknown", spans)] == ["cart", "db", "auth"]
+    hinted = rank_incident(store, alert_ns=alert_of(3), service_hint="cart")
+    assert [c.service for c in hinted.candidates][:2] == ["db", "cart"]
 
 
 def test_history_is_cut_to_what_the_options_allow(store: EventStore) -> None:
@@ -322,3 +327,13 @@ def test_eval_harness_scores_each_fault_from_its_time_alone(tmp_path: Path, syst
     assert again["import_s"] == 0.0 and again["modalities"] == ["logs"] and again["ac1"] == 1.0
     with pytest.raises(DatasetError):
         evaluate_rca_nezha(root, home=home, open_fn=open_fn)
+
+
+def test_an_empty_store_gives_insufficient_evidence(tmp_path: Path) -> None:
+    ev = EventStore(tmp_path / "empty.duckdb")
+    try:
+        res = rank_incident(ev, alert_ns=alert_of(3))
+    finally:
+        ev.close()
+    assert res.status == "insufficient_evidence"
+    assert res.baseline == [] and set(res.modalities_missing) == {Modality.LOGS, Modality.TRACES, Modality.METRICS}

@@ -67,6 +67,9 @@ class SignalOptions:
     differ only in data written later in the line count as one statement."""
     latency_quantile: float = 0.9
     """A request is slow when its time exceeds this quantile of the same operation's history."""
+    latency_recent_slices: int = 0
+    """When > 0, timings are judged against the history slices at the nearest this many distances
+    only (timings drift with data and load; paths do not); 0 uses all history."""
     max_signals_per_service: int = 6
 
 

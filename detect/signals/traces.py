@@ -10,7 +10,9 @@ end-to-end duration, and its steps in time order: internal operations, calls to 
   (a call no longer made, an error handler now reached);
 - latency: the share of an operation's requests slower than that operation's history allows (its
   `latency_quantile`), in the service's own time (SPAN_SELF_LATENCY) and end to end (SPAN_LATENCY,
-  which callees also explain).
+  which callees also explain);
+- call latency: the share of calls on an edge whose time outside the callee grew (EDGE_LATENCY:
+  a network delay, queueing or connection trouble at either end).
 
 Everything is computed on Arrow columns with numpy, so a day of history folds in well under a second.
 """
@@ -285,23 +287,38 @@ def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tup
         sigs, tr = _latency_signals(reqs, req_slice, kind, col, opt)
         found.extend(sigs)
         traces.extend(tr)
+    sigs, tr = _edge_signals(fold, slices, opt)
+    found.extend(sigs)
+    traces.extend(tr)
     return found, traces
 
 
-def _latency_signals(
-    reqs: pa.Table, slices: np.ndarray, kind: SignalKind, col: str, opt: SignalOptions
-) -> tuple[list[Signal], list[dict[str, int]]]:
-    services = reqs.column("service").to_numpy(zero_copy_only=False)
-    ops = reqs.column("operation").to_numpy(zero_copy_only=False)
-    values = reqs.column(col).to_numpy(zero_copy_only=False)
-    traces = reqs.column("trace_id").to_numpy(zero_copy_only=False)
-    spans = reqs.column("span_id").to_numpy(zero_copy_only=False)
-    pods = reqs.column("pod").to_numpy(zero_copy_only=False)
-    keys = np.char.add(np.char.add(services.astype(str), "\x1f"), ops.astype(str))
-    uniq, inv = np.unique(keys, return_inverse=True)
+@dataclass
+class _Slow:
+    z: float
+    key: str
+    k: int
+    n: int
+    p0: float
+    median: float
+    window_median: float
+    rows: np.ndarray
+
+
+def _slow_shares(
+    owners: np.ndarray, keys: np.ndarray, values: np.ndarray, slices: np.ndarray, opt: SignalOptions
+) -> dict[str, list[_Slow]]:
+    """Per owner, for each key: the share of window items slower than the key's history allows
+    (`latency_quantile`, and at least `min_latency_delta_us` above the median), tested per slice."""
+    combined = np.char.add(np.char.add(owners.astype(str), "\x1f"), keys.astype(str))
+    uniq, inv = np.unique(combined, return_inverse=True)
     win = slices == 0
     hist = ~win & (slices != EXCLUDED_SLICE)
-    tests: dict[str, list[tuple[float, str, int, int, float, float, float, np.ndarray]]] = defaultdict(list)
+    if opt.latency_recent_slices > 0 and hist.any():
+        # timings drift (data grows, load changes): judge them against the nearest history only
+        near = np.unique(np.abs(slices[hist]))[: opt.latency_recent_slices]
+        hist &= np.isin(np.abs(slices), near)
+    out: dict[str, list[_Slow]] = defaultdict(list)
     for g in np.unique(inv[win]):
         in_g = inv == g
         hv = values[in_g & hist]
@@ -314,31 +331,41 @@ def _latency_signals(
         n_win = int(wsel.sum())
         if n_win < opt.min_samples:
             continue
-        k_win = int((slow & wsel).sum())
-        hs = slices[in_g & hist]
-        hslow = slow[in_g & hist]
-        sl_ids, sl_inv = np.unique(hs, return_inverse=True)
+        sl_ids, sl_inv = np.unique(slices[in_g & hist], return_inverse=True)
         n_h = np.bincount(sl_inv, minlength=len(sl_ids))
-        k_h = np.bincount(sl_inv, weights=hslow.astype(float), minlength=len(sl_ids))
+        k_h = np.bincount(sl_inv, weights=slow[in_g & hist].astype(float), minlength=len(sl_ids))
         ok = n_h >= opt.min_slice_requests
         if not ok.any():
             continue
+        k_win = int((slow & wsel).sum())
         t = slice_test(k_win, n_win, k_h[ok], n_h[ok].astype(float))
-        svc, op = uniq[g].split("\x1f", 1)
+        owner, key = uniq[g].split("\x1f", 1)
         w_med = float(np.median(values[wsel]))
-        tests[svc].append((t.z, op, k_win, n_win, t.p0, med, w_med, np.nonzero(slow & wsel)[0]))
+        out[owner].append(_Slow(t.z, key, k_win, n_win, t.p0, med, w_med, np.nonzero(slow & wsel)[0]))
+    return out
+
+
+def _latency_signals(
+    reqs: pa.Table, slices: np.ndarray, kind: SignalKind, col: str, opt: SignalOptions
+) -> tuple[list[Signal], list[dict[str, int]]]:
+    services = reqs.column("service").to_numpy(zero_copy_only=False)
+    traces = reqs.column("trace_id").to_numpy(zero_copy_only=False)
+    spans = reqs.column("span_id").to_numpy(zero_copy_only=False)
+    pods = reqs.column("pod").to_numpy(zero_copy_only=False)
     starts = reqs.column("start_ns").to_numpy(zero_copy_only=False)
+    tests = _slow_shares(
+        services, reqs.column("operation").to_numpy(zero_copy_only=False), reqs.column(col).to_numpy(), slices, opt
+    )
     out: list[Signal] = []
     blamed: list[dict[str, int]] = []
     for svc, ts in tests.items():
-        m = len(ts)
-        best = max(ts, key=lambda x: x[0])
-        z, op, k, n, p0, med, w_med, rows = best
-        za = family_z(z, m)
-        if za < opt.min_z or w_med - med < 0:
+        best = max(ts, key=lambda x: x.z)
+        za = family_z(best.z, len(ts))
+        if za < opt.min_z or best.window_median < best.median:
             continue
+        rows = best.rows
         blamed.append(dict(zip(traces[rows].tolist(), starts[rows].tolist(), strict=True)))
-        ids = [f"operation:{svc}:{op}"] + [f"span:{traces[r]}:{spans[r]}" for r in rows[: opt.max_evidence - 1]]
+        ids = [f"operation:{svc}:{best.key}"] + [f"span:{traces[r]}:{spans[r]}" for r in rows[: opt.max_evidence - 1]]
         pod_list = [p for p in pods[rows] if p]
         what = "own time" if kind == SignalKind.SPAN_SELF_LATENCY else "duration"
         out.append(
@@ -347,18 +374,75 @@ def _latency_signals(
                 pod=max(set(pod_list), key=pod_list.count) if pod_list else "",
                 modality=Modality.TRACES,
                 kind=kind,
-                key=op,
+                key=best.key,
                 family="latency",
                 direction="up",
                 score=za,
-                baseline=round(med / 1000.0, 4),
-                observed=round(w_med / 1000.0, 4),
-                fold=share_fold(k, n, p0),
-                effect=round(min(1.0, max(0.0, k / n - p0)), 6),
+                baseline=round(best.median / 1000.0, 4),
+                observed=round(best.window_median / 1000.0, 4),
+                fold=share_fold(best.k, best.n, best.p0),
+                effect=round(min(1.0, max(0.0, best.k / best.n - best.p0)), 6),
                 group=f"latency:{svc}:{kind.value}",
-                description=f"{svc} {op}: {k} of {n} requests slower in {what} than {1 - p0:.0%} of history "
-                f"(median {med / 1000:.1f} -> {w_med / 1000:.1f} ms)",
+                description=f"{svc} {best.key}: {best.k} of {best.n} requests slower in {what} than "
+                f"{1 - best.p0:.0%} of history (median {best.median / 1000:.1f} -> {best.window_median / 1000:.1f} ms)",
                 evidence_ids=ids,
             )
         )
+    return out, blamed
+
+
+def _edge_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tuple[list[Signal], list[dict[str, int]]]:
+    """Calls whose time outside the callee (a client span's own time: network, queueing, connection
+    set-up) is slower than the edge's history allows. A delay at either end shows here, so both ends
+    get the signal, each edge its own group: the service on most slow edges gathers most evidence."""
+    if fold.empty:
+        return [], []
+    parent = fold.parent
+    remote = fold.is_root & (parent >= 0)
+    callers = parent[remote]
+    keep = fold.client[callers]
+    callers, callees = callers[keep], np.nonzero(remote)[0][keep]
+    if len(callers) == 0:
+        return [], []
+    services = fold.column("service")
+    a, b = services[callers], services[callees]
+    tests = _slow_shares(a, b, fold.self_us[callers], slices[callers], opt)
+    trace = fold.column("trace_id")
+    span = fold.column("span_id")
+    n_tests = sum(len(v) for v in tests.values())
+    out: list[Signal] = []
+    blamed: list[dict[str, int]] = []
+    for caller, ts in tests.items():
+        for t in ts:
+            za = family_z(t.z, n_tests)
+            if za < opt.min_z or t.window_median < t.median:
+                continue
+            mask = (a == caller) & (b == t.key)
+            sel = callers[mask]
+            sel_win = sel[slices[sel] == 0]
+            slow_rows = sel_win[fold.self_us[sel_win] > t.median]
+            ids = [f"edge:{caller}->{t.key}"] + [
+                f"span:{trace[r]}:{span[r]}" for r in slow_rows[: opt.max_evidence - 1]
+            ]
+            for end in (caller, t.key):
+                out.append(
+                    Signal(
+                        service=end,
+                        modality=Modality.TRACES,
+                        kind=SignalKind.EDGE_LATENCY,
+                        key=f"{caller}->{t.key}",
+                        family="network",
+                        direction="up",
+                        score=za,
+                        baseline=round(t.median / 1000.0, 4),
+                        observed=round(t.window_median / 1000.0, 4),
+                        fold=share_fold(t.k, t.n, t.p0),
+                        effect=round(min(1.0, max(0.0, t.k / t.n - t.p0)), 6),
+                        group=f"edge:{end}:{caller}->{t.key}",
+                        description=f"calls {caller} -> {t.key}: {t.k} of {t.n} slower outside the callee than "
+                        f"{1 - t.p0:.0%} of history (median {t.median / 1000:.1f} -> {t.window_median / 1000:.1f} ms)",
+                        evidence_ids=ids,
+                    )
+                )
+                blamed.append({})  # the edge is shared by both ends: it says nothing about who blames whom
     return out, blamed
