@@ -29,9 +29,7 @@ def run_ingest_bench(
     open_fn: Callable[[Settings], Any],
     on_file: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Replay logs and spans of ROOT through the pipeline; returns throughput, time split and peak RSS.
-
-    """
+    """Replay logs and spans of ROOT through the pipeline; returns throughput, time split and peak RSS."""
     plan = nezha.plan(root)
     files = [f for f in plan.files if f.kind in ("logs", "spans")]
     with tempfile.TemporaryDirectory(prefix="devmesh-bench-") as tmp:
@@ -40,9 +38,12 @@ def run_ingest_bench(
             pipeline = svc.pipeline
             if svc.embedder is not None:  # load the model before the clock starts, as a running server has
                 svc.embedder.embed(["warm up"])
-            t = {"logs": {"read": 0.0, "pipeline": 0.0, "rows": 0, "stored": 0},
-                 "spans": {"read": 0.0, "pipeline": 0.0, "rows": 0, "stored": 0}}
+            t = {
+                "logs": {"read": 0.0, "pipeline": 0.0, "rows": 0, "stored": 0},
+                "spans": {"read": 0.0, "pipeline": 0.0, "rows": 0, "stored": 0},
+            }
             templates = 0
+
             def read_all() -> Iterator[tuple[Any, dict[str, list[Any]]]]:
                 for f in files:
                     t0 = time.perf_counter()

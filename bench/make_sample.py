@@ -1,6 +1,6 @@
 """Cut the repository's bundled sample (samples/nezha) out of a Nezha-layout data set.
 
-    python -m bench.make_sample ../shared/datasets/nezha-trainticket --fault 2023-01-29T10:04:34 --out samples/nezha
+    python -m bench.make_sample ../shared/datasets/nezha-trainticket --fault 2023-01-29T09:49:34 --out samples/nezha
 
 Copies the log and trace files of the minutes around one fault, the per-pod metrics of the hour before it
 to ten minutes after, the fault-free construct_data minute, and a fault list holding only that fault.
@@ -19,7 +19,7 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path)
-    ap.add_argument("--fault", required=True, help="inject_time of the fault, UTC, e.g. 2023-01-29T10:04:34")
+    ap.add_argument("--fault", required=True, help="inject_time of the fault, UTC, e.g. 2023-01-29T09:49:34")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--metric-before-min", type=int, default=60)
     args = ap.parse_args()

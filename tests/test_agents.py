@@ -256,8 +256,9 @@ def test_explaining_again_does_not_cite_the_incident_itself(sample: Sample, svc:
 
 
 def test_planner_skips_the_log_agent_when_there_are_no_logs(sample: Sample, svc: Services) -> None:
-    # 09:26-09:28: half an hour from the baseline minute (08:48-08:50) and from the fault: only metrics
-    start = sample.fault_ns - 2314 * NS
+    # 10:22-10:24: over half an hour after the sample's last log line and span (09:51:09); the metrics go on to
+    # 09:59:34, within the planner's half hour around the window: only metrics
+    start = sample.fault_ns + 1946 * NS
     req = InvestigationRequest(start_ns=start, end_ns=start + 120 * NS, at_ns=start + 60 * NS)
     _, expl = investigate(svc.toolbox(), req, source="api")
 

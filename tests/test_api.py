@@ -357,8 +357,15 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     routes = {
         (r.path, m)
-        for router in (meta.router, ingest.router, otlp.router, query.router, incidents.router, alerts.router,
-                       chat_routes.router)
+        for router in (
+            meta.router,
+            ingest.router,
+            otlp.router,
+            query.router,
+            incidents.router,
+            alerts.router,
+            chat_routes.router,
+        )
         for r in router.routes
         for m in r.methods  # type: ignore[attr-defined]
     }

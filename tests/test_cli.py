@@ -186,9 +186,9 @@ def test_import_nezha_and_runbooks(settings: Settings, minilm: Any) -> None:
     assert {
         k: (nezha[k]["received"], nezha[k]["stored"], nezha[k]["duplicates"]) for k in ("logs", "spans", "metrics")
     } == {
-        "logs": (7520, 7508, 12),
-        "spans": (14705, 14672, 33),
-        "metrics": (60133, 60133, 0),
+        "logs": (8765, 8654, 111),
+        "spans": (16818, 16618, 200),
+        "metrics": (60196, 60196, 0),
     }
     assert nezha["calls"] == 54 and nezha["logs"]["embedded"] == nezha["logs"]["new_templates"] > 0
 
@@ -211,13 +211,19 @@ def test_demo(settings: Settings, minilm: Any) -> None:
     summary = out(devmesh(settings, "demo", "--json", embedder="minilm"))
     assert {"imported", "services", "calls", "top_error_templates"} <= set(summary)
     assert summary["home"] == str(settings.home / "demo")
-    assert summary["imported"]["logs"]["stored"] == 7508
+    assert summary["imported"]["logs"]["stored"] == 8654
     assert summary["runbooks"]["runbooks"] == 6
-    assert "ts-travel-service" in summary["services"]
+    assert "ts-verification-code-service" in summary["services"]
     assert len(summary["calls"]) == 15 and summary["calls"][0]["calls"] >= summary["calls"][-1]["calls"]
     top = summary["top_error_templates"]
     assert 0 < len(top) <= 10 and all(t["level"] in ("WARN", "ERROR", "FATAL") for t in top)
     assert [t["count"] for t in top] == sorted((t["count"] for t in top), reverse=True)
-    # the busiest warning of the sample: 188 lines of ts-order-service saying a seat query found no tickets
-    assert (top[0]["count"], top[0]["services"]) == (188, ["ts-order-service"])
+    # the busiest warning of the sample: 244 lines of ts-order-service saying a seat query found no tickets
+    assert (top[0]["count"], top[0]["services"]) == (244, ["ts-order-service"])
     assert "[getSoldTickets][Seat][Left ticket info is empty]" in top[0]["text"]
+    # the sample's labelled fault (a `return` fault in ts-verification-code-service, 09:49:34) is detected in the
+    # minute after it and ranked first
+    assert [(o["service"], o["at_ns"]) for o in summary["detected"]] == [
+        ("ts-verification-code-service", 1_674_985_800_000_000_000)  # 2023-01-29T09:50:00Z
+    ]
+    assert summary["root_causes"][0]["service"] == "ts-verification-code-service"

@@ -25,9 +25,20 @@ def logs(service: str, minute: int, total: int, errors: int) -> dict[str, list]:
         text = f"payment failed for order {i}" if i < errors else f"order {i} accepted"
         batch.append_row(
             cols,
-            {"ts_ns": T0 + minute * 60 * NS + i * NS // 10, "source": "test", "service": service, "host": "h1",
-             "pod": f"{service}-0", "level": level, "message": text, "trace_id": "", "span_id": "",
-             "event_type": "log", "error_code": "", "meta": ""},
+            {
+                "ts_ns": T0 + minute * 60 * NS + i * NS // 10,
+                "source": "test",
+                "service": service,
+                "host": "h1",
+                "pod": f"{service}-0",
+                "level": level,
+                "message": text,
+                "trace_id": "",
+                "span_id": "",
+                "event_type": "log",
+                "error_code": "",
+                "meta": "",
+            },
         )
     return cols
 

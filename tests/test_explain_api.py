@@ -23,7 +23,7 @@ from core.timeutil import NS, iso
 from retrieval.embedders import HashingEmbedder
 from samples import sample_path
 
-SERVICE = "ts-travel-service"
+SERVICE = "ts-verification-code-service"
 
 
 @dataclass(frozen=True)
@@ -169,22 +169,23 @@ def test_explain_at_a_time_uses_the_default_window(sample: Sample, client: TestC
 def test_explain_an_alertmanager_alert(sample: Sample, client: TestClient) -> None:
     alert = {
         "status": "firing",
-        "labels": {"alertname": "TravelErrors", "service": SERVICE, "severity": "page"},
-        "annotations": {"summary": "travel search fails", "runbook_url": "https://runbooks.example/travel"},
+        "labels": {"alertname": "VerificationCodeErrors", "service": SERVICE, "severity": "page"},
+        "annotations": {"summary": "login codes fail", "runbook_url": "https://runbooks.example/verification-code"},
         "startsAt": iso(sample.fault_ns),
         "fingerprint": "f00d",
     }
     out = explain(client, {"alert": alert})
     inc, expl = out["incident"], out["explanation"]
     assert (inc["title"], inc["service"], inc["alert_ns"], inc["fingerprint"]) == (
-        "TravelErrors",
+        "VerificationCodeErrors",
         SERVICE,
         sample.fault_ns,
         "f00d",
     )
     assert (inc["labels"], inc["annotations"]) == (alert["labels"], alert["annotations"])
     links = {r["id"]: r for r in expl["runbooks"]}
-    assert links["url:https://runbooks.example/travel"]["url"] == "https://runbooks.example/travel"
+    link = "https://runbooks.example/verification-code"
+    assert links[f"url:{link}"]["url"] == link
     # the alert firing again (same fingerprint, same minute) is the same incident
     assert explain(client, {"alert": alert})["incident"]["id"] == inc["id"]
 
@@ -263,7 +264,7 @@ def test_streamed_explain_reports_each_agent_then_the_explanation(sample: Sample
 
 
 def test_incidents_list_show_evidence_and_resolve(sample: Sample, client: TestClient) -> None:
-    quiet = sample.fault_ns - 2314 * NS  # half an hour before the fault: metrics only
+    quiet = sample.fault_ns - 2314 * NS  # over half an hour before the fault: metrics only
     a = explain(client, {"at_ns": sample.fault_ns, "service": SERVICE})["incident"]
     b = explain(client, {"at_ns": quiet})["incident"]
 
@@ -300,7 +301,12 @@ def test_an_incident_not_yet_explained_is_shown_without_explanation(bare: TestCl
 
 def test_feedback_is_stored_on_the_incident_and_in_the_graph(sample: Sample, client: TestClient) -> None:
     inc = explain(client, {"at_ns": sample.fault_ns, "service": SERVICE})["incident"]
-    body = {"root_cause": f" {SERVICE} ", "helpful": False, "by": "alice", "note": "it was the travel service"}
+    body = {
+        "root_cause": f" {SERVICE} ",
+        "helpful": False,
+        "by": "alice",
+        "note": "it was the verification-code service",
+    }
     r = client.post(f"/incidents/{inc['id']}/feedback", json=body)
     assert r.status_code == 200, r.text
     (fb,) = r.json()["feedback"]
@@ -385,7 +391,7 @@ def test_cli_explains_an_alert_file(sample: Sample, copied: Settings, tmp_path: 
     from api.cli.main import app
     from core.errors import InvalidInput
 
-    alert = {"labels": {"alertname": "TravelErrors", "service": SERVICE}, "startsAt": iso(sample.fault_ns)}
+    alert = {"labels": {"alertname": "VerificationCodeErrors", "service": SERVICE}, "startsAt": iso(sample.fault_ns)}
     webhook = tmp_path / "alert.json"
     webhook.write_text(json.dumps({"version": "4", "status": "firing", "alerts": [alert]}))
     env = {
@@ -407,7 +413,7 @@ def test_cli_explains_an_alert_file(sample: Sample, copied: Settings, tmp_path: 
     assert (inc["id"], inc["source"], inc["title"], inc["alert_ns"]) == (
         expl["incident_id"],
         "cli",
-        "TravelErrors",
+        "VerificationCodeErrors",
         sample.fault_ns,
     )
     bad = tmp_path / "bad.json"

@@ -376,15 +376,15 @@ def test_import_of_the_nezha_sample_and_the_runbooks(services: Services) -> None
     )
     d = report.as_dict()
     assert (d["files"], d["faults"], d["warnings"]) == (55, 1, [])
-    # the sample holds 12 log rows and 33 span rows twice, byte for byte
+    # the sample holds 111 log rows and 200 span rows twice, byte for byte (consecutive minute files overlap)
     assert {k: (d[k]["received"], d[k]["stored"], d[k]["duplicates"]) for k in ("logs", "spans", "metrics")} == {
-        "logs": (7520, 7508, 12),
-        "spans": (14705, 14672, 33),
-        "metrics": (60133, 60133, 0),
+        "logs": (8765, 8654, 111),
+        "spans": (16818, 16618, 200),
+        "metrics": (60196, 60196, 0),
     }
     assert files[0][0] == "spans" and files[-1][0] == "metrics" and len(files) == 55
     stats = services.events.stats()
-    assert {k: v["rows"] for k, v in stats["tables"].items()} == {"logs": 7508, "spans": 14672, "metrics": 60133}
+    assert {k: v["rows"] for k, v in stats["tables"].items()} == {"logs": 8654, "spans": 16618, "metrics": 60196}
     n_templates = stats["templates"]["rows"]
     assert d["logs"]["new_templates"] == n_templates and stats["templates"]["unembedded"] == 0
     assert services.vectors.count(TEMPLATES) == n_templates
@@ -397,10 +397,14 @@ def test_import_of_the_nezha_sample_and_the_runbooks(services: Services) -> None
         "SELECT count(*) FROM spans c JOIN spans p ON p.trace_id = c.trace_id AND p.span_id = c.parent_id"
         " WHERE p.service = 'ts-basic-service' AND c.service = 'ts-station-service'"
     )
-    assert calls[("ts-basic-service", "ts-station-service")].calls == edge_rows[0][0] == 192
-    assert ("ts-travel-service", "ts-basic-service") in calls  # the faulty service's calls are there
-    travel = sorted(p.pod for p in services.graph.pods_of("ts-travel-service"))
-    assert travel == ["ts-travel-service-64469b5b48-25zj6"]
+    assert calls[("ts-basic-service", "ts-station-service")].calls == edge_rows[0][0] == 208
+    # the faulty service's only caller is there, with its calls counted
+    assert [k for k in calls if "ts-verification-code-service" in k] == [
+        ("ts-auth-service", "ts-verification-code-service")
+    ]
+    assert calls[("ts-auth-service", "ts-verification-code-service")].calls == 26
+    faulty = sorted(p.pod for p in services.graph.pods_of("ts-verification-code-service"))
+    assert faulty == ["ts-verification-code-service-7b6dc75c45-2z9p2"]
 
     books = import_runbooks(
         REPO / "samples" / "runbooks",
@@ -423,9 +427,9 @@ def test_import_of_the_nezha_sample_and_the_runbooks(services: Services) -> None
 
     # importing the same folder again stores nothing new
     again = import_nezha(services.pipeline, REPO / "samples" / "nezha").as_dict()
-    assert (again["logs"]["stored"], again["logs"]["duplicates"], again["logs"]["new_templates"]) == (0, 7520, 0)
-    assert (again["metrics"]["stored"], again["metrics"]["duplicates"]) == (0, 60133)
-    assert (again["spans"]["stored"], again["spans"]["duplicates"]) == (0, 14705)
+    assert (again["logs"]["stored"], again["logs"]["duplicates"], again["logs"]["new_templates"]) == (0, 8765, 0)
+    assert (again["metrics"]["stored"], again["metrics"]["duplicates"]) == (0, 60196)
+    assert (again["spans"]["stored"], again["spans"]["duplicates"]) == (0, 16818)
     assert services.events.stats()["templates"]["rows"] == n_templates
 
 
@@ -433,7 +437,7 @@ def test_import_nezha_twice_stores_no_span_twice(services: Services) -> None:
     """A plain re-import (spans first, as the importer orders them) adds no rows."""
     import_nezha(services.pipeline, REPO / "samples" / "nezha", kinds=("spans",))
     again = import_nezha(services.pipeline, REPO / "samples" / "nezha", kinds=("spans",)).as_dict()
-    assert (again["spans"]["stored"], again["spans"]["duplicates"]) == (0, 14705)
+    assert (again["spans"]["stored"], again["spans"]["duplicates"]) == (0, 16818)
 
 
 def test_report_is_json_serializable(services: Services) -> None:

@@ -1,6 +1,7 @@
 """Readers: the bundled Nezha fault, journald JSON, DevMesh JSON batches, runbooks, topology YAML, line heads.
 
-Expected figures for the sample were counted independently of the reader (csv module over the raw files).
+Expected figures for the sample and for the Nezha excerpt in tests/data were counted independently of the reader
+(csv, gzip and json modules over the raw files).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 NEZHA = REPO / "samples" / "nezha"
 DAY = NEZHA / "2023-01-29"
 RUNBOOKS = REPO / "samples" / "runbooks"
+EXCERPT = REPO / "tests" / "data" / "nezha_log_excerpt" / "10_06_log.csv.gz"
 NOW = 1_760_000_000 * 10**9  # 2025-10-09, a fixed "now" for the time-window checks
 LIMITS = Limits(max_events=50, max_message_chars=300, min_year=2000, max_future_skew_s=86_400)
 
@@ -56,10 +58,10 @@ def test_nezha_plan_finds_every_file_of_the_sample() -> None:
 def test_nezha_fault_list() -> None:
     assert nezha.load_faults(nezha.plan(NEZHA)) == [
         nezha.NezhaFault(
-            inject_ns=1_674_986_674_000_000_000,  # 2023-01-29 10:04:34 UTC
-            pod="ts-travel-service-64469b5b48-25zj6",
-            service="ts-travel-service",
-            fault_type="exception",
+            inject_ns=1_674_985_774_000_000_000,  # 2023-01-29 09:49:34 UTC
+            pod="ts-verification-code-service-7b6dc75c45-2z9p2",
+            service="ts-verification-code-service",
+            fault_type="return",
             date="2023-01-29",
         )
     ]
@@ -69,26 +71,26 @@ def test_nezha_logs_counts_and_rows() -> None:
     per_file = {
         f.path.name: batch.num_rows(nezha.read_logs(f.path)) for f in nezha.plan(NEZHA).files if f.kind == "logs"
     }
-    # 10_06 holds 2129 rows: one with ten fields and one whose Docker JSON has trailing data are skipped
+    # every row of the sample's log files is well formed: all are read
     assert per_file == {
-        "10_04_log.csv.gz": 1138,
-        "10_05_log.csv.gz": 1766,
-        "10_06_log.csv.gz": 2127,
+        "09_49_log.csv.gz": 2001,
+        "09_50_log.csv.gz": 2760,
+        "09_51_log.csv.gz": 1515,
         "08_50_log.csv.gz": 2489,
     }
 
-    first = rows_of(nezha.read_logs(DAY / "log" / "10_04_log.csv.gz"))[0]
+    first = rows_of(nezha.read_logs(DAY / "log" / "09_49_log.csv.gz"))[0]
     assert first == {
-        "ts_ns": 1_674_986_637_916_340_805,
+        "ts_ns": 1_674_985_731_143_717_856,
         "source": "nezha",
         "service": "ts-payment-service",
         "host": "33.33.33.82",
         "pod": "ts-payment-service-7fc6f5476f-cr76x",
         "level": "INFO",
-        "message": "c.t.c.PaymentController#34 TraceID: bcb66bd5818664a5aecfeaad78fe2cfc SpanID: 524ac540b4a8b53e "
+        "message": "c.t.c.PaymentController#34 TraceID: 6df62e29a83368f77075fb49b83fca52 SpanID: b31c979a8919c3a8 "
         "[pay][Pay][PaymentId: null]",
-        "trace_id": "bcb66bd5818664a5aecfeaad78fe2cfc",
-        "span_id": "524ac540b4a8b53e",
+        "trace_id": "6df62e29a83368f77075fb49b83fca52",
+        "span_id": "b31c979a8919c3a8",
         "event_type": "log",
         "error_code": "",
         "meta": "",
@@ -96,19 +98,17 @@ def test_nezha_logs_counts_and_rows() -> None:
 
     levels: Counter[str] = Counter()
     services: set[str] = set()
-    stamps: set[int] = set()
-    error_row = None
+    errors_of_faulty: list[tuple[str, dict[str, Any]]] = []
     for f in nezha.plan(NEZHA).files:
         if f.kind != "logs":
             continue
         cols = nezha.read_logs(f.path)
         levels.update(cols["level"])
         services.update(cols["service"])
-        stamps.update(cols["ts_ns"])
         for row in rows_of(cols):
-            if error_row is None and row["level"] == "ERROR" and row["service"] == "ts-travel-service":
-                error_row = row
-    assert levels == {"INFO": 7164, "WARN": 289, "ERROR": 67}
+            if row["level"] == "ERROR" and row["service"] == "ts-verification-code-service":
+                errors_of_faulty.append((f.path.name, row))
+    assert levels == {"INFO": 8342, "WARN": 372, "ERROR": 51}
     assert sorted(services) == [
         "ts-assurance-service",
         "ts-auth-service",
@@ -138,46 +138,67 @@ def test_nezha_logs_counts_and_rows() -> None:
         "ts-user-service",
         "ts-verification-code-service",
     ]
-    assert 1_674_986_763_361_647_039 not in stamps and 1_674_986_738_423_784_498 not in stamps  # the malformed rows
-    assert error_row is not None
-    assert error_row["ts_ns"] == 1_674_986_600_976_713_044
-    assert error_row["pod"] == "ts-travel-service-64469b5b48-25zj6"
-    assert error_row["message"].startswith(
-        "o.a.c.c.C.[.[.[.[dispatcherServlet]#175 TraceID: 59f280b884fd1e59e678331285bebe5a"
+    # the faulty service logs seven error lines, all in 09_51 (logged 09:50:11-09:51:01, after the fault)
+    assert [name for name, _ in errors_of_faulty] == ["09_51_log.csv.gz"] * 7
+    error_row = errors_of_faulty[0][1]
+    assert error_row["ts_ns"] == 1_674_985_820_924_329_835
+    assert error_row["pod"] == "ts-verification-code-service-7b6dc75c45-2z9p2"
+    assert error_row["message"] == (
+        "v.s.i.VerifyCodeServiceImpl#129 TraceID: 225e834d45d961d154253e1934051bfa SpanID: a02848d5b114413a "
+        "[verifyCode][Get image code warn][Code not found]"
     )
-    assert error_row["message"].endswith("No instances available for ts-basic-service] with root cause")
+
+
+def test_nezha_logs_skip_malformed_rows_of_a_real_file() -> None:
+    # 40 rows of a real Nezha log file (tests/data/nezha_log_excerpt/SOURCE.md): one with ten fields (two records
+    # run together) and one whose Docker JSON has trailing data are skipped; the 38 others are read
+    cols = nezha.read_logs(EXCERPT)
+    assert batch.num_rows(cols) == 38
+    stamps = set(cols["ts_ns"])
+    assert 1_674_986_763_361_647_039 not in stamps and 1_674_986_738_423_784_498 not in stamps  # the malformed rows
+    # the rows right after each malformed one are read
+    assert 1_674_986_763_254_554_238 in stamps and 1_674_986_738_232_241_687 in stamps
+    rows = rows_of(cols)
+    assert (rows[0]["ts_ns"], rows[0]["service"], rows[-1]["ts_ns"], rows[-1]["service"]) == (
+        1_674_986_762_730_878_456,
+        "ts-food-service",
+        1_674_986_738_250_451_391,
+        "ts-train-service",
+    )
+    assert Counter(cols["level"]) == {"INFO": 37, "WARN": 1}
+    assert Counter(cols["service"])["ts-travel-service"] == 9
 
 
 def test_nezha_spans_counts_and_rows() -> None:
     per_file = {f.path.name: nezha.read_spans(f.path) for f in nezha.plan(NEZHA).files if f.kind == "spans"}
     assert {k: batch.num_rows(v) for k, v in per_file.items()} == {
-        "10_04_trace.csv.gz": 2336,
-        "10_05_trace.csv.gz": 3377,
-        "10_06_trace.csv.gz": 4102,
+        "09_49_trace.csv.gz": 3834,
+        "09_50_trace.csv.gz": 5193,
+        "09_51_trace.csv.gz": 2901,
         "08_50_trace.csv.gz": 4890,
     }
-    spans = per_file["10_04_trace.csv.gz"]
+    spans = per_file["09_49_trace.csv.gz"]
     assert rows_of(spans)[0] == {
-        "trace_id": "2ea7e0d4d1fb4b13cbc4604e38f5acce",
-        "span_id": "6141679f2e2b5df7",
+        "trace_id": "67fc0087fda35de44e39dbf9627fdd74",
+        "span_id": "981bd04d869671f9",
         "parent_id": "",  # 'root' in the file
         "service": "ts-gateway-service",
         "pod": "ts-gateway-service-6f6cfc45b-h5m2n",
         "host": "",
         "operation": "/*",
-        "start_ns": 1_674_986_594_779_000_000,
-        "end_ns": 1_674_986_594_822_157_747,
-        "duration_us": 43_157.747,
+        "start_ns": 1_674_985_738_502_000_000,
+        "end_ns": 1_674_985_738_723_070_578,
+        "duration_us": 221_070.578,
         "status": "UNSET",
         "kind": "",
         "attributes": "",
     }
-    assert spans["parent_id"].count("") == 48
+    assert spans["parent_id"].count("") == 52
 
 
 def test_nezha_metrics_counts_and_rows() -> None:
     total = sum(batch.num_rows(nezha.read_metrics(f.path)) for f in nezha.plan(NEZHA).files if f.kind == "metrics")
-    assert total == 60_133
+    assert total == 60_196
 
     pod = nezha.read_metrics(DAY / "metric" / "ts-order-service-5b67c48447-mv5hb_metric.csv")
     assert batch.num_rows(pod) == 1330
@@ -203,9 +224,9 @@ def test_nezha_metrics_counts_and_rows() -> None:
         "workload",
     ]
     assert rows_of(pod)[1] == {
-        "ts_ns": 1_674_983_110_000_000_000,
+        "ts_ns": 1_674_982_210_000_000_000,
         "name": "cpu_usage_rate",
-        "value": 1.8968469733334814,
+        "value": 1.4105875749999086,
         "service": "ts-order-service",
         "pod": "ts-order-service-5b67c48447-mv5hb",
         "host": "",
