@@ -1,11 +1,12 @@
 """`devmesh eval detect nezha DIR`: replay a Nezha-layout data set through scheduled detection.
 
 Imports the data into a fresh home (or reuses one), then runs detection once a minute, as a scheduler
-would, across the period the logs and traces cover (the clock is replayed: each run sees the data up to its
-own time only through the window it looks at). Only after all runs are the incidents compared with the labels:
-a fault counts as detected when an incident is opened or updated for an onset from 60 s before to 180 s after
-its injection, and detected_top1 when that incident's top root cause is the labelled service. An incident
-matching no fault is a false incident.
+would, across the period the logs and traces cover. The clock is replayed: a run at time T ranks only
+telemetry from before T (its windows end at T and its history lies before them), as it would live. Only
+after all runs are the incidents compared with the labels: a fault counts as detected when a run from 60 s
+before to 180 s after its injection opened or updated an incident (the time is the run's, when a person would
+be told), and detected_top1 when the first such incident's root cause (as the later runs of its episode left
+it) is the labelled service. An incident opened by no run within a fault's tolerance is a false incident.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from core.settings import Settings
 from core.timeutil import NS, iso
-from detect.runner import DetectOptions, run_once
+from detect.incidents import EXPLANATIONS, INCIDENTS
+from detect.runner import RUNS, DetectionRun, DetectOptions, replay
 from ingest import nezha
 from ingest.importers import import_nezha
 
@@ -43,23 +45,22 @@ def evaluate_detect_nezha(
         lo = min(t["min_ns"] for k, t in tables.items() if k in ("logs", "spans") and t["rows"])
         hi = max(t["max_ns"] for k, t in tables.items() if k in ("logs", "spans") and t["rows"])
         tools = svc.toolbox()
-        svc.events.kv_set("detect.last_end_ns", None)
-        opt = DetectOptions(window_s=60, explain=explain, max_catchup_s=120)
-        minute = 60 * NS
-        t = (lo // minute + 1) * minute
-        seen: list[dict[str, Any]] = []  # (onset time, incident id) of every run that opened or updated one
-        t0 = time.perf_counter()
-        n_runs = 0
-        total = int((hi - t) // minute) + 2
-        while t <= hi + minute:
-            for run in run_once(tools, end_ns=t, options=opt):
-                n_runs += 1
-                for inc_id in run.opened + run.updated:
-                    at = min((o["at_ns"] for o in run.onsets), default=run.start_ns)
-                    seen.append({"incident": inc_id, "at_ns": at, "opened": inc_id in run.opened})
+        for collection in (INCIDENTS, EXPLANATIONS, RUNS):  # a reused home starts from a clean slate
+            svc.events.delete_docs(collection)
+        opt = DetectOptions(window_s=60, explain=explain)
+        seen: list[dict[str, Any]] = []  # (run time, incident id) of every run that opened or updated one
+        total = int((hi - lo) // (60 * NS)) + 2
+
+        def record(run: DetectionRun) -> None:
+            for inc_id in run.opened + run.updated:
+                seen.append({"incident": inc_id, "at_ns": run.end_ns, "opened": inc_id in run.opened})
+            done.append(run.end_ns)
             if on_run is not None:
-                on_run(n_runs, total)
-            t += minute
+                on_run(len(done), total)
+
+        done: list[int] = []
+        t0 = time.perf_counter()
+        n_runs = len(replay(tools, lo, hi, opt, on_run=record))
         seconds = time.perf_counter() - t0
         root_of = {i.id: i.root_cause for i in tools.book.list(limit=100_000)}
     finally:
@@ -80,7 +81,8 @@ def score(
     matched_incidents: set[str] = set()
     for f in faults:
         hits = [s for s in seen if f.inject_ns - BEFORE_S * NS <= s["at_ns"] <= f.inject_ns + AFTER_S * NS]
-        top1 = [s for s in hits if root_of.get(s["incident"]) == f.service]
+        hits.sort(key=lambda s: s["at_ns"])
+        top1 = hits[:1] if hits and root_of.get(hits[0]["incident"]) == f.service else []
         matched_incidents |= {s["incident"] for s in hits}
         results.append(
             {

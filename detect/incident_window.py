@@ -65,8 +65,9 @@ class IncidentOptions:
     """A silence this long in logs and spans ends the window: the recording stopped."""
     history_s: int = 86_400
     """Logs and spans within this distance of the window are history."""
-    max_slices: int = 200
-    """At most this many history slices, nearest first."""
+    max_slices: int = 40
+    """At most this many history slices, nearest first: the nearest history is the most alike (timings
+    drift over a day), and reading all of a long store is what an explanation would wait for."""
     past_only: bool = False
     """History only from before the incident (as it is live, right after an alert); the default also uses
     stored data after the incident window when there is some (replays, post-mortems)."""

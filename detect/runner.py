@@ -1,9 +1,21 @@
-"""Scheduled detection: look at the last window, open (or update) incidents, explain them, notify.
+"""Scheduled detection: look at the last minutes, open (or update) incidents, explain them, notify.
 
 A run covers [start, end): the minutes since the previous run (kept in the event store, so runs survive
-restarts without gaps), at most `max_catchup_s` back. For each service with an onset in the window, the
-root cause is ranked; an open detection incident with the same root cause from the last `dedup_s` seconds
-is updated instead of opening a duplicate. Each run is recorded as a document (`detection_runs`).
+restarts without gaps), at most `max_catchup_s` back, one window of `window_s` at a time. For the window
+ending at `end`, the root-cause ranking is computed over each of `lookbacks_s` before `end` (a short
+look reacts fast, a longer one has the requests to see weaker changes), with history from before it only
+and nothing after `end`, exactly as it would be live. `detect.triggers` decides whether the signals make
+an incident.
+
+When they do, the incident is:
+
+- the open detection incident that fired in the previous window (the same episode): updated, and its
+  root cause re-ranked over the episode so far (at most `episode_s` from its start);
+- else the open detection incident with the same root cause from the last `dedup_s`: updated;
+- else a new incident, explained by the agent team (`explain`) and announced (`notify`).
+
+Each run is recorded as a document (`detection_runs`): its window, the triggers it saw, what it opened
+and updated.
 """
 
 from __future__ import annotations
@@ -16,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from core.incident import IncidentStatus, InvestigationRequest
 from core.timeutil import NS, iso
-from detect.onset import Onset, detect_onset
+from detect.triggers import Trigger, TriggerOptions, find_triggers
 
 if TYPE_CHECKING:
     from agents.toolbox import Toolbox
     from core.explanation import Explanation
     from core.incident import Incident
+    from core.rca import RankingResult
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +45,23 @@ MARK = "detect.last_end_ns"
 @dataclass
 class DetectOptions:
     window_s: int = 60
-    history_s: int = 1800
+    """One run per window of this length."""
+    lookbacks_s: tuple[int, ...] = (60, 180)
+    """Each run ranks the telemetry of these spans before its end."""
+    episode_s: int = 300
+    """An ongoing incident's root cause is re-ranked over at most this long from its start."""
     dedup_s: int = 900
     max_catchup_s: int = 6 * 3600
     explain: bool = True
+    triggers: TriggerOptions = field(default_factory=TriggerOptions)
 
 
 @dataclass
 class DetectionRun:
     start_ns: int
     end_ns: int
-    onsets: list[dict[str, Any]] = field(default_factory=list)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    root_cause: str = ""
     opened: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     took_ms: float = 0.0
@@ -74,44 +93,106 @@ def run_once(
     return runs
 
 
+def replay(
+    tools: Toolbox,
+    start_ns: int,
+    end_ns: int,
+    options: DetectOptions | None = None,
+    *,
+    on_run: Callable[[DetectionRun], None] | None = None,
+) -> list[DetectionRun]:
+    """Detection as a scheduler would have run it, once a window, over stored telemetry from `start_ns`
+    to `end_ns` (the clock replayed: each run sees only what was there at its own time). The live
+    marker of `run_once` is left alone."""
+    opt = options or DetectOptions()
+    width = opt.window_s * NS
+    t = (start_ns // width + 1) * width
+    runs = []
+    while t <= end_ns + width:
+        runs.append(detect_window(tools, t - width, t, opt))
+        if on_run is not None:
+            on_run(runs[-1])
+        t += width
+    return runs
+
+
+def rank_until(tools: Toolbox, start_ns: int, end_ns: int) -> RankingResult:
+    """The ranking of [start_ns, end_ns) with history from before it only: what is known at `end_ns`."""
+    from detect.incident_window import IncidentOptions, rank_incident
+
+    span_s = max(1, (end_ns - start_ns) // NS)
+    opt = IncidentOptions(past_only=True, max_window_s=span_s, min_window_s=min(30, span_s), metric_window_s=span_s)
+    return rank_incident(tools.events, alert_ns=start_ns, modalities=tools.modalities, options=opt)
+
+
 def detect_window(
     tools: Toolbox, start_ns: int, end_ns: int, opt: DetectOptions, notify: Notify | None = None
 ) -> DetectionRun:
     t0 = time.perf_counter()
     run = DetectionRun(start_ns=start_ns, end_ns=end_ns)
-    onsets = [o for o in detect_onset(tools.events, start_ns - opt.history_s * NS, end_ns) if o.at_ns >= start_ns]
-    strongest: dict[str, Onset] = {}
-    for o in onsets:
-        if o.service not in strongest or o.z > strongest[o.service].z:
-            strongest[o.service] = o
-    run.onsets = [asdict(o) for o in strongest.values()]
-    if strongest:
-        first = min(strongest.values(), key=lambda o: (o.at_ns, -o.z))
-        _handle(tools, first, opt, run, notify)
+    fired: tuple[int, RankingResult, list[Trigger]] | None = None
+    for lookback in opt.lookbacks_s:
+        ranking = rank_until(tools, end_ns - lookback * NS, end_ns)
+        found = find_triggers(ranking.signals, opt.triggers)
+        if found and ranking.candidates:
+            fired = (end_ns - lookback * NS, ranking, found)
+            break
+    if fired is not None:
+        onset, ranking, found = fired
+        run.triggers = [asdict(t) for t in found[:10]]
+        _handle(tools, onset, ranking, found, opt, run, notify)
     run.took_ms = round((time.perf_counter() - t0) * 1000, 2)
     tools.events.put_doc(RUNS, run.id, run.as_dict(), time_ns=start_ns, status="incident" if run.opened else "")
     return run
 
 
-def _handle(tools: Toolbox, onset: Onset, opt: DetectOptions, run: DetectionRun, notify: Notify | None) -> None:
+def _handle(
+    tools: Toolbox,
+    onset: int,
+    ranking: RankingResult,
+    found: list[Trigger],
+    opt: DetectOptions,
+    run: DetectionRun,
+    notify: Notify | None,
+) -> None:
     from agents.investigate import investigate
-    from detect.incident_window import rank_incident
 
-    ranking = rank_incident(tools.events, alert_ns=onset.at_ns, service_hint=onset.service, modalities=tools.modalities)
-    root = ranking.candidates[0].service if ranking.candidates else onset.service
-    recent = tools.book.list(status=IncidentStatus.OPEN, since_ns=onset.at_ns - opt.dedup_s * NS, limit=200)
+    end = run.end_ns
+    recent = [
+        i
+        for i in tools.book.list(status=IncidentStatus.OPEN, since_ns=end - opt.dedup_s * NS, limit=200)
+        if i.source == "detection"
+    ]
+    ongoing = [i for i in recent if i.updated_ns >= run.start_ns]
+    if ongoing:  # the same episode: what is known now about its root cause
+        inc = max(ongoing, key=lambda i: i.updated_ns)
+        episode = rank_until(tools, inc.alert_ns, min(end, inc.alert_ns + opt.episode_s * NS))
+        top = episode.top or ranking.top
+        update: dict[str, Any] = {"updated_ns": end}
+        if top is not None:
+            update |= {"root_cause": top.service, "confidence": top.confidence}
+        tools.book.save(inc.model_copy(update=update))
+        run.root_cause = update.get("root_cause", inc.root_cause)
+        run.updated.append(inc.id)
+        return
+    top = ranking.top
+    root = top.service if top is not None else found[0].service
+    run.root_cause = root
     for inc in recent:
-        if inc.source == "detection" and inc.root_cause == root and inc.alert_ns <= onset.at_ns:
-            tools.book.save(inc.model_copy(update={"updated_ns": onset.at_ns}))
+        if inc.root_cause == root:
+            tools.book.save(inc.model_copy(update={"updated_ns": end}))
             run.updated.append(inc.id)
             return
-    req = InvestigationRequest(at_ns=onset.at_ns, service=onset.service)
+    req = InvestigationRequest(at_ns=onset, service=root)
+    conf = top.confidence if top is not None else 0.0
     if not opt.explain:
-        incident = tools.book.open(req, source="detection")
-        tools.book.save(incident.model_copy(update={"root_cause": root}))
+        incident = tools.book.open(req, source="detection", now=end)
+        incident = incident.model_copy(update={"root_cause": root, "confidence": conf, "updated_ns": end})
+        tools.book.save(incident)
         run.opened.append(incident.id)
         return
     incident, explanation = investigate(tools, req, source="detection")
+    tools.book.save(tools.book.get(incident.id).model_copy(update={"updated_ns": end}))
     run.opened.append(incident.id)
     if notify is not None:
         try:

@@ -490,6 +490,12 @@ class EventStore:
         _, rows = self._all("SELECT body FROM docs WHERE collection = ? AND id = ?", [collection, doc_id])
         return json.loads(rows[0][0]) if rows else None
 
+    def delete_docs(self, collection: str) -> int:
+        """Remove every document of a collection (a replay starting from a clean slate); returns how many."""
+        with self._write() as cur:
+            cur.execute("DELETE FROM docs WHERE collection = ? RETURNING id", [collection])
+            return len(cur.fetchall())
+
     def list_docs(
         self,
         collection: str,

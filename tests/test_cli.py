@@ -221,9 +221,10 @@ def test_demo(settings: Settings, minilm: Any) -> None:
     # the busiest warning of the sample: 244 lines of ts-order-service saying a seat query found no tickets
     assert (top[0]["count"], top[0]["services"]) == (244, ["ts-order-service"])
     assert "[getSoldTickets][Seat][Left ticket info is empty]" in top[0]["text"]
-    # the sample's labelled fault (a `return` fault in ts-verification-code-service, 09:49:34) is detected in the
-    # minute after it and ranked first
-    assert [(o["service"], o["at_ns"]) for o in summary["detected"]] == [
-        ("ts-verification-code-service", 1_674_985_800_000_000_000)  # 2023-01-29T09:50:00Z
-    ]
+    # the sample's labelled fault (a `return` fault in ts-verification-code-service, 09:49:34) is detected by the
+    # run at 09:51 (new errors in that service) and ranked first
+    assert [
+        (r["end_ns"], r["triggers"][0]["rule"], r["triggers"][0]["service"], r["root_cause"])
+        for r in summary["detected"]
+    ] == [(1_674_985_860_000_000_000, "errors", "ts-verification-code-service", "ts-verification-code-service")]
     assert summary["root_causes"][0]["service"] == "ts-verification-code-service"

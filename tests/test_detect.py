@@ -1,4 +1,4 @@
-"""Detection: onsets from error shares, runs over windows since the last one, no duplicates, no gaps."""
+"""Detection runs: windows since the last run, no duplicates, no gaps, episodes kept as one incident."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from api.wiring import Services
 from core.incident import IncidentStatus
 from core.settings import Settings
 from core.timeutil import NS
-from detect.onset import detect_onset
-from detect.runner import MARK, RUNS, DetectOptions, run_once
+from detect.runner import MARK, RUNS, DetectOptions, replay, run_once
 from ingest import batch
 
 T0 = 1_700_000_040 * NS  # a minute boundary
@@ -47,19 +46,6 @@ def fill(services: Services, *, jump_at: int = 5, minutes: int = 8) -> None:
     for m in range(minutes):
         services.pipeline.ingest_logs(logs("payment", m, 100, 40 if m >= jump_at else 1), embed=False)
         services.pipeline.ingest_logs(logs("cart", m, 100, 1), embed=False)
-
-
-def test_onset_is_the_minute_a_service_jumps(services: Services) -> None:
-    fill(services)
-    onsets = detect_onset(services.events, T0, T0 + 8 * 60 * NS)
-    assert [(o.at_ns, o.service, o.errors) for o in onsets][:1] == [(T0 + 5 * 60 * NS, "payment", 40)]
-    assert all(o.service == "payment" for o in onsets)  # cart stays at its usual level
-
-
-def test_no_onset_without_a_change(services: Services) -> None:
-    for m in range(6):
-        services.pipeline.ingest_logs(logs("cart", m, 100, 3), embed=False)
-    assert detect_onset(services.events, T0, T0 + 6 * 60 * NS) == []
 
 
 def test_runs_open_one_incident_and_survive_a_restart_without_duplicates_or_gaps(
@@ -105,10 +91,19 @@ def test_catch_up_is_bounded(services: Services, gap_minutes: int) -> None:
     assert [r.start_ns for r in runs] == [T0 + m * 60 * NS for m in range(8 - gap_minutes, 8)]
 
 
-def test_demo_sample_onset(services: Services) -> None:
+def test_demo_sample_is_detected_with_its_root_cause(services: Services) -> None:
     from ingest.importers import import_nezha
 
     import_nezha(services.pipeline, Path(__file__).resolve().parents[1] / "samples" / "nezha")
     span = services.events.stats()["tables"]["logs"]
-    onsets = detect_onset(services.events, span["min_ns"], span["max_ns"] + 1)
-    assert onsets, "the bundled incident is detected"
+    runs = replay(services.toolbox(), span["min_ns"], span["max_ns"], DetectOptions(explain=False))
+    assert services.events.kv_get(MARK) is None  # a replay leaves the live schedule alone
+    fired = [r for r in runs if r.opened]
+    assert len(fired) == 1, [r.as_dict() for r in fired]  # one incident, later runs update it
+    assert fired[0].root_cause == "ts-verification-code-service"
+    assert fired[0].triggers[0]["rule"] == "errors"
+    fault = 1_674_985_774 * NS  # 2023-01-29T09:49:34Z, the sample's labelled injection
+    assert 0 <= fired[0].end_ns - fault <= 180 * NS
+    incident = services.toolbox().book.get(fired[0].opened[0])
+    assert incident.source == "detection" and incident.alert_ns == fired[0].end_ns - 60 * NS
+    assert [r.updated for r in runs if r.end_ns > fired[0].end_ns and r.triggers] == [[incident.id]]  # same episode

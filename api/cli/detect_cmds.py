@@ -76,8 +76,14 @@ def _render(d: dict[str, Any]) -> None:
     for run in d["runs"]:
         opened_ = ", ".join(run["opened"]) or "-"
         updated = ", ".join(run["updated"]) or "-"
-        console.print(
-            f"{run['start']} .. {run['end']}: {len(run['onsets'])} onsets, opened {opened_}, updated {updated}"
-        )
+        console.print(f"{run['start']} .. {run['end']}: {_why(run)}, opened {opened_}, updated {updated}")
     if not d["runs"]:
         console.print("nothing new to look at since the last run")
+
+
+def _why(run: dict[str, Any]) -> str:
+    if not run["triggers"]:
+        return "nothing anomalous"
+    t = run["triggers"][0]
+    more = f" (+{len(run['triggers']) - 1} more)" if len(run["triggers"]) > 1 else ""
+    return f"{t['rule']} on {t['service']} (z {t['score']}){more}, root cause {run['root_cause'] or '?'}"

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, opened, progress, state
 from api.info import backend_info
-from core.timeutil import iso
 from ingest.importers import import_nezha, import_runbooks
 from samples import sample_path
 
@@ -50,7 +49,7 @@ def demo(
     the incident, explain it with the agent team, and print the report (evidence-only without Ollama)."""
     from agents.investigate import investigate
     from core.incident import InvestigationRequest
-    from detect.onset import detect_onset
+    from detect.runner import DetectOptions, replay
 
     st = state(ctx)
     st._settings = st.settings.model_copy(update={"home": home or st.settings.home / "demo"})
@@ -73,14 +72,16 @@ def demo(
             known_services=svc.graph.services() if svc.graph else (),
         )
         summary = demo_summary(svc, imported.as_dict(), books.as_dict())
+        tools = svc.toolbox()
         span = svc.events.stats()["tables"]["logs"]
-        onsets = detect_onset(svc.events, span["min_ns"], span["max_ns"] + 1) if span["rows"] else []
-        summary["detected"] = [o.__dict__ for o in onsets]
+        bar.update(task, status="detecting: a run for every minute of the sample")
+        runs = replay(tools, span["min_ns"], span["max_ns"], DetectOptions(explain=False)) if span["rows"] else []
+        fired = [r for r in runs if r.opened]
+        summary["detected"] = [r.as_dict() for r in fired]
         expl = None
-        if onsets:
-            bar.update(task, status=f"explaining the incident on {onsets[0].service}")
-            req = InvestigationRequest(at_ns=onsets[0].at_ns, service=onsets[0].service)
-            incident, expl = investigate(svc.toolbox(), req, source="demo")
+        if fired:
+            bar.update(task, status=f"explaining the incident on {fired[0].root_cause}")
+            incident, expl = investigate(tools, InvestigationRequest(incident_id=fired[0].opened[0]), source="demo")
             summary["incident"] = incident.model_dump(mode="json")
     if as_json:
         emit({**(expl.model_dump(mode="json") if expl else {}), **summary}, True)
@@ -91,10 +92,11 @@ def demo(
         return
     from agents.render import terminal_renderable
 
-    o = onsets[0]
+    run = summary["detected"][0]
+    t = run["triggers"][0]
     console.print(
-        f"\n[bold]Detected[/bold]: {o.service} at {iso(o.at_ns)}: {o.errors} warning/error lines in a minute "
-        f"({o.share:.0%} of its lines, usually {o.baseline:.0%}; robust z {o.z})\n"
+        f"\n[bold]Detected[/bold] by the run at {run['end']}: {t['rule']} on {t['service']} "
+        f"({t['description'] or t['kind']}; robust z {t['score']})\n"
     )
     console.print(terminal_renderable(expl))
 
