@@ -7,10 +7,12 @@ look reacts fast, a longer one has the requests to see weaker changes), with his
 and nothing after `end`, exactly as it would be live. `detect.triggers` decides whether the signals make
 an incident.
 
-When they do, the incident is:
+When they do, the incident starts at the firing run's own window (`window_s` before its end; a longer
+look that fired only adds requests) and is:
 
 - the open detection incident that fired in the previous window (the same episode): updated, and its
-  root cause re-ranked over the episode so far (at most `episode_s` from its start);
+  root cause re-ranked over the episode so far (at most `episode_s` from its start: the first minutes
+  say most about where it began);
 - else the open detection incident with the same root cause from the last `dedup_s`: updated;
 - else a new incident, explained by the agent team (`explain`) and announced (`notify`).
 
@@ -48,7 +50,7 @@ class DetectOptions:
     """One run per window of this length."""
     lookbacks_s: tuple[int, ...] = (60, 180)
     """Each run ranks the telemetry of these spans before its end."""
-    episode_s: int = 300
+    episode_s: int = 180
     """An ongoing incident's root cause is re-ranked over at most this long from its start."""
     dedup_s: int = 900
     max_catchup_s: int = 6 * 3600
@@ -130,17 +132,19 @@ def detect_window(
 ) -> DetectionRun:
     t0 = time.perf_counter()
     run = DetectionRun(start_ns=start_ns, end_ns=end_ns)
-    fired: tuple[int, RankingResult, list[Trigger]] | None = None
+    fired: tuple[RankingResult, list[Trigger]] | None = None
     for lookback in opt.lookbacks_s:
         ranking = rank_until(tools, end_ns - lookback * NS, end_ns)
         found = find_triggers(ranking.signals, opt.triggers)
         if found and ranking.candidates:
-            fired = (end_ns - lookback * NS, ranking, found)
+            if lookback != opt.window_s:  # the root cause comes from the run's own window
+                ranking = rank_until(tools, start_ns, end_ns)
+            fired = (ranking, found)
             break
     if fired is not None:
-        onset, ranking, found = fired
+        ranking, found = fired
         run.triggers = [asdict(t) for t in found[:10]]
-        _handle(tools, onset, ranking, found, opt, run, notify)
+        _handle(tools, start_ns, ranking, found, opt, run, notify)
     run.took_ms = round((time.perf_counter() - t0) * 1000, 2)
     tools.events.put_doc(RUNS, run.id, run.as_dict(), time_ns=start_ns, status="incident" if run.opened else "")
     return run
@@ -166,11 +170,11 @@ def _handle(
     ongoing = [i for i in recent if i.updated_ns >= run.start_ns]
     if ongoing:  # the same episode: what is known now about its root cause
         inc = max(ongoing, key=lambda i: i.updated_ns)
-        episode = rank_until(tools, inc.alert_ns, min(end, inc.alert_ns + opt.episode_s * NS))
-        top = episode.top or ranking.top
         update: dict[str, Any] = {"updated_ns": end}
-        if top is not None:
-            update |= {"root_cause": top.service, "confidence": top.confidence}
+        if run.start_ns < inc.alert_ns + opt.episode_s * NS:  # later runs would rank the same window again
+            top = rank_until(tools, inc.alert_ns, min(end, inc.alert_ns + opt.episode_s * NS)).top
+            if top is not None:
+                update |= {"root_cause": top.service, "confidence": top.confidence}
         tools.book.save(inc.model_copy(update=update))
         run.root_cause = update.get("root_cause", inc.root_cause)
         run.updated.append(inc.id)
@@ -183,7 +187,8 @@ def _handle(
             tools.book.save(inc.model_copy(update={"updated_ns": end}))
             run.updated.append(inc.id)
             return
-    req = InvestigationRequest(at_ns=onset, service=root)
+    # the incident is about the service the strongest trigger fired on, as an alert names one
+    req = InvestigationRequest(at_ns=onset, service=found[0].service)
     conf = top.confidence if top is not None else 0.0
     if not opt.explain:
         incident = tools.book.open(req, source="detection", now=end)

@@ -106,4 +106,21 @@ def test_demo_sample_is_detected_with_its_root_cause(services: Services) -> None
     assert 0 <= fired[0].end_ns - fault <= 180 * NS
     incident = services.toolbox().book.get(fired[0].opened[0])
     assert incident.source == "detection" and incident.alert_ns == fired[0].end_ns - 60 * NS
+    assert incident.service == "ts-verification-code-service"  # where the errors were, as an alert would name it
     assert [r.updated for r in runs if r.end_ns > fired[0].end_ns and r.triggers] == [[incident.id]]  # same episode
+
+
+def test_an_episode_is_one_incident_and_a_later_fault_elsewhere_another(services: Services) -> None:
+    for m in range(15):
+        services.pipeline.ingest_logs(logs("payment", m, 100, 40 if 5 <= m < 7 else 1), embed=False)
+        services.pipeline.ingest_logs(logs("cart", m, 100, 40 if 11 <= m < 13 else 1), embed=False)
+    tools = services.toolbox()
+    runs = replay(tools, T0, T0 + 15 * 60 * NS - 1, DetectOptions(explain=False))
+    opened = {r.end_ns: r.opened[0] for r in runs if r.opened}
+    assert sorted(opened) == [T0 + 6 * 60 * NS, T0 + 12 * 60 * NS]  # the runs right after each jump
+    first, second = (tools.book.get(opened[t]) for t in sorted(opened))
+    assert (first.root_cause, first.service, second.root_cause) == ("payment", "payment", "cart")
+    # every run that fired between them (the 1- and then the 3-minute look) updated the first incident
+    between = [r for r in runs if T0 + 6 * 60 * NS < r.end_ns < T0 + 12 * 60 * NS and r.triggers]
+    assert between and all(r.updated == [first.id] and not r.opened for r in between)
+    assert first.updated_ns == max(r.end_ns for r in between)
