@@ -110,6 +110,12 @@ def summary_of(ranking: RankingResult, root_causes: Sequence[RootCause]) -> str:
     others = [f"{rc.service} ({rc.confidence:.0%})" for rc in root_causes[1:]]
     if others:
         text += f" Other candidates: {', '.join(others)}."
+    stronger = max(root_causes[1:], key=lambda rc: rc.confidence, default=None)
+    if stronger is not None and stronger.confidence > top.confidence:
+        text += (
+            f" {top.service} is listed first because the incident is about it or a service that calls it;"
+            f" on the evidence alone {stronger.service} scores higher."
+        )
     return text
 
 

@@ -511,3 +511,21 @@ def test_terminal_report_is_labelled_and_inert() -> None:
     assert "1. Check the previous container's logs: kubectl logs -p <pod>" in text
     colored = to_terminal(expl, width=160, color=True)
     assert "\x1b[" in colored and "\x1b[31mRED" not in colored
+
+
+def test_summary_says_why_a_weaker_candidate_is_listed_first() -> None:
+    from agents.explain_fallback import summary_of
+    from core.explanation import RootCause
+    from core.rca import Candidate, RankingResult
+
+    cands = [
+        Candidate(service="verify", rank=1, score=0.2, confidence=0.21),
+        Candidate(service="order", rank=2, score=0.4, confidence=0.41),
+    ]
+    ranking = RankingResult(status="ok", candidates=cands)
+    roots = [RootCause(rank=c.rank, service=c.service, confidence=c.confidence) for c in cands]
+    text = summary_of(ranking, roots)
+    assert "verify is listed first because the incident is about it" in text
+    assert "on the evidence alone order scores higher" in text
+    plain = summary_of(ranking, roots[::-1])  # in confidence order: nothing to explain
+    assert "listed first" not in plain
