@@ -6,7 +6,8 @@ telemetry from before T (its windows end at T and its history lies before them),
 after all runs are the incidents compared with the labels: a fault counts as detected when a run from 60 s
 before to 180 s after its injection opened or updated an incident (the time is the run's, when a person would
 be told), and detected_top1 when the first such incident's root cause (as the later runs of its episode left
-it) is the labelled service. An incident opened by no run within a fault's tolerance is a false incident.
+it) is the labelled service (detected_top1_any_incident: any of them). An incident opened by no run within
+a fault's tolerance is a false incident.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def score(
                 "type": f.fault_type,
                 "detected": bool(hits),
                 "top1": bool(top1),
+                "top1_any": any(root_of.get(s["incident"]) == f.service for s in hits),
                 "incidents": sorted({s["incident"] for s in hits}),
                 "root_causes": sorted({root_of.get(s["incident"], "") for s in hits}),
                 "delay_s": round((min(s["at_ns"] for s in hits) - f.inject_ns) / NS, 1) if hits else None,
@@ -102,6 +104,7 @@ def score(
         "faults": len(faults),
         "detected": sum(r["detected"] for r in results),
         "detected_top1": sum(r["top1"] for r in results),
+        "detected_top1_any_incident": sum(r["top1_any"] for r in results),
         "false_incidents": len(false),
         "incidents": len(opened),
         "hours": round(hours, 2),

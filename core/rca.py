@@ -41,6 +41,9 @@ class SignalKind(StrEnum):
     """After a step of a request, an error span (status, HTTP 5xx, error handler) now follows."""
     SPAN_STRUCTURE = "span_structure"
     """After a step of a request, the next internal operation or call changed (a call no longer made)."""
+    LOOP_SHORTENED = "loop_shortened"
+    """Within requests of the same entry operation, a step repeated in a loop is no longer followed by
+    another step of the loop as many times (B per A fell): the loop ends early for some requests."""
     EDGE_LATENCY = "edge_latency"
     """More calls on an edge are slower outside the callee (network, queueing; either end)."""
     METRIC_DEVIATION = "metric_deviation"

@@ -6,7 +6,7 @@ CPU rises with it):
 
 - **errors**: a new error line or error span (or one much more frequent), robust z >= `error_z`;
 - **path**: the requests' path through a service changed strongly (a statement no longer reached, a
-  call no longer made) for most of its requests: z >= `path_z` and effect >= `path_effect` (paths
+  call no longer made, a loop cut short) for most of its requests: z >= `path_z` and effect >= `path_effect` (paths
   vary more than errors, so the bar is higher);
 - **saturation**: a service's CPU or memory left its range (z >= `saturation_z`, `saturation_fold`
   times its level), it stands out from its peers (`peer_ratio` times the median change of the other
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from core.rca import Modality, Signal, SignalKind
 
 ERROR_KINDS = frozenset({SignalKind.LOG_ERROR_TEMPLATE, SignalKind.SPAN_ERROR})
-PATH_KINDS = frozenset({SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE})
+PATH_KINDS = frozenset({SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE, SignalKind.LOOP_SHORTENED})
 LATENCY_KINDS = frozenset({SignalKind.SPAN_SELF_LATENCY, SignalKind.SPAN_LATENCY})
 RESOURCE_FAMILIES = frozenset({"cpu", "memory"})
 SYMPTOM_FAMILIES = frozenset({"latency", "error", "success"})

@@ -50,6 +50,8 @@ KIND_WEIGHT: dict[SignalKind, float] = {
     SignalKind.SPAN_SELF_LATENCY: 1.0,
     SignalKind.SPAN_ERROR: 0.8,
     SignalKind.SPAN_STRUCTURE: 0.7,
+    # a loop step no longer followed by the rest of the loop: a step no longer reached, as a path loss
+    SignalKind.LOOP_SHORTENED: 0.8,
     SignalKind.EDGE_LATENCY: 0.8,
     SignalKind.SPAN_LATENCY: 0.3,
 }
@@ -213,7 +215,7 @@ def fault_kind(signals: list[Signal], opt: RankOptions) -> FaultKind:
             v *= 0.8
         elif s.kind in (SignalKind.LOG_ERROR_TEMPLATE, SignalKind.SPAN_ERROR):
             k = FaultKind.DEPENDENCY_FAILURE if _mentions_dependency(s) else FaultKind.CODE_ERROR
-        elif s.kind in (SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE):
+        elif s.kind in (SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE, SignalKind.LOOP_SHORTENED):
             k = FaultKind.CODE_ERROR
             v *= 0.8
         else:

@@ -303,3 +303,87 @@ def test_slower_calls_outside_the_callee_are_edge_latency_on_both_ends() -> None
     assert edge[0].evidence_ids[0] == "edge:cart->db" and edge[0].observed == pytest.approx(16.0)
     # the cart's own code took no longer, and the db's own span did not change
     assert not [s for s in ws.signals if s.kind == SignalKind.SPAN_SELF_LATENCY]
+
+
+def loop_requests(t0: int, n: int, *, calls: int, calcs: int, prefix: str, every_ns: int = NS) -> list[dict]:
+    """n requests of 'trip' (op /trips), each a loop: per item a call to 'seat' then a 'calc' step;
+    `calls` calls are made and `calcs` calc steps reached (fewer: the loop ended early)."""
+    out: list[dict] = []
+    for i in range(n):
+        tr = f"{prefix}{i:04d}"
+        s = t0 + i * every_ns
+        out.append(_span(tr, "r", "", "trip", "/trips", s, 20_000))
+        for j in range(calls):
+            at = s + 1_000 + j * 3_000_000
+            out.append(_span(tr, f"p{j}", "r", "trip", "HTTP POST", at, 1_000))
+            out.append(_span(tr, f"s{j}", f"p{j}", "seat", "/left", at + 100, 500))
+            if j < calcs:
+                out.append(_span(tr, f"c{j}", "r", "trip", "calc", at + 1_500_000, 200))
+    return out
+
+
+def loop_history(n_slices: int, per_slice: int) -> list[dict]:
+    out: list[dict] = []
+    for j in range(n_slices):
+        out += loop_requests(T0 + j * MIN, per_slice, calls=5, calcs=5, prefix=f"h{j:02d}-", every_ns=MIN // per_slice)
+    return out
+
+
+def test_a_loop_cut_short_is_a_signal_on_the_looping_service() -> None:
+    # history: 5 items per request, each a seat call then a calc; window: the third call is the last
+    # step reached (an exception in the loop body), so 3 calls and only 2 calcs per request
+    win = loop_requests(WINDOW_T, 40, calls=3, calcs=2, prefix="w")
+    ws = compute_signals(None, None, win, loop_history(10, 20), None, None, window=WINDOW)
+    loops = [s for s in ws.signals if s.kind == SignalKind.LOOP_SHORTENED]
+    assert loops and {s.service for s in loops} == {"trip"}
+    sig = loops[0]
+    assert (sig.modality, sig.direction, sig.family) == (Modality.TRACES, "down", "structure")
+    assert sig.key.startswith("START:/trips | calc per ")
+    assert sig.observed == 0.0 and sig.baseline == pytest.approx(1.0, abs=0.01)
+    assert sig.score >= 3.0
+    assert sig.evidence_ids and sig.evidence_ids[0].startswith("span:w0000:")
+    assert ws.anomalous_traces["trip"] >= {"w0000", "w0039"}
+
+
+def test_an_unchanged_loop_or_fewer_items_is_not_a_loop_signal() -> None:
+    hist = loop_history(10, 20)
+    same = loop_requests(WINDOW_T, 40, calls=5, calcs=5, prefix="w")
+    assert not [
+        s
+        for s in compute_signals(None, None, same, hist, None, None, window=WINDOW).signals
+        if s.kind == SignalKind.LOOP_SHORTENED
+    ]
+    # requests with fewer items whose loops run to the end: the input changed, not the code
+    fewer = loop_requests(WINDOW_T, 40, calls=2, calcs=2, prefix="w")
+    ws = compute_signals(None, None, fewer, hist, None, None, window=WINDOW)
+    assert not [s for s in ws.signals if s.kind == SignalKind.LOOP_SHORTENED]
+
+
+def test_a_loop_cut_short_in_log_statements_is_a_signal() -> None:
+    def lines(spans: list[dict], prefix: str, cut: bool) -> list[dict]:
+        rows = []
+        for sp in (s for s in spans if s["operation"] == "HTTP POST"):
+            j = int(sp["span_id"][1:])
+            msgs = ["get rest tickets for trip 7"] + ([] if cut and j == 2 else ["calculate distance 120 km"])
+            for m, msg in enumerate(msgs):
+                rows.append(
+                    {
+                        "event_id": f"{prefix}-{sp['trace_id']}-{j}-{m}",
+                        "ts_ns": sp["start_ns"] + 10 + m,
+                        "service": "trip",
+                        "pod": "trip-0",
+                        "level": "INFO",
+                        "message": msg,
+                        "trace_id": sp["trace_id"],
+                        "span_id": "r",
+                    }
+                )
+        return rows
+
+    hist = loop_history(10, 20)
+    win = loop_requests(WINDOW_T, 40, calls=3, calcs=3, prefix="w")
+    ws = compute_signals(lines(win, "w", True), lines(hist, "h", False), win, hist, None, None, window=WINDOW)
+    loops = [s for s in ws.signals if s.kind == SignalKind.LOOP_SHORTENED]
+    assert [(s.service, s.modality) for s in loops] == [("trip", Modality.LOGS)]
+    assert "calculate distance" in loops[0].key and "get rest tickets" in loops[0].key
+    assert loops[0].evidence_ids[0].startswith(("log:w-", "template:"))
