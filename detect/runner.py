@@ -12,8 +12,7 @@ look that fired only adds requests) and is:
 
 - the open detection incident that fired in the previous window (the same episode): updated, and its
   root cause re-ranked over the episode so far (at most `episode_s` from its start: the first minutes
-  say most about where it began). Once those are over, a run whose own window blames another service
-  starts a new incident instead (back-to-back faults);
+  say most about where it began);
 - else the open detection incident with the same root cause from the last `dedup_s`: updated;
 - else a new incident, explained by the agent team (`explain`) and announced (`notify`).
 
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
     from agents.toolbox import Toolbox
     from core.explanation import Explanation
     from core.incident import Incident
-    from core.rca import Candidate, RankingResult
+    from core.rca import RankingResult
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +150,6 @@ def detect_window(
     return run
 
 
-def _same_episode(inc: Incident, top: Candidate | None, run: DetectionRun, opt: DetectOptions) -> bool:
-    """A run that fires right after the incident's last one continues it, unless the incident's root cause
-    is settled (its first `episode_s` are over) and this run's own window blames another service: then
-    a new fault has begun (faults come back to back) and it gets its own incident."""
-    settled = run.start_ns >= inc.alert_ns + opt.episode_s * NS
-    return not (settled and top is not None and top.service != inc.root_cause)
-
-
 def _handle(
     tools: Toolbox,
     onset: int,
@@ -177,7 +168,7 @@ def _handle(
         if i.source == "detection"
     ]
     top = ranking.top
-    ongoing = [i for i in recent if i.updated_ns >= run.start_ns and _same_episode(i, top, run, opt)]
+    ongoing = [i for i in recent if i.updated_ns >= run.start_ns]
     if ongoing:  # the same episode: what is known now about its root cause
         inc = max(ongoing, key=lambda i: i.updated_ns)
         update: dict[str, Any] = {"updated_ns": end}
