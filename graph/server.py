@@ -226,19 +226,25 @@ class EmbeddedFalkorDB:
         if not _pid_alive(pid) or not _is_redis(pid):
             self._clear_state()
             return None
-        self._wait_ready(url, pid)
+        if not self._wait_ready(url, pid, dying_ok=True):  # it was going down (killed, crashed): start anew
+            self._clear_state()
+            return None
         return url, pid
 
-    def _wait_ready(self, url: str, pid: int) -> None:
-        """Wait until the server answers PING (it answers LOADING while it reads the AOF/RDB)."""
+    def _wait_ready(self, url: str, pid: int, *, dying_ok: bool = False) -> bool:
+        """Wait until the server answers PING (it answers LOADING while it reads the AOF/RDB). When the
+        process exits meanwhile: False with `dying_ok` (a server found running that was on its way out),
+        else an error (one we launched died during start-up)."""
         deadline = time.monotonic() + self.start_timeout_s
         last: Exception | None = None
         while time.monotonic() < deadline:
             if not _pid_alive(pid):
+                if dying_ok:
+                    return False
                 raise EngineUnavailable(f"FalkorDB (pid {pid}) exited during start-up. Log tail:\n{self._log_tail()}")
             try:
                 if self._client(url, timeout=2.0).ping():
-                    return
+                    return True
             except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError) as exc:
                 last = exc
             time.sleep(0.02)

@@ -72,6 +72,37 @@ def test_acknowledged_writes_survive_a_killed_server(server: EmbeddedFalkorDB) -
     assert graph.ro_query("MATCH (p:Pod) RETURN count(p)").result_set == [[100]]
 
 
+def test_a_start_right_after_a_kill_launches_a_new_server(server: EmbeddedFalkorDB) -> None:
+    # the killed server may still be tearing down (alive, not answering) when the next start looks at it
+    for round_ in range(3):
+        _, graph = connect_url(server.start(), "crash")
+        graph.query("CREATE (:Pod {name: $n})", {"n": f"p{round_}"})
+        old = server.pid
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        _, graph = connect_url(server.start(), "crash")  # no waiting for the old one to be gone
+        assert server.launched and server.pid != old
+        assert graph.ro_query("MATCH (p:Pod) RETURN count(p)").result_set == [[round_ + 1]]
+
+
+def test_a_server_found_dying_is_replaced_not_reported(
+    server: EmbeddedFalkorDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graph.server as gs
+
+    url = server.start()
+    real_pid = server.pid
+    server.state_file.write_text(json.dumps({"url": url + ".gone", "pid": 999_999}))
+    # pid 999999 looks like a redis-server for one check, then is gone: killed, tearing down
+    looks = iter([True, True, False])
+    monkeypatch.setattr(gs, "_pid_alive", lambda pid: next(looks, False) if pid == 999_999 else True)
+    monkeypatch.setattr(gs, "_is_redis", lambda pid: True)
+    launched: list[bool] = []
+    monkeypatch.setattr(server, "_launch", lambda: launched.append(True) or (url, real_pid))
+    assert server.start() == url and launched == [True]  # a new launch, not "exited during start-up"
+    server.state_file.write_text(json.dumps({"url": url, "pid": real_pid}))  # so the fixture stops the real one
+
+
 def test_stop_when_not_running_is_a_no_op(tmp_path: Path) -> None:
     srv = EmbeddedFalkorDB(tmp_path / "never")
     srv.stop()
