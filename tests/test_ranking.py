@@ -12,6 +12,7 @@ from core.rca import FaultKind, Modality, SignalKind
 from core.telemetry import CallEdge
 from graph.propagation import call_graph
 from graph.ranking import RankOptions, blame_walk, rank_window
+from tests.spans import loop_requests
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS  # baseline starts here
@@ -220,26 +221,13 @@ def test_call_graph_accepts_a_digraph_and_drops_self_calls() -> None:
     assert sorted(g.edges) == [("a", "b"), ("b", "c")]
 
 
-def _loop(t0: int, n: int, *, calls: int, calcs: int, prefix: str, every_ns: int) -> list[dict]:
-    """'trip' requests looping over items: per item a call to 'seat', then a 'calc' step."""
-    out: list[dict] = []
-    for i in range(n):
-        tr, s = f"{prefix}{i:04d}", t0 + i * every_ns
-        out.append(_span(tr, "r", "", "trip", "/trips", s, 1_000 + calls * 3_000))  # time follows the work
-        for j in range(calls):
-            at = s + 1_000 + j * 3_000_000
-            out.append(_span(tr, f"p{j}", "r", "trip", "HTTP POST", at, 1_000))
-            out.append(_span(tr, f"s{j}", f"p{j}", "seat", "/left", at + 100, 500))
-            if j < calcs:
-                out.append(_span(tr, f"c{j}", "r", "trip", "calc", at + 1_500_000, 200))
-    return out
-
-
 def test_a_loop_cut_short_ranks_the_looping_service_as_a_code_error() -> None:
     base = [
-        s for k in range(10) for s in _loop(T0 + k * 60 * NS, 20, calls=5, calcs=5, prefix=f"h{k}-", every_ns=3 * NS)
+        s
+        for k in range(10)
+        for s in loop_requests(T0 + k * 60 * NS, 20, calls=5, calcs=5, prefix=f"h{k}-", every_ns=3 * NS)
     ]
-    win = _loop(ALERT, 40, calls=3, calcs=2, prefix="w", every_ns=NS)
+    win = loop_requests(ALERT, 40, calls=3, calcs=2, prefix="w", every_ns=NS)
     res = rank_window(None, None, win, base, None, None, None, window=(ALERT, ALERT + 60 * NS))
     assert res.status == "ok"
     top = res.candidates[0]

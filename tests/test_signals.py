@@ -20,24 +20,12 @@ from detect.signals.common import (
 from detect.signals.logs import statement
 from detect.signals.metrics import metric_family
 from detect.signals.traces import fold_spans
+from tests.spans import loop_requests
+from tests.spans import span as _span
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS
 MIN = 60 * NS
-
-
-def _span(trace: str, sid: str, parent: str, svc: str, op: str, start: int, dur_us: float) -> dict:
-    return {
-        "trace_id": trace,
-        "span_id": sid,
-        "parent_id": parent,
-        "service": svc,
-        "pod": f"{svc}-0",
-        "operation": op,
-        "start_ns": start,
-        "end_ns": start + int(dur_us * 1000),
-        "duration_us": dur_us,
-    }
 
 
 def requests(t0: int, n: int, *, calls_cache: bool, prefix: str, every_ns: int = NS) -> list[dict]:
@@ -303,23 +291,6 @@ def test_slower_calls_outside_the_callee_are_edge_latency_on_both_ends() -> None
     assert edge[0].evidence_ids[0] == "edge:cart->db" and edge[0].observed == pytest.approx(16.0)
     # the cart's own code took no longer, and the db's own span did not change
     assert not [s for s in ws.signals if s.kind == SignalKind.SPAN_SELF_LATENCY]
-
-
-def loop_requests(t0: int, n: int, *, calls: int, calcs: int, prefix: str, every_ns: int = NS) -> list[dict]:
-    """n requests of 'trip' (op /trips), each a loop: per item a call to 'seat' then a 'calc' step;
-    `calls` calls are made and `calcs` calc steps reached (fewer: the loop ended early)."""
-    out: list[dict] = []
-    for i in range(n):
-        tr = f"{prefix}{i:04d}"
-        s = t0 + i * every_ns
-        out.append(_span(tr, "r", "", "trip", "/trips", s, 20_000))
-        for j in range(calls):
-            at = s + 1_000 + j * 3_000_000
-            out.append(_span(tr, f"p{j}", "r", "trip", "HTTP POST", at, 1_000))
-            out.append(_span(tr, f"s{j}", f"p{j}", "seat", "/left", at + 100, 500))
-            if j < calcs:
-                out.append(_span(tr, f"c{j}", "r", "trip", "calc", at + 1_500_000, 200))
-    return out
 
 
 def loop_history(n_slices: int, per_slice: int) -> list[dict]:
