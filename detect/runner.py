@@ -133,13 +133,14 @@ def detect_window(
     t0 = time.perf_counter()
     run = DetectionRun(start_ns=start_ns, end_ns=end_ns)
     fired: tuple[RankingResult, list[Trigger]] | None = None
+    own: RankingResult | None = None  # the ranking of the run's own window, which names the root cause
     for lookback in opt.lookbacks_s:
         ranking = rank_until(tools, end_ns - lookback * NS, end_ns)
+        if lookback == opt.window_s:
+            own = ranking
         found = find_triggers(ranking.signals, opt.triggers)
         if found and ranking.candidates:
-            if lookback != opt.window_s:  # the root cause comes from the run's own window
-                ranking = rank_until(tools, start_ns, end_ns)
-            fired = (ranking, found)
+            fired = (own or rank_until(tools, start_ns, end_ns), found)
             break
     if fired is not None:
         ranking, found = fired
