@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf import message_factory
@@ -104,6 +104,46 @@ class TimeBounds:
 
 
 # ---------------------------------------------------------------------------------------------- media
+
+
+class Columns:
+    """The rows of one table being built from a request; a subclass validates one decoded record and
+    appends its row (`add`), the same for both encodings."""
+
+    names: tuple[str, ...] = ()
+
+    def __init__(self, bounds: TimeBounds, *, from_json: bool) -> None:
+        self.bounds = bounds
+        self.from_json = from_json
+        self.cols: dict[str, list[Any]] = {c: [] for c in self.names}
+
+
+C = TypeVar("C", bound=Columns)
+
+
+def parse_request(
+    body: bytes | dict[str, Any],
+    content_type: str,
+    *,
+    message: type[Message],
+    columns: type[C],
+    walk_json: Callable[[dict[str, Any], C, Rejects], None],
+    walk_pb: Callable[[Any, C, Rejects], None],
+    now_ns: int,
+    min_year: int,
+    max_future_skew_s: int,
+) -> ParsedBatch:
+    """Decode a request in either encoding and walk its records into `columns`; invalid records are
+    counted in `rejected` and the rest kept; an undecodable body is InvalidInput."""
+    bounds = TimeBounds(now_ns=now_ns, min_year=min_year, max_future_skew_s=max_future_skew_s)
+    rej = Rejects()
+    doc = request_doc(body, content_type)
+    out = columns(bounds, from_json=isinstance(doc, dict))
+    if isinstance(doc, dict):
+        walk_json(doc, out, rej)
+    else:
+        walk_pb(decode_pb(message, doc, rej), out, rej)
+    return ParsedBatch(rows=out.cols, rejected=rej.count, errors=rej.errors)
 
 
 def media_kind(content_type: str | None) -> str:

@@ -9,13 +9,12 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from ingest import batch
 from ingest.otlp_common import (
+    Columns,
     Invalid,
     ParsedBatch,
     Rejects,
     ResourceInfo,
-    TimeBounds,
     check_text,
-    decode_pb,
     dumps,
     j_enum,
     j_hex_id,
@@ -25,13 +24,13 @@ from ingest.otlp_common import (
     json_any,
     json_attrs,
     json_leaves,
+    parse_request,
     path,
     pb_any,
     pb_attrs,
     pb_id,
     pb_leaves,
     render,
-    request_doc,
 )
 
 LOG_COLUMNS = (*batch.COLUMNS["logs"], "template_id")  # the event store's columns (ingest/batch.py)
@@ -96,13 +95,10 @@ def error_code_of(attrs: dict[str, Any]) -> str:
     return ""
 
 
-class _LogColumns:
+class _LogColumns(Columns):
     """Validates one decoded record and appends its row; shared by both encodings."""
 
-    def __init__(self, bounds: TimeBounds, *, from_json: bool) -> None:
-        self.bounds = bounds
-        self.from_json = from_json
-        self.cols: dict[str, list[Any]] = {c: [] for c in LOG_COLUMNS}
+    names = LOG_COLUMNS
 
     def add(
         self,
@@ -161,15 +157,17 @@ def parse_logs(
 
     Invalid records are counted in `rejected` and the rest kept; an undecodable body is InvalidInput.
     """
-    bounds = TimeBounds(now_ns=now_ns, min_year=min_year, max_future_skew_s=max_future_skew_s)
-    rej = Rejects()
-    doc = request_doc(body, content_type)
-    out = _LogColumns(bounds, from_json=isinstance(doc, dict))
-    if isinstance(doc, dict):
-        _walk_json(doc, out, rej)
-    else:
-        _walk_pb(decode_pb(ExportLogsServiceRequest, doc, rej), out, rej)
-    return ParsedBatch(rows=out.cols, rejected=rej.count, errors=rej.errors)
+    return parse_request(
+        body,
+        content_type,
+        message=ExportLogsServiceRequest,
+        columns=_LogColumns,
+        walk_json=_walk_json,
+        walk_pb=_walk_pb,
+        now_ns=now_ns,
+        min_year=min_year,
+        max_future_skew_s=max_future_skew_s,
+    )
 
 
 def _walk_pb(req: Any, out: _LogColumns, rej: Rejects) -> None:

@@ -14,13 +14,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from ingest import batch
 from ingest.otlp_common import (
+    Columns,
     Invalid,
     ParsedBatch,
     Rejects,
     ResourceInfo,
-    TimeBounds,
     check_text,
-    decode_pb,
     dumps,
     j_double,
     j_i64,
@@ -31,10 +30,10 @@ from ingest.otlp_common import (
     jget,
     json_attrs,
     json_leaves,
+    parse_request,
     path,
     pb_attrs,
     pb_leaves,
-    request_doc,
 )
 
 METRIC_COLUMNS = batch.COLUMNS["metrics"]  # the event store's columns (ingest/batch.py)
@@ -171,11 +170,8 @@ def summary_values(count: int, total_sum: float, quantiles: list[tuple[float, fl
 # ----------------------------------------------------------------------------------------- rows
 
 
-class _MetricColumns:
-    def __init__(self, bounds: TimeBounds, *, from_json: bool) -> None:
-        self.bounds = bounds
-        self.from_json = from_json
-        self.cols: dict[str, list[Any]] = {c: [] for c in METRIC_COLUMNS}
+class _MetricColumns(Columns):
+    names = METRIC_COLUMNS
 
     def add(self, name: str, ts: int, values: Values, attrs: dict[str, Any], res: ResourceInfo) -> None:
         if not name:
@@ -210,15 +206,17 @@ def parse_metrics(
 
     Points flagged "no recorded value" are skipped (not rejected); metrics with no data are ignored.
     """
-    bounds = TimeBounds(now_ns=now_ns, min_year=min_year, max_future_skew_s=max_future_skew_s)
-    rej = Rejects()
-    doc = request_doc(body, content_type)
-    out = _MetricColumns(bounds, from_json=isinstance(doc, dict))
-    if isinstance(doc, dict):
-        _walk_json(doc, out, rej)
-    else:
-        _walk_pb(decode_pb(ExportMetricsServiceRequest, doc, rej), out, rej)
-    return ParsedBatch(rows=out.cols, rejected=rej.count, errors=rej.errors)
+    return parse_request(
+        body,
+        content_type,
+        message=ExportMetricsServiceRequest,
+        columns=_MetricColumns,
+        walk_json=_walk_json,
+        walk_pb=_walk_pb,
+        now_ns=now_ns,
+        min_year=min_year,
+        max_future_skew_s=max_future_skew_s,
+    )
 
 
 # ------------------------------------------------------------------------------------- protobuf

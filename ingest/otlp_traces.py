@@ -9,13 +9,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from ingest import batch
 from ingest.otlp_common import (
+    Columns,
     Invalid,
     ParsedBatch,
     Rejects,
     ResourceInfo,
-    TimeBounds,
     check_text,
-    decode_pb,
     dumps,
     j_enum,
     j_hex_id,
@@ -26,11 +25,11 @@ from ingest.otlp_common import (
     jget,
     json_attrs,
     json_leaves,
+    parse_request,
     path,
     pb_attrs,
     pb_id,
     pb_leaves,
-    request_doc,
 )
 
 SPAN_COLUMNS = batch.COLUMNS["spans"]  # the event store's columns (ingest/batch.py)
@@ -44,13 +43,10 @@ _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
 
-class _SpanColumns:
+class _SpanColumns(Columns):
     """Validates one decoded span and appends its row; shared by both encodings."""
 
-    def __init__(self, bounds: TimeBounds, *, from_json: bool) -> None:
-        self.bounds = bounds
-        self.from_json = from_json
-        self.cols: dict[str, list[Any]] = {c: [] for c in SPAN_COLUMNS}
+    names = SPAN_COLUMNS
 
     def add(
         self,
@@ -117,15 +113,17 @@ def parse_traces(
     Span attributes are kept as JSON, plus `otel.status_description` (the status message) and the
     `exception.type` / `exception.message` of the first exception event. Links are not kept.
     """
-    bounds = TimeBounds(now_ns=now_ns, min_year=min_year, max_future_skew_s=max_future_skew_s)
-    rej = Rejects()
-    doc = request_doc(body, content_type)
-    out = _SpanColumns(bounds, from_json=isinstance(doc, dict))
-    if isinstance(doc, dict):
-        _walk_json(doc, out, rej)
-    else:
-        _walk_pb(decode_pb(ExportTraceServiceRequest, doc, rej), out, rej)
-    return ParsedBatch(rows=out.cols, rejected=rej.count, errors=rej.errors)
+    return parse_request(
+        body,
+        content_type,
+        message=ExportTraceServiceRequest,
+        columns=_SpanColumns,
+        walk_json=_walk_json,
+        walk_pb=_walk_pb,
+        now_ns=now_ns,
+        min_year=min_year,
+        max_future_skew_s=max_future_skew_s,
+    )
 
 
 def _pb_exception(span: Any) -> dict[str, Any] | None:
