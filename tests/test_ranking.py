@@ -13,26 +13,11 @@ from core.telemetry import CallEdge
 from graph.propagation import call_graph
 from graph.ranking import RankOptions, blame_walk, rank_window
 from tests.spans import loop_requests
+from tests.spans import span as _span
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS  # baseline starts here
 ALERT = T0 + 600 * NS  # window starts here
-
-
-def _span(trace: str, sid: str, parent: str, svc: str, op: str, start: int, dur_us: float) -> dict:
-    return {
-        "trace_id": trace,
-        "span_id": sid,
-        "parent_id": parent,
-        "service": svc,
-        "pod": f"{svc}-0",
-        "operation": op,
-        "start_ns": start,
-        "end_ns": start + int(dur_us * 1000),
-        "duration_us": dur_us,
-        "status": "UNSET",
-        "kind": "",
-    }
 
 
 def chain(
