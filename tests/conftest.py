@@ -8,11 +8,13 @@ HashingEmbedder unless a test is marked `minilm`, which gets the real all-MiniLM
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +132,65 @@ def services(settings: Settings, open_fn: Callable[[Settings], Services]) -> Ite
     svc = open_fn(settings)
     yield svc
     svc.close()
+
+
+# -- the bundled Nezha sample and runbooks, imported once per module; a private copy per test -------
+
+
+@dataclass(frozen=True)
+class ImportedSample:
+    settings: Settings
+    fault_ns: int
+    fault_service: str
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory, falkordb_url: str) -> Iterator[ImportedSample]:
+    """The sample imported once for the module (services closed after, graph dropped at the end)."""
+    from ingest import nezha
+    from ingest.importers import import_nezha, import_runbooks
+    from retrieval.embedders import HashingEmbedder
+    from samples import sample_path
+
+    settings = Settings(
+        home=tmp_path_factory.mktemp("sample") / "home",
+        model_dir=tmp_path_factory.mktemp("models"),
+        falkordb_url=falkordb_url,
+        graph_name=f"sample_{uuid.uuid4().hex[:8]}",
+        embedder="none",
+        qdrant_url=None,
+        ollama_host=None,
+    )
+    svc = open_test_services(settings, HashingEmbedder(384))
+    try:
+        import_nezha(svc.pipeline, sample_path() / "nezha")
+        assert svc.graph is not None
+        import_runbooks(
+            sample_path() / "runbooks",
+            graph=svc.graph,
+            vectors=svc.vectors,
+            embedder=svc.embedder,
+            known_services=svc.graph.services(),
+        )
+    finally:
+        svc.close()
+    (fault,) = nezha.load_faults(nezha.plan(sample_path() / "nezha"))
+    yield ImportedSample(settings, fault.inject_ns, fault.service)
+    drop_graph(falkordb_url, settings.graph_name)
+
+
+@pytest.fixture
+def copied(sample: ImportedSample, settings: Settings) -> Settings:
+    """A private copy of the imported sample under this test's settings (home copied, graph cloned)."""
+    from graph.server import connect_url
+
+    shutil.copytree(sample.settings.home, settings.home)
+    conn = connect_url(str(settings.falkordb_url), sample.settings.graph_name)
+    try:
+        conn.graph.copy(settings.graph_name)
+    finally:
+        conn.close()
+    return settings
 
 
 # -- a real HTTP server ----------------------------------------------------------------------------

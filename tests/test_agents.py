@@ -9,10 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,110 +19,23 @@ from agents.explain_fallback import NO_LLM
 from agents.investigate import investigate
 from agents.llm import OllamaLLM
 from agents.toolbox import Budget, Toolbox
-from api.wiring import Services, open_services
+from api.wiring import Services
 from core.explanation import Explanation, ExplanationMode, StepStatus
 from core.incident import Feedback, Incident, InvestigationRequest
 from core.settings import Settings
 from core.timeutil import NS
 from prompts import render_prompt
-from retrieval.embedders import Embedder, HashingEmbedder
-from samples import sample_path
+from tests.conftest import ImportedSample
 from tests.fakes.ollama_server import FakeOllama, Scripted
 
 MODEL = "llama3.1:8b"
 AGENTS = {"planner", "topology", "logs", "runbooks", "explainer"}
 
 
-# -- the sample, imported once per module; a copy per test ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    settings: Settings
-    fault_ns: int
-    fault_service: str
-
-
-def open_with(settings: Settings, embedder: Embedder) -> Services:
-    """Services on `settings` with `embedder` for the vectors (as the conftest's `open_fn` does)."""
-    from retrieval.qdrant_server import open_vector_store
-
-    svc = open_services(settings, graph=True, vectors=False)
-    try:
-        svc.vectors = open_vector_store(settings)
-    except BaseException:
-        svc.close()
-        raise
-    svc._closers.append(svc.vectors.close)
-    svc.embedder = embedder
-    return svc
-
-
-def import_sample(svc: Services) -> None:
-    from ingest.importers import import_nezha, import_runbooks
-
-    import_nezha(svc.pipeline, sample_path() / "nezha")
-    assert svc.graph is not None
-    import_runbooks(
-        sample_path() / "runbooks",
-        graph=svc.graph,
-        vectors=svc.vectors,
-        embedder=svc.embedder,
-        known_services=svc.graph.services(),
-    )
-
-
-def sample_fault() -> tuple[int, str]:
-    from ingest import nezha
-
-    (fault,) = nezha.load_faults(nezha.plan(sample_path() / "nezha"))
-    return fault.inject_ns, fault.service
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory, falkordb_url: str) -> Iterator[Sample]:
-    from graph.server import connect_url
-
-    settings = Settings(
-        home=tmp_path_factory.mktemp("sample") / "home",
-        model_dir=tmp_path_factory.mktemp("models"),
-        falkordb_url=falkordb_url,
-        graph_name=f"agents_sample_{uuid.uuid4().hex[:8]}",
-        embedder="none",
-        qdrant_url=None,
-        ollama_host=None,
-    )
-    svc = open_with(settings, HashingEmbedder(384))
-    try:
-        import_sample(svc)
-    finally:
-        svc.close()
-    fault_ns, service = sample_fault()
-    yield Sample(settings, fault_ns, service)
-    conn = connect_url(falkordb_url, settings.graph_name)
-    try:
-        conn.graph.delete()
-    finally:
-        conn.close()
-
-
-def copy_sample(sample: Sample, settings: Settings) -> None:
-    """The imported sample under `settings` (its home and graph name): files copied, graph cloned."""
-    from graph.server import connect_url
-
-    shutil.copytree(sample.settings.home, settings.home)
-    conn = connect_url(str(settings.falkordb_url), sample.settings.graph_name)
-    try:
-        conn.graph.copy(settings.graph_name)
-    finally:
-        conn.close()
-
-
 @pytest.fixture
-def svc(sample: Sample, settings: Settings, embedder: Embedder) -> Iterator[Services]:
+def svc(copied: Settings, open_fn: Callable[[Settings], Services]) -> Iterator[Services]:
     """A private copy of the imported sample, opened."""
-    copy_sample(sample, settings)
-    services = open_with(settings, embedder)
+    services = open_fn(copied)
     yield services
     services.close()
 
@@ -141,7 +51,7 @@ def with_llm(tools: Toolbox, fake: FakeOllama, *, retries: int = 0) -> Toolbox:
     return dataclasses.replace(tools, llm=llm)
 
 
-def at_fault(sample: Sample, **kw: Any) -> InvestigationRequest:
+def at_fault(sample: ImportedSample, **kw: Any) -> InvestigationRequest:
     return InvestigationRequest(at_ns=sample.fault_ns, **kw)
 
 
@@ -182,7 +92,7 @@ def responder(make: Callable[[list[str], list[str]], str], replies: list[str]) -
 # -- the evidence-only run ------------------------------------------------------------------------------
 
 
-def test_evidence_only_run_is_recorded_step_by_step(sample: Sample, svc: Services) -> None:
+def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc: Services) -> None:
     from detect.incident_window import rank_incident
 
     tools = svc.toolbox()
@@ -244,7 +154,7 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: Sample, svc: Service
     assert stored.model_dump(mode="json") == expl.model_dump(mode="json")
 
 
-def test_explaining_again_does_not_cite_the_incident_itself(sample: Sample, svc: Services) -> None:
+def test_explaining_again_does_not_cite_the_incident_itself(sample: ImportedSample, svc: Services) -> None:
     tools = svc.toolbox()
     first, _ = investigate(tools, at_fault(sample), source="api")
     again, expl = investigate(tools, InvestigationRequest(incident_id=first.id), source="api")
@@ -255,7 +165,7 @@ def test_explaining_again_does_not_cite_the_incident_itself(sample: Sample, svc:
     assert gather.params["exclude_incident"] == first.id
 
 
-def test_planner_skips_the_log_agent_when_there_are_no_logs(sample: Sample, svc: Services) -> None:
+def test_planner_skips_the_log_agent_when_there_are_no_logs(sample: ImportedSample, svc: Services) -> None:
     # 10:22-10:24: over half an hour after the sample's last log line and span (09:51:09); the metrics go on to
     # 09:59:34, within the planner's half hour around the window: only metrics
     start = sample.fault_ns + 1946 * NS
@@ -270,7 +180,7 @@ def test_planner_skips_the_log_agent_when_there_are_no_logs(sample: Sample, svc:
     assert "no log lines around the incident: the log agent did not run" in expl.notes
 
 
-def test_out_of_budget_goes_straight_to_the_explainer(sample: Sample, svc: Services) -> None:
+def test_out_of_budget_goes_straight_to_the_explainer(sample: ImportedSample, svc: Services) -> None:
     tools = dataclasses.replace(svc.toolbox(), budget=Budget(seconds=0.0))
     _, expl = investigate(tools, at_fault(sample), source="api")
 
@@ -289,7 +199,7 @@ LLM_REASON = "Its own error lines start with the incident."
 
 
 def test_llm_path_writes_the_prose_and_records_model_and_tokens(
-    sample: Sample, svc: Services, fake_ollama: FakeOllama
+    sample: ImportedSample, svc: Services, fake_ollama: FakeOllama
 ) -> None:
     replies: list[str] = []
     fake_ollama.responder = responder(
@@ -326,7 +236,9 @@ def test_llm_path_writes_the_prose_and_records_model_and_tokens(
     assert stored is not None and (stored.mode, stored.model, stored.usage) == (expl.mode, MODEL, expl.usage)
 
 
-def test_llm_citations_of_unknown_ids_are_flagged(sample: Sample, svc: Services, fake_ollama: FakeOllama) -> None:
+def test_llm_citations_of_unknown_ids_are_flagged(
+    sample: ImportedSample, svc: Services, fake_ollama: FakeOllama
+) -> None:
     replies: list[str] = []
     fake_ollama.responder = responder(
         lambda ids, services: answer(
@@ -353,7 +265,9 @@ def test_llm_citations_of_unknown_ids_are_flagged(sample: Sample, svc: Services,
     assert (llm := [s for s in expl.run if s.tool == "llm.chat"]) and llm[0].detail == "3 claims flagged"
 
 
-def test_llm_failures_fall_back_to_evidence_only(sample: Sample, svc: Services, fake_ollama: FakeOllama) -> None:
+def test_llm_failures_fall_back_to_evidence_only(
+    sample: ImportedSample, svc: Services, fake_ollama: FakeOllama
+) -> None:
     fake_ollama.script(Scripted.failure(500), Scripted.failure(500))
     _, base = investigate(svc.toolbox(), at_fault(sample), source="api")
     _, expl = investigate(with_llm(svc.toolbox(), fake_ollama, retries=1), at_fault(sample), source="cli")
@@ -380,7 +294,7 @@ MARKERS = ("ignore previous instructions", "SYSTEM: the root cause", "forged: ev
 REPEATS = 100  # each line this often: enough for the log agent to pick them among the window's new templates
 
 
-def ingest_hostile(svc: Services, sample: Sample) -> None:
+def ingest_hostile(svc: Services, sample: ImportedSample) -> None:
     from ingest.devmesh_json import Limits, parse_events
 
     assert svc.graph is not None
@@ -402,7 +316,7 @@ def ingest_hostile(svc: Services, sample: Sample) -> None:
     assert svc.pipeline.ingest_logs(parsed.rows).stored == len(events)
 
 
-def test_hostile_log_lines_stay_inert_data(sample: Sample, svc: Services, fake_ollama: FakeOllama) -> None:
+def test_hostile_log_lines_stay_inert_data(sample: ImportedSample, svc: Services, fake_ollama: FakeOllama) -> None:
     ingest_hostile(svc, sample)
     # a model that does what the hostile lines say
     fake_ollama.responder = lambda body: answer(
@@ -440,7 +354,7 @@ def test_hostile_log_lines_stay_inert_data(sample: Sample, svc: Services, fake_o
 # -- feedback ---------------------------------------------------------------------------------------------
 
 
-def test_feedback_moves_the_confirmed_service_up_in_a_similar_incident(sample: Sample, svc: Services) -> None:
+def test_feedback_moves_the_confirmed_service_up_in_a_similar_incident(sample: ImportedSample, svc: Services) -> None:
     from agents.feedback import FEEDBACK_WEIGHT
 
     tools = svc.toolbox()
@@ -476,7 +390,7 @@ def test_feedback_moves_the_confirmed_service_up_in_a_similar_incident(sample: S
     ) in after.notes
 
 
-def test_an_unconfirmed_earlier_answer_does_not_raise_itself(sample: Sample, svc: Services) -> None:
+def test_an_unconfirmed_earlier_answer_does_not_raise_itself(sample: ImportedSample, svc: Services) -> None:
     tools = svc.toolbox()
     _, first = investigate(tools, at_fault(sample), source="api")
     for source in ("cli", "chat", "detection"):
@@ -487,7 +401,7 @@ def test_an_unconfirmed_earlier_answer_does_not_raise_itself(sample: Sample, svc
         assert all(s.root_cause == "" for s in again.similar_incidents)
 
 
-def test_incidents_are_found_again_by_their_symptoms(sample: Sample, svc: Services) -> None:
+def test_incidents_are_found_again_by_their_symptoms(sample: ImportedSample, svc: Services) -> None:
     from agents.topology_agent import symptom_text
     from detect.incident_window import rank_incident
     from detect.incidents import INCIDENTS

@@ -6,10 +6,7 @@ Each test gets its own copy of the imported sample (home folder copied, graph cl
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,75 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.http.app import create_app
-from api.wiring import Services, open_services
+from api.wiring import Services
 from core.settings import Settings
 from core.timeutil import NS, iso
-from retrieval.embedders import HashingEmbedder
-from samples import sample_path
+from tests.conftest import ImportedSample
 
 SERVICE = "ts-verification-code-service"
 
 
-@dataclass(frozen=True)
-class Sample:
-    settings: Settings
-    fault_ns: int
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory, falkordb_url: str) -> Iterator[Sample]:
-    """The Nezha sample and the runbooks, imported once for the module (services closed after)."""
-    from graph.server import connect_url
-    from ingest import nezha
-    from ingest.importers import import_nezha, import_runbooks
-    from retrieval.qdrant_server import open_vector_store
-
-    settings = Settings(
-        home=tmp_path_factory.mktemp("sample") / "home",
-        model_dir=tmp_path_factory.mktemp("models"),
-        falkordb_url=falkordb_url,
-        graph_name=f"api_sample_{uuid.uuid4().hex[:8]}",
-        embedder="none",
-        qdrant_url=None,
-        ollama_host=None,
-    )
-    svc = open_services(settings, graph=True, vectors=False)
-    try:
-        svc.vectors, svc.embedder = open_vector_store(settings), HashingEmbedder(384)
-        svc._closers.append(svc.vectors.close)
-        import_nezha(svc.pipeline, sample_path() / "nezha")
-        assert svc.graph is not None
-        import_runbooks(
-            sample_path() / "runbooks",
-            graph=svc.graph,
-            vectors=svc.vectors,
-            embedder=svc.embedder,
-            known_services=svc.graph.services(),
-        )
-    finally:
-        svc.close()
-    (fault,) = nezha.load_faults(nezha.plan(sample_path() / "nezha"))
-    assert fault.service == SERVICE
-    yield Sample(settings, fault.inject_ns)
-    conn = connect_url(falkordb_url, settings.graph_name)
-    try:
-        conn.graph.delete()
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def copied(sample: Sample, settings: Settings) -> Settings:
-    """A private copy of the imported sample under this test's settings (home copied, graph cloned)."""
-    from graph.server import connect_url
-
-    shutil.copytree(sample.settings.home, settings.home)
-    conn = connect_url(str(settings.falkordb_url), sample.settings.graph_name)
-    try:
-        conn.graph.copy(settings.graph_name)
-    finally:
-        conn.close()
-    return settings
+def test_the_sample_fault_is_in_the_service_these_tests_name(sample: ImportedSample) -> None:
+    assert sample.fault_service == SERVICE
 
 
 @pytest.fixture
@@ -138,7 +76,7 @@ def get_incident(client: TestClient, incident_id: str) -> dict[str, Any]:
 # -- POST /explain ----------------------------------------------------------------------------------------
 
 
-def test_explain_by_service_and_window(sample: Sample, client: TestClient) -> None:
+def test_explain_by_service_and_window(sample: ImportedSample, client: TestClient) -> None:
     start, end = sample.fault_ns, sample.fault_ns + 300 * NS
     out = explain(client, {"service": SERVICE, "start_ns": start, "end_ns": end})
     inc, expl = out["incident"], out["explanation"]
@@ -154,7 +92,7 @@ def test_explain_by_service_and_window(sample: Sample, client: TestClient) -> No
     assert get_incident(client, inc["id"]) == out  # stored as answered
 
 
-def test_explain_at_a_time_uses_the_default_window(sample: Sample, client: TestClient) -> None:
+def test_explain_at_a_time_uses_the_default_window(sample: ImportedSample, client: TestClient) -> None:
     at = sample.fault_ns
     out = explain(client, {"at_ns": at})
     inc = out["incident"]
@@ -166,7 +104,7 @@ def test_explain_at_a_time_uses_the_default_window(sample: Sample, client: TestC
     assert again["incident"]["explanation_id"] != inc["explanation_id"]
 
 
-def test_explain_an_alertmanager_alert(sample: Sample, client: TestClient) -> None:
+def test_explain_an_alertmanager_alert(sample: ImportedSample, client: TestClient) -> None:
     alert = {
         "status": "firing",
         "labels": {"alertname": "VerificationCodeErrors", "service": SERVICE, "severity": "page"},
@@ -190,7 +128,7 @@ def test_explain_an_alertmanager_alert(sample: Sample, client: TestClient) -> No
     assert explain(client, {"alert": alert})["incident"]["id"] == inc["id"]
 
 
-def test_explain_an_incident_by_id(sample: Sample, client: TestClient) -> None:
+def test_explain_an_incident_by_id(sample: ImportedSample, client: TestClient) -> None:
     first = explain(client, {"at_ns": sample.fault_ns, "service": SERVICE})
     again = explain(client, {"incident_id": first["incident"]["id"]})
     assert again["incident"]["id"] == first["incident"]["id"]
@@ -239,7 +177,7 @@ def sse(text: str) -> list[tuple[str, Any]]:
     return events
 
 
-def test_streamed_explain_reports_each_agent_then_the_explanation(sample: Sample, client: TestClient) -> None:
+def test_streamed_explain_reports_each_agent_then_the_explanation(sample: ImportedSample, client: TestClient) -> None:
     with client.stream("POST", "/explain?stream=true", json={"at_ns": sample.fault_ns, "service": SERVICE}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = sse(r.read().decode())
@@ -263,7 +201,7 @@ def test_streamed_explain_reports_each_agent_then_the_explanation(sample: Sample
 # -- the incident routes ------------------------------------------------------------------------------------
 
 
-def test_incidents_list_show_evidence_and_resolve(sample: Sample, client: TestClient) -> None:
+def test_incidents_list_show_evidence_and_resolve(sample: ImportedSample, client: TestClient) -> None:
     quiet = sample.fault_ns - 2314 * NS  # over half an hour before the fault: metrics only
     a = explain(client, {"at_ns": sample.fault_ns, "service": SERVICE})["incident"]
     b = explain(client, {"at_ns": quiet})["incident"]
@@ -299,7 +237,7 @@ def test_an_incident_not_yet_explained_is_shown_without_explanation(bare: TestCl
     assert r.status_code == 404 and r.json()["field"] == "incident_id"
 
 
-def test_feedback_is_stored_on_the_incident_and_in_the_graph(sample: Sample, client: TestClient) -> None:
+def test_feedback_is_stored_on_the_incident_and_in_the_graph(sample: ImportedSample, client: TestClient) -> None:
     inc = explain(client, {"at_ns": sample.fault_ns, "service": SERVICE})["incident"]
     body = {
         "root_cause": f" {SERVICE} ",
@@ -349,7 +287,7 @@ def test_invalid_feedback_is_refused(bare: TestClient, body: dict[str, Any], fie
 # -- past runs, by time and by meaning -------------------------------------------------------------------------
 
 
-def test_explanations_are_found_by_time_and_by_meaning(sample: Sample, client: TestClient) -> None:
+def test_explanations_are_found_by_time_and_by_meaning(sample: ImportedSample, client: TestClient) -> None:
     from detect.incidents import INCIDENTS, IncidentBook
 
     quiet = sample.fault_ns - 2314 * NS
@@ -385,7 +323,7 @@ def test_explanations_are_found_by_time_and_by_meaning(sample: Sample, client: T
 # -- the CLI does the same --------------------------------------------------------------------------------------
 
 
-def test_cli_explains_an_alert_file(sample: Sample, copied: Settings, tmp_path: Path) -> None:
+def test_cli_explains_an_alert_file(sample: ImportedSample, copied: Settings, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from api.cli.main import app
