@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.loopback import LoopbackFake
+
 EMBED_DIM = 8
 
 
@@ -66,7 +68,9 @@ class Recorded:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeOllama:
+class FakeOllama(LoopbackFake):
+    thread_name = "fake-ollama"
+
     def __init__(
         self,
         *,
@@ -86,38 +90,16 @@ class FakeOllama:
         self._requests: deque[Recorded] = deque(maxlen=max_requests)
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # -- life cycle ---------------------------------------------------------------------------------
 
-    def start(self) -> FakeOllama:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-ollama", daemon=True
-        )
-        self._thread.start()
-        return self
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     def stop(self) -> None:
         self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().stop()
 
     # -- scripting and inspection -------------------------------------------------------------------
 

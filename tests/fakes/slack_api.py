@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from api.chat.blocks import check_blocks
+from tests.fakes.loopback import LoopbackFake
 
 BOT_USER_ID = "UDEVMESH"
 BOT_ID = "BDEVMESH"
@@ -44,7 +45,9 @@ class SlackCall:
     ok: bool = True
 
 
-class FakeSlackAPI:
+class FakeSlackAPI(LoopbackFake):
+    thread_name = "fake-slack"
+
     def __init__(self, *, token: str = "xoxb-test-token", max_calls: int = 10_000) -> None:
         self.token = token
         self.not_in_channels: set[str] = set()
@@ -53,37 +56,12 @@ class FakeSlackAPI:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._ts = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # -- life cycle ----------------------------------------------------------------------------------
 
-    def start(self) -> FakeSlackAPI:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-slack", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeSlackAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def api_url(self) -> str:
