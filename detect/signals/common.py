@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -300,6 +301,31 @@ def binom_tail(k: int, n: int, p: float) -> float:
     logs = np.concatenate([[first], first + np.cumsum(steps)])
     m = float(logs.max())
     return float(min(1.0, math.exp(m) * float(np.exp(logs - m).sum())))
+
+
+def outcome_tests(
+    by_outcome: Mapping[str, Mapping[int, int]], opt: SignalOptions
+) -> list[tuple[str, int, int, SliceTest]]:
+    """Each outcome's share of all outcomes, window (slice 0) against the history slices.
+
+    `by_outcome[outcome][slice]` counts; the exposure of a slice is the sum over outcomes. Slices with
+    fewer than `min_slice_requests` are left out; nothing is tested when the window has fewer than
+    `min_samples` or no history slice remains. Returns (outcome, k in window, n in window, test)."""
+    expo: dict[int, int] = defaultdict(int)
+    for by_slice in by_outcome.values():
+        for sl, c in by_slice.items():
+            expo[sl] += c
+    n_win = expo.get(0, 0)
+    hist = sorted(sl for sl, c in expo.items() if sl != 0 and c >= opt.min_slice_requests)
+    if n_win < opt.min_samples or not hist:
+        return []
+    n_hist = np.array([expo[sl] for sl in hist], dtype=float)
+    out = []
+    for outcome, by_slice in by_outcome.items():
+        k_win = by_slice.get(0, 0)
+        k_hist = np.array([by_slice.get(sl, 0) for sl in hist], dtype=float)
+        out.append((outcome, k_win, n_win, slice_test(k_win, n_win, k_hist, n_hist)))
+    return out
 
 
 def slice_test(k_win: int, n_win: int, k_hist: np.ndarray, n_hist: np.ndarray) -> SliceTest:

@@ -31,6 +31,7 @@ from detect.signals.common import (
     TableLike,
     as_table,
     family_z,
+    outcome_tests,
     share_fold,
     slice_of,
     slice_test,
@@ -337,19 +338,11 @@ def _share_signals(
     token_err = {k: bool(e) for k, e in zip(tok.tolist(), err.tolist(), strict=True) if e}
     out: list[Signal] = []
     for service, by_tok in counts.items():
-        expo: dict[int, int] = defaultdict(int)
-        for by_slice in by_tok.values():
-            for sl, c in by_slice.items():
-                expo[sl] += c
-        n_win = expo.get(0, 0)
-        hist = sorted(sl for sl, c in expo.items() if sl != 0 and c >= opt.min_slice_requests)
-        if n_win < opt.min_samples or not hist:
+        found = outcome_tests(by_tok, opt)
+        if not found:
             continue
-        n_hist = np.array([expo[sl] for sl in hist], dtype=float)
-        tests = []
-        for k, by_slice in by_tok.items():
-            t = slice_test(by_slice.get(0, 0), n_win, np.array([by_slice.get(sl, 0) for sl in hist], float), n_hist)
-            tests.append((t, k, by_slice.get(0, 0)))
+        n_win = found[0][2]
+        tests = [(t, k, kw) for k, kw, _n, t in found]
         for t, k, kw in sorted(tests, key=lambda x: -abs(x[0].z))[: opt.max_signals_per_service]:
             za = family_z(abs(t.z), len(tests))
             if za < opt.min_z:

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.rca import Modality, Signal, SignalKind
-from detect.signals.common import SignalOptions, family_z, share_fold, slice_test
+from detect.signals.common import SignalOptions, family_z, outcome_tests, share_fold, slice_test
 
 START = "START"
 END = "END"
@@ -126,19 +126,7 @@ def sequence_signals(
         counts[(s, a)][b][sl] = c
     tests: dict[str, list[_Test]] = defaultdict(list)
     for (service, a), succ in counts.items():
-        expo: dict[int, int] = defaultdict(int)
-        for by_slice in succ.values():
-            for sl, c in by_slice.items():
-                expo[sl] += c
-        n_win = expo.get(0, 0)
-        hist = sorted(sl for sl, c in expo.items() if sl != 0 and c >= opt.min_slice_requests)
-        if n_win < opt.min_samples or not hist:
-            continue
-        n_hist = np.array([expo[sl] for sl in hist], dtype=float)
-        for b, by_slice in succ.items():
-            k_win = by_slice.get(0, 0)
-            k_hist = np.array([by_slice.get(sl, 0) for sl in hist], dtype=float)
-            t = slice_test(k_win, n_win, k_hist, n_hist)
+        for b, k_win, n_win, t in outcome_tests(succ, opt):
             tests[service].append(_Test(service, a, b, k_win, n_win, t.z, t.p0))
     found, behind = _signals(events, tr, tests, kinds, opt)
     loops, loop_behind = loop_signals(events, kinds, opt)
