@@ -51,6 +51,18 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+def check_dim(name: str, dim: int, have: int | None = None) -> None:
+    """A collection's vectors have a positive dimension, and the one it was created with (`have`)."""
+    if dim <= 0:
+        raise InvalidInput(f"vector dimension must be positive, got {dim}", field="dim")
+    if have is not None and have != dim:
+        raise InvalidInput(
+            f"vector collection {name!r} holds {have}-d vectors, not {dim}-d; "
+            "use another collection name or delete it and re-embed",
+            field="dim",
+        )
+
+
 def as_vector(vector: Any, dim: int, *, what: str = "vector") -> np.ndarray:
     """A 1-D float32 array of length `dim` with finite values, or InvalidInput."""
     arr = np.asarray(vector, dtype=np.float32)
@@ -186,8 +198,7 @@ class EdgeVectorStore:
     # -- VectorStore ----------------------------------------------------------------------------
 
     def ensure_collection(self, name: str, dim: int) -> None:
-        if dim <= 0:
-            raise InvalidInput(f"vector dimension must be positive, got {dim}", field="dim")
+        check_dim(name, dim)
         with self._lock:
             directory = self._dir(name)
             if not (directory / _CONFIG_FILE).exists():
@@ -198,13 +209,7 @@ class EdgeVectorStore:
                 self._open[name] = _Collection(shard, dim, set())
                 logger.info("created vector collection", extra={"collection": name, "dim": dim})
                 return
-            coll = self._collection(name)
-            if coll.dim != dim:
-                raise InvalidInput(
-                    f"vector collection {name!r} holds {coll.dim}-d vectors, not {dim}-d; "
-                    "use another collection name or delete it and re-embed",
-                    field="dim",
-                )
+            check_dim(name, dim, self._collection(name).dim)
 
     def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
         coll = self._collection(name)

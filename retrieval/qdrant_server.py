@@ -23,6 +23,7 @@ from retrieval.qdrant_edge import (
     EdgeVectorStore,
     as_vector,
     check_collection_name,
+    check_dim,
     check_filter,
     filter_fields,
     filter_is_empty_set,
@@ -97,8 +98,7 @@ class ServerVectorStore:
         return params.size
 
     def ensure_collection(self, name: str, dim: int) -> None:
-        if dim <= 0:
-            raise InvalidInput(f"vector dimension must be positive, got {dim}", field="dim")
+        check_dim(name, dim)
         check_collection_name(name)
         with self._engine("create the collection", name):
             if not self.client.collection_exists(name):
@@ -110,13 +110,7 @@ class ServerVectorStore:
                 except (UnexpectedResponse, ValueError):
                     if not self.client.collection_exists(name):  # not a lost race with another writer
                         raise
-        have = self._dim(name)
-        if have != dim:
-            raise InvalidInput(
-                f"vector collection {name!r} holds {have}-d vectors, not {dim}-d; "
-                "use another collection name or delete it and re-embed",
-                field="dim",
-            )
+        check_dim(name, dim, self._dim(name))
 
     def upsert(self, name: str, points: Sequence[VectorPoint]) -> None:
         dim = self._dim(name)
