@@ -75,29 +75,22 @@ def verify_claims(
     for claim in claims:
         checked = check_claim(claim, known_ids)
         if not checked.supported:
-            flags.append(
-                UnsupportedClaim(
-                    where=claim.where,
-                    text=checked.text,
-                    cited_ids=checked.cited_ids,
-                    unknown_ids=checked.unknown_ids,
-                    reason="no_valid_citation",
-                    dropped=drop_uncited,
-                )
-            )
+            flags.append(_flag(claim, checked, "no_valid_citation", dropped=drop_uncited))
             if not drop_uncited:
                 kept.append(checked)
             continue
         if checked.unknown_ids:
-            flags.append(
-                UnsupportedClaim(
-                    where=claim.where,
-                    text=checked.text,
-                    cited_ids=checked.cited_ids,
-                    unknown_ids=checked.unknown_ids,
-                    reason="unknown_ids",
-                    dropped=False,
-                )
-            )
+            flags.append(_flag(claim, checked, "unknown_ids", dropped=False))
         kept.append(checked)
     return kept, flags
+
+
+def _flag(claim: Claim, checked: CheckedClaim, reason: str, *, dropped: bool) -> UnsupportedClaim:
+    return UnsupportedClaim(
+        where=claim.where,
+        text=checked.text,
+        cited_ids=checked.cited_ids,
+        unknown_ids=checked.unknown_ids,
+        reason=reason,
+        dropped=dropped,
+    )

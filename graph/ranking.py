@@ -326,22 +326,8 @@ def rank_window(
     )
     graph = call_graph(call_edges, found.edges)
     notes = list(found.notes)
-    if not found.signals:
-        notes.append("no signal reached the threshold in any telemetry: nothing to rank")
-        return RankingResult(
-            status="insufficient_evidence",
-            alert_ns=alert_ns,
-            window=TimeRange(start_ns=found.window[0], end_ns=found.window[1]),
-            modalities_used=found.used,
-            modalities_missing=found.missing,
-            notes=notes,
-        )
-    if graph.number_of_edges() == 0:
-        notes.append("no call graph: services ranked by their own evidence only")
-    linked = found.anomalous_traces if found.anomalous_traces else None
-    candidates = rank_signals(found.signals, graph, opt, linked, found.activity)
-    if not candidates:
-        notes.append("every signal names a failing dependency that is itself active: nothing to rank")
+
+    def insufficient(why: str) -> RankingResult:
         return RankingResult(
             status="insufficient_evidence",
             alert_ns=alert_ns,
@@ -349,8 +335,17 @@ def rank_window(
             modalities_used=found.used,
             modalities_missing=found.missing,
             signals=found.signals,
-            notes=notes,
+            notes=[*notes, why],
         )
+
+    if not found.signals:
+        return insufficient("no signal reached the threshold in any telemetry: nothing to rank")
+    if graph.number_of_edges() == 0:
+        notes.append("no call graph: services ranked by their own evidence only")
+    linked = found.anomalous_traces if found.anomalous_traces else None
+    candidates = rank_signals(found.signals, graph, opt, linked, found.activity)
+    if not candidates:
+        return insufficient("every signal names a failing dependency that is itself active: nothing to rank")
     logger.info(
         "ranked",
         extra={"signals": len(found.signals), "candidates": len(candidates), "alert_ns": alert_ns},
