@@ -73,7 +73,7 @@ from ingest.otlp import (
     parse_traces,
     partial_success_response,
 )
-from ingest.otlp_metrics import bucket_quantile, exponential_values
+from ingest.otlp.quantiles import bucket_quantile, exponential_values
 
 PB = "application/x-protobuf"
 JS = "application/json"

@@ -8,29 +8,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from ingest import batch
-from ingest.otlp_common import (
-    Columns,
-    Invalid,
-    ParsedBatch,
-    Rejects,
-    ResourceInfo,
-    check_text,
-    dumps,
-    j_enum,
-    j_hex_id,
-    j_list,
-    j_obj,
-    j_str,
-    j_u64,
-    jget,
-    json_attrs,
-    json_leaves,
-    parse_request,
-    path,
-    pb_attrs,
-    pb_id,
-    pb_leaves,
-)
+from ingest.otlp.column_text import check_text, dumps
+from ingest.otlp.json_values import j_enum, j_hex_id, j_list, j_obj, j_str, j_u64, jget, json_attrs
+from ingest.otlp.pb_values import pb_attrs, pb_id
+from ingest.otlp.request import Columns, parse_request
+from ingest.otlp.resources import ResourceInfo, json_leaves, path, pb_leaves
+from ingest.otlp.result import Invalid, ParsedBatch, Rejects
 
 SPAN_COLUMNS = batch.COLUMNS["spans"]  # the event store's columns (ingest/batch.py)
 _NAMES = ("resourceSpans", "scopeSpans", "spans")

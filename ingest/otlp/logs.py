@@ -8,30 +8,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from ingest import batch
-from ingest.otlp_common import (
-    Columns,
-    Invalid,
-    ParsedBatch,
-    Rejects,
-    ResourceInfo,
-    check_text,
-    dumps,
-    j_enum,
-    j_hex_id,
-    j_str,
-    j_u64,
-    jget,
-    json_any,
-    json_attrs,
-    json_leaves,
-    parse_request,
-    path,
-    pb_any,
-    pb_attrs,
-    pb_id,
-    pb_leaves,
-    render,
-)
+from ingest.otlp.column_text import check_text, dumps, render
+from ingest.otlp.json_values import j_enum, j_hex_id, j_str, j_u64, jget, json_any, json_attrs
+from ingest.otlp.pb_values import pb_any, pb_attrs, pb_id
+from ingest.otlp.request import Columns, parse_request
+from ingest.otlp.resources import ResourceInfo, json_leaves, path, pb_leaves
+from ingest.otlp.result import Invalid, ParsedBatch, Rejects
 
 LOG_COLUMNS = (*batch.COLUMNS["logs"], "template_id")  # the event store's columns (ingest/batch.py)
 _NAMES = ("resourceLogs", "scopeLogs", "logRecords")
