@@ -44,7 +44,7 @@ def evidence_from_ranking(ranking: RankingResult) -> list[EvidenceItem]:
             pod=sig.pod if sig else "",
             text=text,
             score=sig.score if sig else None,
-            provenance=f"detect.signals {sig.kind.value} {sig.key}" if sig else "graph.ranking",
+            provenance=f"detect.signals {sig.kind.value} {sig.key}" if sig else "detect.rank.ranking",
         )
 
     signals = list(ranking.signals) + [s for c in ranking.candidates for s in c.signals]

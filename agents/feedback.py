@@ -1,5 +1,5 @@
-"""Past incidents and what people said about them: similar incidents by meaning, and feedback that moves a
-confirmed root cause up when a new incident looks like an old one."""
+"""Past incidents like this one, found by meaning, with the root cause people confirmed for them (the
+ranking's feedback step, `detect.rank.feedback`, uses those confirmations)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from typing import TYPE_CHECKING
 
 from agents.toolbox import record
 from core.explanation import AgentStep, SimilarIncident
-from core.rca import RankingResult
 from detect.incidents import INCIDENTS
 
 if TYPE_CHECKING:
     from agents.toolbox import Toolbox
 
 MIN_SIMILARITY = 0.6
-FEEDBACK_WEIGHT = 0.3
 
 
 def similar_incidents(
@@ -56,35 +54,3 @@ def similar_incidents(
         default=[],
     )
     return found, [step]
-
-
-def apply_feedback(ranking: RankingResult, similar: list[SimilarIncident]) -> tuple[RankingResult, list[str]]:
-    """Raise the confidence of candidates that people confirmed as the root cause of similar incidents.
-
-    confidence' = confidence + (1 - confidence) * FEEDBACK_WEIGHT * similarity, then re-rank.
-    """
-    confirmed: dict[str, SimilarIncident] = {}
-    for s in sorted(similar, key=lambda s: -s.similarity):
-        if s.root_cause:
-            confirmed.setdefault(s.root_cause, s)  # the most similar incident that confirmed it counts
-    if not confirmed or not ranking.candidates:
-        return ranking, []
-    notes = []
-    moved = list(ranking.candidates)
-    for c in ranking.candidates:
-        past = confirmed.get(c.service)
-        if past is None:
-            continue
-        conf = round(min(1.0, c.confidence + (1 - c.confidence) * FEEDBACK_WEIGHT * past.similarity), 4)
-        raised = c.model_copy(update={"confidence": conf})
-        # up past every candidate it now beats, never down; the others keep their order (e.g. the alert's hint)
-        at = moved.index(c)
-        del moved[at]
-        ahead = next((i for i, o in enumerate(moved) if o.confidence < conf), len(moved))
-        moved.insert(min(at, ahead), raised)
-        notes.append(
-            f"{c.service} was confirmed as the root cause of the similar incident {past.incident_id} "
-            f"(similarity {past.similarity:.2f}): confidence raised from {c.confidence:.2f} to {conf:.2f}"
-        )
-    moved = [c.model_copy(update={"rank": i + 1}) for i, c in enumerate(moved)]
-    return ranking.model_copy(update={"candidates": moved}), notes

@@ -6,27 +6,45 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agents.feedback import apply_feedback, similar_incidents
+from agents.feedback import similar_incidents
 from agents.state import TeamState
 from agents.toolbox import Toolbox, record
 from core.explanation import AgentStep, EvidenceItem, EvidenceSource, StepStatus
 from core.rca import RankingResult
+from core.telemetry import CallEdge
+from detect.rank.feedback import apply_feedback
+from detect.rank.windows import rank_incident
+from graph.store import GraphStore
+from retrieval.graphrag import gather_evidence
 
 
 def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
-    from detect.incident_window import rank_incident
-
     t0 = time.perf_counter()
     inc = state["incident"]
     steps: list[AgentStep] = []
     notes: list[str] = []
+    edges: list[CallEdge] = []
+    if tools.graph is not None:
+        edges, step = known_calls(tools.graph)
+        steps.append(step)
+        if step.status == StepStatus.ERROR:
+            notes.append("topology unavailable: ranked from the spans' own calls and the events alone")
     ranking, step = record(
         "topology",
         "rca.rank_incident",
         "rank services over the call graph from log, trace and metric signals around alert_ns",
-        {"alert_ns": inc.alert_ns, "service_hint": inc.service or None, "modalities": list(tools.modalities)},
+        {
+            "alert_ns": inc.alert_ns,
+            "service_hint": inc.service or None,
+            "modalities": list(tools.modalities),
+            "call_edges": len(edges),
+        },
         lambda: rank_incident(
-            tools.events, alert_ns=inc.alert_ns, service_hint=inc.service or None, modalities=tools.modalities
+            tools.events,
+            alert_ns=inc.alert_ns,
+            service_hint=inc.service or None,
+            modalities=tools.modalities,
+            call_edges=edges,
         ),
         default=RankingResult(status="insufficient_evidence", alert_ns=inc.alert_ns),
     )
@@ -55,6 +73,18 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     }
 
 
+def known_calls(graph: GraphStore) -> tuple[list[CallEdge], AgentStep]:
+    """The call graph the graph store knows (declared topology, CALLS from earlier spans), as a step."""
+    return record(
+        "topology",
+        "graph.call_edges",
+        "MATCH (a:Service)-[c:CALLS]->(b:Service) RETURN a.name, b.name, c.calls, c.errors, c.mean_ms, c.p95_ms",
+        {},
+        graph.call_edges,
+        default=[],
+    )
+
+
 def symptom_text(ranking: RankingResult, limit: int = 8, max_chars: int = 2000) -> str:
     """What went wrong, in the signals' own words: used as the query for vector search, and what the
     incident is indexed by once explained (so that a later incident with the same symptoms finds it)."""
@@ -64,8 +94,6 @@ def symptom_text(ranking: RankingResult, limit: int = 8, max_chars: int = 2000) 
 def gather(
     tools: Toolbox, ranking: RankingResult, start_ns: int, end_ns: int, symptoms: str, *, incident_id: str = ""
 ) -> tuple[list[EvidenceItem], list[AgentStep]]:
-    from retrieval.graphrag import gather_evidence
-
     bundle, step = record(
         "topology",
         "retrieval.gather_evidence",

@@ -9,7 +9,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agents.investigate import detection_context
 from core.settings import Settings
+from detect.runner import DetectContext
 
 if TYPE_CHECKING:
     from agents.toolbox import Toolbox
@@ -48,6 +50,10 @@ class Services:
                 max_message_chars=self.settings.max_message_chars,
             )
         return self._pipeline
+
+    def detection(self, *, explain: bool = True) -> DetectContext:
+        """What scheduled detection works with: the toolbox's stores, the agent team to explain."""
+        return detection_context(self.toolbox(), explain=explain)
 
     def toolbox(self, *, modalities: tuple[str, ...] = ("logs", "traces", "metrics")) -> Toolbox:
         """What the agent team works with, built from these engines and the settings."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agents.investigate import detection_context
 from core.settings import Settings
 from core.timeutil import NS, iso
 from detect.incidents import EXPLANATIONS, INCIDENTS
@@ -61,7 +62,7 @@ def evaluate_detect_nezha(
 
         done: list[int] = []
         t0 = time.perf_counter()
-        n_runs = len(replay(tools, lo, hi, opt, on_run=record))
+        n_runs = len(replay(detection_context(tools, explain=opt.explain), lo, hi, opt, on_run=record))
         seconds = time.perf_counter() - t0
         root_of = {i.id: i.root_cause for i in tools.book.list(limit=100_000)}
     finally:

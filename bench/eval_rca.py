@@ -2,7 +2,7 @@
 
 The data set is imported with `ingest.importers.import_nezha` into a fresh store under HOME (or an
 already imported HOME is reused). Each labelled fault then becomes an *alert*: only its injection
-time is handed to `detect.incident_window.rank_incident`, the same code `POST /explain` runs, and the
+time is handed to `detect.rank.windows.rank_incident`, the same code `POST /explain` runs, and the
 store holds telemetry only (no labels, no earlier answers). The label (the service of `inject_pod`)
 is looked up after the ranking has returned, to score it: AC@k is the share of faults whose root
 service is among the first k candidates.
@@ -28,7 +28,7 @@ from typing import Any
 
 from core.errors import DatasetError
 from core.timeutil import iso
-from detect.incident_window import MODALITIES, IncidentOptions, rank_incident
+from detect.rank.windows import MODALITIES, IncidentOptions, rank_incident
 from ingest import nezha
 from ingest.importers import import_nezha
 

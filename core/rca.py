@@ -1,6 +1,6 @@
 """Root-cause analysis results: signals found in a window, ranked candidates, propagation paths.
 
-Produced by `detect.signals` (signals) and `graph.ranking` (candidates); read by the agents and the
+Produced by `detect.signals` (signals) and `detect.rank.ranking` (candidates); read by the agents and the
 explainer. Evidence ids are strings with a prefix naming what they point at:
 
 - ``log:<event_id>`` (or ``log:<ts_ns>:<pod>`` when the row has no event id), ``template:<template_id>``

@@ -14,7 +14,8 @@ look that fired only adds requests) and is:
   root cause re-ranked over the episode so far (at most `episode_s` from its start: the first minutes
   say most about where it began);
 - else the open detection incident with the same root cause from the last `dedup_s`: updated;
-- else a new incident, explained by the agent team (`explain`) and announced (`notify`).
+- else a new incident, explained by the context's `explain` (the agent team, wired by the caller) and
+  announced (`notify`).
 
 Each run is recorded as a document (`detection_runs`): its window, the triggers it saw, what it opened
 and updated.
@@ -24,19 +25,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from core.incident import IncidentStatus, InvestigationRequest
+from core.explanation import Explanation
+from core.incident import Incident, IncidentStatus, InvestigationRequest
+from core.rca import RankingResult
+from core.telemetry import CallEdge
 from core.timeutil import NS, iso
+from detect.incidents import IncidentBook
+from detect.rank.windows import MODALITIES, IncidentOptions, rank_incident
 from detect.triggers import Trigger, TriggerOptions, find_triggers
-
-if TYPE_CHECKING:
-    from agents.toolbox import Toolbox
-    from core.explanation import Explanation
-    from core.incident import Incident
-    from core.rca import RankingResult
+from retrieval.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,26 @@ class DetectionRun:
         return {"id": self.id, "start": iso(self.start_ns), "end": iso(self.end_ns), **asdict(self)}
 
 
-Notify = Callable[["Incident", "Explanation"], None]
+Notify = Callable[[Incident, Explanation], None]
+Explain = Callable[[InvestigationRequest], tuple[Incident, Explanation]]
+"""Opens, explains and stores an incident for a request (the agent team, wired by the caller)."""
+
+
+@dataclass
+class DetectContext:
+    """What a detection run reads and writes, built by the entry point (see `agents.investigate`)."""
+
+    events: EventStore
+    book: IncidentBook
+    explain: Explain | None = None
+    """None opens incidents without explaining them (as `DetectOptions(explain=False)`)."""
+    call_edges: Callable[[], Iterable[CallEdge]] | None = None
+    """The call graph known besides the spans (declared topology, stored CALLS edges), read per ranking."""
+    modalities: tuple[str, ...] = MODALITIES
 
 
 def run_once(
-    tools: Toolbox, *, end_ns: int, options: DetectOptions | None = None, notify: Notify | None = None
+    tools: DetectContext, *, end_ns: int, options: DetectOptions | None = None, notify: Notify | None = None
 ) -> list[DetectionRun]:
     """Every window from the previous run's end (or one window back) up to `end_ns`."""
     opt = options or DetectOptions()
@@ -96,7 +112,7 @@ def run_once(
 
 
 def replay(
-    tools: Toolbox,
+    tools: DetectContext,
     start_ns: int,
     end_ns: int,
     options: DetectOptions | None = None,
@@ -118,17 +134,16 @@ def replay(
     return runs
 
 
-def rank_until(tools: Toolbox, start_ns: int, end_ns: int) -> RankingResult:
+def rank_until(tools: DetectContext, start_ns: int, end_ns: int) -> RankingResult:
     """The ranking of [start_ns, end_ns) with history from before it only: what is known at `end_ns`."""
-    from detect.incident_window import IncidentOptions, rank_incident
-
     span_s = max(1, (end_ns - start_ns) // NS)
     opt = IncidentOptions(past_only=True, max_window_s=span_s, min_window_s=min(30, span_s), metric_window_s=span_s)
-    return rank_incident(tools.events, alert_ns=start_ns, modalities=tools.modalities, options=opt)
+    edges = list(tools.call_edges()) if tools.call_edges is not None else None
+    return rank_incident(tools.events, alert_ns=start_ns, modalities=tools.modalities, call_edges=edges, options=opt)
 
 
 def detect_window(
-    tools: Toolbox, start_ns: int, end_ns: int, opt: DetectOptions, notify: Notify | None = None
+    tools: DetectContext, start_ns: int, end_ns: int, opt: DetectOptions, notify: Notify | None = None
 ) -> DetectionRun:
     t0 = time.perf_counter()
     run = DetectionRun(start_ns=start_ns, end_ns=end_ns)
@@ -152,7 +167,7 @@ def detect_window(
 
 
 def _handle(
-    tools: Toolbox,
+    tools: DetectContext,
     onset: int,
     ranking: RankingResult,
     found: list[Trigger],
@@ -160,8 +175,6 @@ def _handle(
     run: DetectionRun,
     notify: Notify | None,
 ) -> None:
-    from agents.investigate import investigate
-
     end = run.end_ns
     recent = [
         i
@@ -191,13 +204,13 @@ def _handle(
     # the incident is about the service the strongest trigger fired on, as an alert names one
     req = InvestigationRequest(at_ns=onset, service=found[0].service)
     conf = top.confidence if top is not None else 0.0
-    if not opt.explain:
+    if not opt.explain or tools.explain is None:
         incident = tools.book.open(req, source="detection", now=end)
         incident = incident.model_copy(update={"root_cause": root, "confidence": conf, "updated_ns": end})
         tools.book.save(incident)
         run.opened.append(incident.id)
         return
-    incident, explanation = investigate(tools, req, source="detection")
+    incident, explanation = tools.explain(req)
     tools.book.save(tools.book.get(incident.id).model_copy(update={"updated_ns": end}))
     run.opened.append(incident.id)
     if notify is not None:

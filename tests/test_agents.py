@@ -93,7 +93,7 @@ def responder(make: Callable[[list[str], list[str]], str], replies: list[str]) -
 
 
 def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc: Services) -> None:
-    from detect.incident_window import rank_incident
+    from detect.rank.windows import rank_incident
 
     tools = svc.toolbox()
     assert tools.llm is None
@@ -107,7 +107,9 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc:
     )
     assert expl.incident_id == incident.id and expl.status == "ok"
     # the root causes are the ranking's, confidence and order as code computed them
-    ranking = rank_incident(svc.events, alert_ns=sample.fault_ns, service_hint=sample.fault_service)
+    calls = svc.graph.call_edges()  # the one call graph: what the graph store knows, plus the spans
+    assert calls
+    ranking = rank_incident(svc.events, alert_ns=sample.fault_ns, service_hint=sample.fault_service, call_edges=calls)
     assert [(rc.service, rc.confidence, rc.rank) for rc in expl.root_causes] == [
         (c.service, c.confidence, c.rank) for c in ranking.candidates[:3]
     ]
@@ -136,6 +138,7 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc:
         "alert_ns": sample.fault_ns,
         "service_hint": sample.fault_service,
         "modalities": ["logs", "traces", "metrics"],
+        "call_edges": len(calls),
     }
     assert {"retrieval.gather_evidence", "graph.neighborhood", "vectors.search"} <= {
         s.tool for s in expl.run if s.agent == "topology"
@@ -355,7 +358,7 @@ def test_hostile_log_lines_stay_inert_data(sample: ImportedSample, svc: Services
 
 
 def test_feedback_moves_the_confirmed_service_up_in_a_similar_incident(sample: ImportedSample, svc: Services) -> None:
-    from agents.feedback import FEEDBACK_WEIGHT
+    from detect.rank.feedback import FEEDBACK_WEIGHT
 
     tools = svc.toolbox()
     first, first_expl = investigate(tools, at_fault(sample), source="api")
@@ -403,8 +406,8 @@ def test_an_unconfirmed_earlier_answer_does_not_raise_itself(sample: ImportedSam
 
 def test_incidents_are_found_again_by_their_symptoms(sample: ImportedSample, svc: Services) -> None:
     from agents.topology_agent import symptom_text
-    from detect.incident_window import rank_incident
     from detect.incidents import INCIDENTS
+    from detect.rank.windows import rank_incident
 
     tools = svc.toolbox()
     incident, expl = investigate(tools, at_fault(sample), source="api")

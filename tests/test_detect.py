@@ -55,14 +55,14 @@ def test_runs_open_one_incident_and_survive_a_restart_without_duplicates_or_gaps
     svc = open_fn(settings)
     try:
         fill(svc)
-        runs = run_once(svc.toolbox(), end_ns=T0 + 4 * 60 * NS, options=opt)  # first run: one window back
+        runs = run_once(svc.detection(), end_ns=T0 + 4 * 60 * NS, options=opt)  # first run: one window back
         assert [r.start_ns for r in runs] == [T0 + 3 * 60 * NS]
         assert svc.events.kv_get(MARK) == T0 + 4 * 60 * NS
     finally:
         svc.close()
     svc = open_fn(settings)  # a restart: the marker is in the store
     try:
-        tools = svc.toolbox()
+        tools = svc.detection()
         runs = run_once(tools, end_ns=T0 + 8 * 60 * NS, options=opt)
         assert [r.start_ns for r in runs] == [T0 + m * 60 * NS for m in (4, 5, 6, 7)]  # no gap
         opened = [i for r in runs for i in r.opened]
@@ -84,7 +84,7 @@ def test_runs_open_one_incident_and_survive_a_restart_without_duplicates_or_gaps
 @pytest.mark.parametrize("gap_minutes", [3])
 def test_catch_up_is_bounded(services: Services, gap_minutes: int) -> None:
     fill(services)
-    tools = services.toolbox()
+    tools = services.detection()
     services.events.kv_set(MARK, T0)
     opt = DetectOptions(window_s=60, explain=False, max_catchup_s=gap_minutes * 60)
     runs = run_once(tools, end_ns=T0 + 8 * 60 * NS, options=opt)
@@ -96,7 +96,7 @@ def test_demo_sample_is_detected_with_its_root_cause(services: Services) -> None
 
     import_nezha(services.pipeline, Path(__file__).resolve().parents[1] / "samples" / "nezha")
     span = services.events.stats()["tables"]["logs"]
-    runs = replay(services.toolbox(), span["min_ns"], span["max_ns"], DetectOptions(explain=False))
+    runs = replay(services.detection(explain=False), span["min_ns"], span["max_ns"], DetectOptions(explain=False))
     assert services.events.kv_get(MARK) is None  # a replay leaves the live schedule alone
     fired = [r for r in runs if r.opened]
     assert len(fired) == 1, [r.as_dict() for r in fired]  # one incident, later runs update it
@@ -114,7 +114,7 @@ def test_an_episode_is_one_incident_and_a_later_fault_elsewhere_another(services
     for m in range(15):
         services.pipeline.ingest_logs(logs("payment", m, 100, 40 if 5 <= m < 7 else 1), embed=False)
         services.pipeline.ingest_logs(logs("cart", m, 100, 40 if 11 <= m < 13 else 1), embed=False)
-    tools = services.toolbox()
+    tools = services.detection()
     runs = replay(tools, T0, T0 + 15 * 60 * NS - 1, DetectOptions(explain=False))
     opened = {r.end_ns: r.opened[0] for r in runs if r.opened}
     assert sorted(opened) == [T0 + 6 * 60 * NS, T0 + 12 * 60 * NS]  # the runs right after each jump

@@ -23,9 +23,10 @@ import pytest
 from api.wiring import open_services
 from bench.eval_rca import evaluate_rca_nezha
 from core.errors import DatasetError, InvalidInput
-from core.rca import Candidate, Modality
+from core.rca import Modality
 from core.settings import Settings
-from detect.incident_window import IncidentOptions, _behind_hint, choose_windows, rank_incident
+from detect.rank.ranking import RankOptions
+from detect.rank.windows import IncidentOptions, choose_windows, rank_incident
 from retrieval.eventstore import EventStore
 
 NS = 1_000_000_000
@@ -201,17 +202,32 @@ def test_modalities_can_be_left_out(store: EventStore) -> None:
         rank_incident(store, alert_ns=alert_of(3), modalities=("logs", "events"))
 
 
-def test_service_hint_puts_what_it_depends_on_first(store: EventStore) -> None:
-    spans = store.fetch("spans", T0, T0 + 10 * NS)
-    ranked = [
-        Candidate(service=s, rank=i, score=1.0 / i, confidence=0.5) for i, s in enumerate(["cart", "db", "auth"], 1)
-    ]
-    # auth is alone behind itself; web reaches everything, so nothing moves
-    assert [(c.service, c.rank) for c in _behind_hint(ranked, "auth", spans)] == [("auth", 1), ("cart", 2), ("db", 3)]
-    assert [c.service for c in _behind_hint(ranked, "web", spans)] == ["cart", "db", "auth"]
-    assert [c.service for c in _behind_hint(ranked, "unknown", spans)] == ["cart", "db", "auth"]
+def test_service_hint_counts_inside_the_score_and_the_order_is_the_order_of_confidence(store: EventStore) -> None:
+    plain = rank_incident(store, alert_ns=alert_of(3))
     hinted = rank_incident(store, alert_ns=alert_of(3), service_hint="cart")
+    weight = RankOptions().off_focus_weight
+    before = {c.service: c.score for c in plain.candidates}
+    # cart reaches db through calls (cart -> db): they keep their mass; web and auth keep off_focus_weight of it
+    for c in hinted.candidates:
+        expected = before[c.service] * (1.0 if c.service in ("cart", "db") else weight)
+        assert c.score == pytest.approx(expected, rel=1e-9)
     assert [c.service for c in hinted.candidates][:2] == ["db", "cart"]
+    confidences = [c.confidence for c in hinted.candidates]
+    assert confidences == sorted(confidences, reverse=True)
+    assert [c.rank for c in hinted.candidates] == list(range(1, len(hinted.candidates) + 1))
+    # a hint the call graph does not know changes nothing
+    unknown = rank_incident(store, alert_ns=alert_of(3), service_hint="unknown")
+    assert [(c.service, c.score) for c in unknown.candidates] == [(c.service, c.score) for c in plain.candidates]
+
+
+def test_declared_call_edges_join_the_spans_in_the_one_call_graph(store: EventStore) -> None:
+    plain = rank_incident(store, alert_ns=alert_of(3), service_hint="auth")
+    # declared: auth calls db (no span shows it): db is now behind auth and keeps its mass
+    declared = rank_incident(store, alert_ns=alert_of(3), service_hint="auth", call_edges=[("auth", "db")])
+    score = {c.service: c.score for c in plain.candidates}
+    now = {c.service: c.score for c in declared.candidates}
+    assert now["db"] > score["db"]
+    assert declared.top is not None and declared.top.service == "db"
 
 
 def test_history_is_cut_to_what_the_options_allow(store: EventStore) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from core.rca import FaultKind, Modality, SignalKind
 from core.telemetry import CallEdge
-from graph.propagation import call_graph
-from graph.ranking import RankOptions, blame_walk, rank_window
+from detect.rank.callgraph import call_graph
+from detect.rank.ranking import RankOptions, blame_walk, rank_window
 from tests.spans import loop_requests
 from tests.spans import span as _span
 

@@ -43,7 +43,7 @@ def detect(
 
 def _local(ctx: typer.Context, end: int, opt: DetectOptions) -> dict[str, Any]:
     with opened(ctx) as svc:
-        tools = svc.toolbox()
+        tools = svc.detection()
         notify = _notifier(svc)
         return {"runs": [r.as_dict() for r in run_once(tools, end_ns=end, options=opt, notify=notify)]}
 

@@ -67,7 +67,7 @@ def eval_rca_nezha(
 ) -> None:
     """Import DIR, rank each labelled fault from its start time alone (as POST /explain would), score."""
     from bench.eval_rca import evaluate_rca_nezha
-    from detect.incident_window import IncidentOptions
+    from detect.rank.windows import IncidentOptions
     from ingest.nezha import load_faults, plan
 
     settings = state(ctx).settings

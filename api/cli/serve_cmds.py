@@ -47,7 +47,7 @@ def demo(
 ) -> None:
     """The main job, end to end on bundled data: import a real TrainTicket incident and a few runbooks, detect
     the incident, explain it with the agent team, and print the report (evidence-only without Ollama)."""
-    from agents.investigate import investigate
+    from agents.investigate import detection_context, investigate
     from core.incident import InvestigationRequest
     from detect.runner import DetectOptions, replay
 
@@ -75,7 +75,13 @@ def demo(
         tools = svc.toolbox()
         span = svc.events.stats()["tables"]["logs"]
         bar.update(task, status="detecting: a run for every minute of the sample")
-        runs = replay(tools, span["min_ns"], span["max_ns"], DetectOptions(explain=False)) if span["rows"] else []
+        runs = (
+            replay(
+                detection_context(tools, explain=False), span["min_ns"], span["max_ns"], DetectOptions(explain=False)
+            )
+            if span["rows"]
+            else []
+        )
         fired = [r for r in runs if r.opened]
         summary["detected"] = [r.as_dict() for r in fired]
         expl = None

@@ -93,7 +93,7 @@ async def _detect_loop(svc: Services, every_s: float) -> None:
     notify = notifier_from_settings(svc.settings)
     while True:
         try:
-            await run_in_threadpool(lambda: run_once(svc.toolbox(), end_ns=now_ns(), notify=notify))
+            await run_in_threadpool(lambda: run_once(svc.detection(), end_ns=now_ns(), notify=notify))
         except Exception:
             log.exception("detection run failed; will retry")
         await asyncio.sleep(every_s)

@@ -24,5 +24,5 @@ class DetectIn(BaseModel):
 @router.post("/detect/run", summary="Run detection over the windows since the previous run")
 def detect_run(body: DetectIn, svc: Services = Depends(services)) -> dict[str, Any]:
     opt = DetectOptions(window_s=body.window_s, explain=body.explain)
-    runs = run_once(svc.toolbox(), end_ns=body.end_ns or now_ns(), options=opt)
+    runs = run_once(svc.detection(), end_ns=body.end_ns or now_ns(), options=opt)
     return {"runs": [r.as_dict() for r in runs]}

@@ -13,7 +13,11 @@
    ids, so the topology alone decides). Restarts follow e(s). The stationary mass ranks services:
    an anomalous service whose callees are healthy keeps its mass; a caller that only suffers from
    an anomalous callee, in the same requests, hands its mass on.
-3. Each candidate gets a confidence (its share of the mass times the strength of the evidence), a
+3. When the question names a service (an alert's, `focus`), that is evidence too: the fault sits on the
+   focus service or on what it calls. Services the focus does not reach through calls keep
+   `off_focus_weight` of their mass. The order shown is the order of this weighted mass; nothing
+   re-orders candidates afterwards.
+4. Each candidate gets a confidence (its share of the mass times the strength of the evidence), a
    guessed fault kind from the families of its signals, and the path from it to the symptoms.
 """
 
@@ -37,8 +41,8 @@ from core.rca import (
     TimeRange,
 )
 from core.telemetry import CallEdge
+from detect.rank.callgraph import call_graph, propagation_path, reach_of
 from detect.signals import SignalOptions, TableLike, compute_signals
-from graph.propagation import call_graph, propagation_path
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,9 @@ class RankOptions:
     max_signals_per_candidate: int = 8
     use_graph: bool = True
     """False ranks by own evidence alone (for comparison)."""
+    off_focus_weight: float = 0.25
+    """Share of its mass a candidate keeps when the service the question names (an alert's) does not reach
+    it through calls: a symptom on S says the fault is on S's call paths (a prior, not fitted)."""
 
 
 def signal_strength(sig: Signal, opt: RankOptions) -> float:
@@ -250,15 +257,20 @@ def rank_signals(
     opt: RankOptions,
     anomalous_traces: dict[str, set[str]] | None = None,
     activity: dict[str, float] | None = None,
+    focus: str | None = None,
 ) -> list[Candidate]:
     """Candidates from signals and the CALLS graph. `anomalous_traces` (service -> window trace ids
     behind its signals) lets blame pass only along calls whose requests are anomalous at both ends;
     None means there are no trace ids and the topology alone decides. `activity` (service -> window
-    rate over history rate) weighs evidence that names a failing dependency."""
+    rate over history rate) weighs evidence that names a failing dependency. `focus` (the service an
+    alert names) weighs candidates it does not reach by `off_focus_weight` (module doc, step 3)."""
     evidence = own_evidence(signals, opt, activity)
     if not evidence:
         return []
     mass = blame_walk(graph, evidence, opt, anomalous_traces) if opt.use_graph else dict(evidence)
+    if focus and focus in graph:
+        reach = reach_of(graph, focus)
+        mass = {s: m * (1.0 if s in reach else opt.off_focus_weight) for s, m in mass.items()}
     per_service: dict[str, list[Signal]] = defaultdict(list)
     for s in signals:
         for svc, share in blamed_services(s, activity, opt):
@@ -310,6 +322,7 @@ def rank_window(
     *,
     alert_ns: int = 0,
     window: tuple[int, int] | None = None,
+    focus: str | None = None,
     options: RankOptions | None = None,
 ) -> RankingResult:
     """Ranked root-cause candidates for an incident window against its history.
@@ -317,8 +330,9 @@ def rank_window(
     The `*_base` tables hold history: logs and spans from anywhere outside the window (cut into
     slices as long as the window), metrics from before it. `window` is [start_ns, end_ns) of the
     incident window (default: what the window tables cover). Any telemetry may be None or empty;
-    what was missing is named in the result. The call graph is `call_edges` plus the caller ->
-    callee pairs seen in the spans.
+    what was missing is named in the result. The call graph is `call_edges` (the declared topology and
+    stored CALLS edges) plus the caller -> callee pairs seen in the spans. `focus`: the service the
+    question names (see `rank_signals`).
     """
     opt = options or RankOptions()
     found = compute_signals(
@@ -343,7 +357,7 @@ def rank_window(
     if graph.number_of_edges() == 0:
         notes.append("no call graph: services ranked by their own evidence only")
     linked = found.anomalous_traces if found.anomalous_traces else None
-    candidates = rank_signals(found.signals, graph, opt, linked, found.activity)
+    candidates = rank_signals(found.signals, graph, opt, linked, found.activity, focus)
     if not candidates:
         return insufficient("every signal names a failing dependency that is itself active: nothing to rank")
     logger.info(

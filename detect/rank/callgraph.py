@@ -1,14 +1,37 @@
-"""The call graph as networkx, and the path a fault takes from its root up to the symptoms."""
+"""The one call graph the ranking walks, and the path a fault takes from its root up to the symptoms.
+
+The call graph is built from every source of "who calls whom" there is: the CALLS edges of the declared
+topology and of earlier spans (kept in the graph store, passed in as `CallEdge` items or pairs) and the
+caller -> callee pairs seen in the spans of the incident window and its history (`span_edges`).
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 
 import networkx as nx
+import pyarrow as pa
 
+from core.errors import DevMeshError
 from core.rca import PropagationStep, Signal
 from core.telemetry import CallEdge
+from graph.store import GraphStore
+
+log = logging.getLogger(__name__)
+
+
+def stored_call_edges(graph: GraphStore | None) -> list[CallEdge]:
+    """The CALLS edges the graph store holds (declared topology and edges from earlier spans); [] without a
+    graph store or when it cannot be read (logged: the ranking then walks the spans' own pairs)."""
+    if graph is None:
+        return []
+    try:
+        return graph.call_edges()
+    except DevMeshError as exc:
+        log.warning("call graph unavailable; ranking from spans alone", extra={"error": exc.message})
+        return []
 
 
 def call_graph(
@@ -29,6 +52,29 @@ def call_graph(
         if a and b and a != b:
             g.add_edge(a, b)
     return g
+
+
+def span_edges(*tables: pa.Table | None) -> set[tuple[str, str]]:
+    """(caller, callee) service pairs of parent -> child spans in Arrow span tables (span_id, parent_id,
+    service columns); tables without those columns, or empty, add nothing."""
+    out: set[tuple[str, str]] = set()
+    for t in tables:
+        if t is None or t.num_rows == 0 or not {"span_id", "parent_id", "service"} <= set(t.column_names):
+            continue
+        services = t.column("service").to_pylist()
+        owner = dict(zip(t.column("span_id").to_pylist(), services, strict=True))
+        for parent, svc in zip(t.column("parent_id").to_pylist(), services, strict=True):
+            caller = owner.get(parent)
+            if caller and svc and caller != svc:
+                out.add((caller, svc))
+    return out
+
+
+def reach_of(graph: nx.DiGraph, service: str) -> set[str]:
+    """`service` and every service it reaches through calls; just `service` when it is not in the graph."""
+    if service not in graph:
+        return {service}
+    return nx.descendants(graph, service) | {service}
 
 
 def propagation_path(

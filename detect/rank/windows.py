@@ -12,22 +12,23 @@ Given only the alert time, `choose_windows` asks the event store where telemetry
   `metric_history_s` before the guard.
 
 No labels, no earlier answers: only the telemetry in the store. `rank_incident` fetches those
-windows as Arrow tables and calls `graph.ranking.rank_window`.
+windows as Arrow tables and calls `detect.rank.ranking.rank_window` with the call graph the caller
+knows (declared topology, stored CALLS edges), to which the spans add their own pairs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import networkx as nx
 import pyarrow as pa
 
 from core.errors import InvalidInput
-from core.rca import Candidate, RankingResult, TimeRange
+from core.rca import RankingResult, TimeRange
+from core.telemetry import CallEdge
 from core.timeutil import NS
-from graph.ranking import RankOptions, rank_window
+from detect.rank.ranking import RankOptions, rank_window
 from retrieval.eventstore import EventStore
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,15 @@ def rank_incident(
     alert_ns: int,
     service_hint: str | None = None,
     modalities: Collection[str] = MODALITIES,
+    call_edges: Iterable[CallEdge | tuple[str, str]] | None = None,
     options: IncidentOptions | None = None,
 ) -> RankingResult:
     """Ranked root causes for an alert at `alert_ns`, from what the event store holds around it.
 
     `modalities` limits the telemetry read ('logs', 'traces', 'metrics'). `service_hint` (the service
-    the alert is about) puts candidates it depends on, itself included, ahead of the others.
+    the alert is about) counts inside the score: candidates it does not reach through calls keep
+    `RankOptions.off_focus_weight` of their mass. `call_edges`: the call graph known besides the spans
+    (the declared topology and stored CALLS edges of the graph store).
     """
     bad = [m for m in modalities if m not in MODALITIES]
     if bad:
@@ -189,7 +193,9 @@ def rank_incident(
         mb = events.fetch("metrics", *w.metrics_history, columns=METRIC_COLUMNS)
     else:
         mw = mb = empty
-    result = rank_window(lw, lb, sw, sb, mw, mb, None, alert_ns=alert_ns, window=w.window, options=o.rank)
+    result = rank_window(
+        lw, lb, sw, sb, mw, mb, call_edges, alert_ns=alert_ns, window=w.window, focus=service_hint, options=o.rank
+    )
     notes = list(result.notes)
     skipped = [m for m in MODALITIES if m not in modalities]
     if skipped:
@@ -198,9 +204,6 @@ def rank_incident(
         f"window {w.window[0]}-{w.window[1]} ({(w.window[1] - w.window[0]) / NS:.0f} s); "
         f"{len(w.history)} history slices of {w.slice_ns / NS:.0f} s"
     )
-    candidates = result.candidates
-    if service_hint and candidates:
-        candidates = _behind_hint(candidates, service_hint, sw, sb)
     log.info(
         "rank_incident",
         extra={
@@ -213,7 +216,6 @@ def rank_incident(
     )
     return result.model_copy(
         update={
-            "candidates": candidates,
             "notes": notes,
             "window": TimeRange(start_ns=w.window[0], end_ns=w.window[1]),
             "baseline": [TimeRange(start_ns=a, end_ns=b) for a, b in w.history],
@@ -221,25 +223,6 @@ def rank_incident(
             "metrics_baseline": TimeRange(start_ns=w.metrics_history[0], end_ns=w.metrics_history[1]),
         }
     )
-
-
-def _behind_hint(candidates: list[Candidate], hint: str, *spans: pa.Table) -> list[Candidate]:
-    """Candidates the hinted service reaches through calls (itself included) first, order kept."""
-    g = nx.DiGraph()
-    for t in spans:
-        if t.num_rows == 0 or "parent_id" not in t.column_names:
-            continue
-        ids = dict(zip(t.column("span_id").to_pylist(), t.column("service").to_pylist(), strict=True))
-        for parent, svc in zip(t.column("parent_id").to_pylist(), t.column("service").to_pylist(), strict=True):
-            caller = ids.get(parent)
-            if caller and caller != svc:
-                g.add_edge(caller, svc)
-    if hint not in g:
-        return candidates
-    reach = nx.descendants(g, hint) | {hint}
-    first = [c for c in candidates if c.service in reach]
-    rest = [c for c in candidates if c.service not in reach]
-    return [c.model_copy(update={"rank": i}) for i, c in enumerate(first + rest, start=1)]
 
 
 __all__ = ["MODALITIES", "IncidentOptions", "IncidentWindows", "choose_windows", "rank_incident"]
