@@ -24,11 +24,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.rca import Modality, Signal, SignalKind
+from core.rca import Modality, Signal
+from detect.kinds import Trigger as Rule
+from detect.kinds import kinds_for
 
-ERROR_KINDS = frozenset({SignalKind.LOG_ERROR_TEMPLATE, SignalKind.SPAN_ERROR})
-PATH_KINDS = frozenset({SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE, SignalKind.LOOP_SHORTENED})
-LATENCY_KINDS = frozenset({SignalKind.SPAN_SELF_LATENCY, SignalKind.SPAN_LATENCY})
+# which signal kinds can fire which rule: `detect.kinds.KIND_TRAITS`
+ERROR_KINDS = kinds_for(Rule.ERRORS)
+PATH_KINDS = kinds_for(Rule.PATH)
+LATENCY_KINDS = kinds_for(Rule.LATENCY)
 RESOURCE_FAMILIES = frozenset({"cpu", "memory"})
 SYMPTOM_FAMILIES = frozenset({"latency", "error", "success"})
 

@@ -10,6 +10,7 @@ import pytest
 
 from core.rca import FaultKind, Modality, SignalKind
 from core.telemetry import CallEdge
+from detect.kinds import KIND_TRAITS
 from detect.rank.callgraph import call_graph
 from detect.rank.ranking import RankOptions, blame_walk, rank_window
 from tests.spans import loop_requests
@@ -218,3 +219,8 @@ def test_a_loop_cut_short_ranks_the_looping_service_as_a_code_error() -> None:
     top = res.candidates[0]
     assert top.service == "trip" and top.fault_kind == FaultKind.CODE_ERROR
     assert any(s.kind == SignalKind.LOOP_SHORTENED for s in top.signals)
+
+
+def test_every_signal_kind_has_one_row_of_traits() -> None:
+    """Adding a signal kind without saying what it means to the ranking and detection fails here."""
+    assert set(KIND_TRAITS) == set(SignalKind)

@@ -41,24 +41,12 @@ from core.rca import (
     TimeRange,
 )
 from core.telemetry import CallEdge
+from detect.kinds import KIND_TRAITS, Trigger
 from detect.rank.callgraph import call_graph, propagation_path, reach_of
 from detect.signals import SignalOptions, TableLike, compute_signals
 
 logger = logging.getLogger(__name__)
 
-# How much one signal of a kind says about the service's *own* behaviour (domain priors, not fitted).
-KIND_WEIGHT: dict[SignalKind, float] = {
-    SignalKind.LOG_ERROR_TEMPLATE: 1.0,
-    SignalKind.LOG_TEMPLATE_SHIFT: 0.8,
-    SignalKind.LOG_VOLUME: 0.8,
-    SignalKind.SPAN_SELF_LATENCY: 1.0,
-    SignalKind.SPAN_ERROR: 0.8,
-    SignalKind.SPAN_STRUCTURE: 0.7,
-    # a loop step no longer followed by the rest of the loop: a step no longer reached, as a path loss
-    SignalKind.LOOP_SHORTENED: 0.8,
-    SignalKind.EDGE_LATENCY: 0.8,
-    SignalKind.SPAN_LATENCY: 0.3,
-}
 # An ordinary (non-error) template written more often per request: different inputs often do that.
 TEMPLATE_UP_WEIGHT = 0.5
 METRIC_FAMILY_WEIGHT: dict[str, float] = {
@@ -113,7 +101,7 @@ def signal_strength(sig: Signal, opt: RankOptions) -> float:
     elif sig.kind in (SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE) and sig.direction == "up":
         w = TEMPLATE_UP_WEIGHT
     else:
-        w = KIND_WEIGHT.get(sig.kind, 0.5)
+        w = KIND_TRAITS[sig.kind].weight
     if opt.full_effect > 0 and sig.effect > 0:
         effect = min(1.0, sig.effect / opt.full_effect)
     else:
@@ -208,25 +196,24 @@ def blame_walk(
 
 
 def fault_kind(signals: list[Signal], opt: RankOptions) -> FaultKind:
+    """The fault kind the strongest signals suggest (`detect.kinds.KIND_TRAITS`); a signal about a failing
+    dependency, or an error that names one, suggests a dependency failure; a CPU, memory or node metric
+    suggests saturation."""
     score: dict[FaultKind, float] = defaultdict(float)
     for s in signals:
         v = signal_strength(s, opt)
+        traits = KIND_TRAITS[s.kind]
         if s.dependency:
             k = FaultKind.DEPENDENCY_FAILURE
         elif s.modality == Modality.METRICS and s.family in ("cpu", "memory", "node"):
             k = FaultKind.RESOURCE_SATURATION
-        elif s.kind == SignalKind.EDGE_LATENCY:
-            k = FaultKind.NETWORK_DELAY
-        elif s.kind == SignalKind.SPAN_SELF_LATENCY:
-            k = FaultKind.RESOURCE_SATURATION
-            v *= 0.8
-        elif s.kind in (SignalKind.LOG_ERROR_TEMPLATE, SignalKind.SPAN_ERROR):
-            k = FaultKind.DEPENDENCY_FAILURE if _mentions_dependency(s) else FaultKind.CODE_ERROR
-        elif s.kind in (SignalKind.LOG_TEMPLATE_SHIFT, SignalKind.SPAN_STRUCTURE, SignalKind.LOOP_SHORTENED):
-            k = FaultKind.CODE_ERROR
-            v *= 0.8
-        else:
+        elif traits.fault is None:
             continue
+        elif traits.fault == FaultKind.CODE_ERROR and traits.trigger == Trigger.ERRORS and _mentions_dependency(s):
+            k = FaultKind.DEPENDENCY_FAILURE
+        else:
+            k = traits.fault
+            v *= traits.fault_weight
         score[k] = max(score[k], v)
     if not score:
         return FaultKind.UNKNOWN
