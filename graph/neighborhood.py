@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
-import redis
 from falkordb import Graph
 
-from core.errors import EngineUnavailable, InvalidInput
+from core.errors import InvalidInput
+from graph.access import read
 from graph.schema import EDGE_TYPES, NODE_KEYS
-from graph.store import clean_key
+from graph.values import clean_key
 
 MAX_HOPS = 4
 
@@ -58,17 +58,6 @@ class Subgraph:
         return None
 
 
-def _read(graph: Graph, query: str, params: dict[str, Any]) -> list[list[Any]]:
-    try:
-        return graph.ro_query(query, params).result_set  # type: ignore[no-any-return]
-    except redis.ResponseError as exc:
-        if "empty key" in str(exc):
-            return []
-        raise
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise EngineUnavailable(f"lost the connection to FalkorDB: {exc}") from exc
-
-
 def _resolve_seeds(graph: Graph, seeds: Sequence[tuple[str, str]]) -> tuple[list[int], list[tuple[str, str]]]:
     by_label: dict[str, list[str]] = {}
     for pos, seed in enumerate(seeds):
@@ -87,7 +76,7 @@ def _resolve_seeds(graph: Graph, seeds: Sequence[tuple[str, str]]) -> tuple[list
     for label, keys in by_label.items():
         prop = NODE_KEYS[label]
         # label and prop come from the schema allow-list
-        rows = _read(
+        rows = read(
             graph,
             f"UNWIND $keys AS k MATCH (n:{label} {{{prop}: k}}) RETURN k, ID(n)",
             {"keys": sorted(set(keys))},
@@ -140,7 +129,7 @@ def neighborhood(
         if not frontier or truncated:
             break
         room = limit - len(hop_of)
-        rows = _read(graph, step_query, {"frontier": frontier, "seen": list(hop_of), "room": room + 1})
+        rows = read(graph, step_query, {"frontier": frontier, "seen": list(hop_of), "room": room + 1})
         new = [r[0] for r in rows]
         if len(new) > room:
             truncated = True
@@ -157,7 +146,7 @@ def _materialize(
     ids = sorted(hop_of)
     if not ids:
         return Subgraph(nodes=[], edges=[], missing_seeds=missing, truncated=truncated)
-    node_rows = _read(
+    node_rows = read(
         graph,
         "UNWIND $ids AS nid MATCH (n) WHERE ID(n) = nid RETURN nid, labels(n)[0], properties(n)",
         {"ids": ids},
@@ -174,7 +163,7 @@ def _materialize(
     ]
     inner = [i for i in ids if hop_of[i] < hops]
     edge_rows = (
-        _read(
+        read(
             graph,
             "UNWIND $inner AS nid MATCH (a) WHERE ID(a) = nid "
             f"MATCH (a)-{rel.replace('[', '[r', 1)}-(b) WITH r, ID(b) AS bid WHERE bid IN $ids "

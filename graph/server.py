@@ -29,6 +29,7 @@ import redis
 from falkordb import FalkorDB, Graph
 
 from core.errors import EngineUnavailable
+from graph.schema import ensure_schema
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -382,7 +383,5 @@ def connect_graph(settings: Settings, *, ensure: bool = True) -> GraphConnection
         url = EmbeddedFalkorDB(settings.falkordb_dir).start()
     conn = connect_url(url, settings.graph_name)
     if ensure:
-        from graph.schema import ensure_schema
-
         ensure_schema(conn.graph)
     return conn
