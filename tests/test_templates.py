@@ -12,8 +12,7 @@ import pytest
 
 from bench.eval_templates import evaluate_templates, grouping_accuracy
 from core.errors import InvalidInput
-from ingest.masking import mask_fast, normalize
-from ingest.templates import TemplateMatch, TemplateMiner
+from ingest.templates import TemplateMatch, TemplateMiner, mask_fast, normalize
 
 SAMPLES = Path(__file__).parent / "data" / "loghub_sample"
 ID = re.compile(r"^T[0-9a-f]{12}$")

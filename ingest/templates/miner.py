@@ -5,9 +5,9 @@ How a line finds its template:
 1. Hot path. The line (cut to `max_chars`) goes through `mask_fast` (every word holding a digit
    becomes `<*>`); the masked text is looked up in an exact cache. Most lines stop here: one regex
    pass and one dict lookup.
-2. Known template. A new masked text is normalized into tokens (`ingest.masking.normalize`) and
-   compared with the templates of the same token count; it joins the most specific template whose
-   constant tokens it carries.
+2. Known template. A new masked text is normalized into tokens
+   (`ingest.templates.variables.normalize`) and compared with the templates of the same token
+   count; it joins the most specific template whose constant tokens it carries.
 3. New lines of a batch. Lines that fit no template are grouped together, Brain-style: within a
    token count, the tokens of a line that share its most common position-frequency are its
    template's core; the other positions are split on when they hold at most `max_values` distinct
@@ -28,29 +28,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any
 
 from core.errors import InvalidInput
-from ingest.masking import WILDCARD, mask_fast, normalize
+from ingest.templates.cluster import Cluster, TemplateMatch
+from ingest.templates.grouping import group_new_lines, holds_data
+from ingest.templates.variables import WILDCARD, mask_fast, normalize
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TemplateMatch:
-    """The template a line was assigned to."""
-
-    template_id: str  # 'T' + 12 hex, fixed at cluster creation
-    template: str  # current text, variables as <*>
-    is_new: bool  # a cluster was created by this line
-    changed: bool  # the cluster's template text changed by this line
 
 
 @dataclass(frozen=True)
@@ -80,41 +71,6 @@ class MinerParams:
             raise InvalidInput("cache_size must be at least 1", field="cache_size")
 
 
-class _Cluster:
-    __slots__ = ("id", "tokens", "count", "n_const", "hit")
-
-    def __init__(self, cluster_id: str, tokens: list[str], count: int = 0) -> None:
-        self.id = cluster_id
-        self.tokens = tokens
-        self.count = count
-        self.n_const = 0
-        self.hit = TemplateMatch(cluster_id, "", False, False)
-        self._refresh()
-
-    def _refresh(self) -> None:
-        self.n_const = sum(1 for t in self.tokens if t != WILDCARD)
-        self.hit = TemplateMatch(self.id, " ".join(self.tokens), False, False)
-
-    @property
-    def text(self) -> str:
-        return self.hit.template
-
-    def generalize(self, tokens: Sequence[str]) -> bool:
-        """Make every position where `tokens` differs a variable; True if the text changed."""
-        changed = False
-        for p, (mine, theirs) in enumerate(zip(self.tokens, tokens, strict=True)):
-            if mine != theirs and mine != WILDCARD:
-                self.tokens[p] = WILDCARD
-                changed = True
-        if changed:
-            self._refresh()
-        return changed
-
-    def accepts(self, tokens: Sequence[str]) -> bool:
-        """Every constant of the template is in `tokens` at the same position."""
-        return all(mine in (theirs, WILDCARD) for mine, theirs in zip(self.tokens, tokens, strict=True))
-
-
 class TemplateMiner:
     """Drain/Brain-style online template miner with an exact-line cache (see module doc).
 
@@ -130,9 +86,9 @@ class TemplateMiner:
         if unknown:
             raise InvalidInput(f"unknown template miner parameter(s): {sorted(unknown)}", field="params")
         self.params = MinerParams(**params)
-        self._cache: dict[str, _Cluster] = {}
-        self._by_len: dict[int, list[_Cluster]] = defaultdict(list)
-        self._by_id: dict[str, _Cluster] = {}
+        self._cache: dict[str, Cluster] = {}
+        self._by_len: dict[int, list[Cluster]] = defaultdict(list)
+        self._by_id: dict[str, Cluster] = {}
         self.revision = 0
 
     # -- public API ---------------------------------------------------------------------------
@@ -200,7 +156,7 @@ class TemplateMiner:
                 )
             miner = cls(**state["params"])
             for cluster_id, tokens, count in state["clusters"]:
-                miner._add_cluster(_Cluster(str(cluster_id), [str(t) for t in tokens], int(count)))
+                miner._add_cluster(Cluster(str(cluster_id), [str(t) for t in tokens], int(count)))
             miner._cache = {str(key): miner._by_id[cid] for key, cid in state["cache"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"template miner state is malformed: {exc!r}", field="state") from exc
@@ -211,7 +167,7 @@ class TemplateMiner:
     def _learn(self, pending: dict[str, list[int]], out: list[TemplateMatch | None]) -> None:
         """Place the lines whose masked text was not cached."""
         self.revision += 1
-        assigned: list[tuple[_Cluster, list[int]]] = []
+        assigned: list[tuple[Cluster, list[int]]] = []
         events: dict[str, tuple[int, bool, bool]] = {}  # cluster id -> (line, is_new, changed)
         new_rows: dict[tuple[str, ...], list[str]] = {}
         for key, lines in pending.items():
@@ -246,26 +202,26 @@ class TemplateMiner:
             out[i] = TemplateMatch(cluster_id, self._by_id[cluster_id].text, is_new, changed)
         self._trim_cache()
 
-    def _find(self, tokens: Sequence[str]) -> _Cluster | None:
+    def _find(self, tokens: Sequence[str]) -> Cluster | None:
         """Most specific existing template whose constants the tokens carry (oldest on ties)."""
-        best: _Cluster | None = None
+        best: Cluster | None = None
         for cluster in self._by_len.get(len(tokens), ()):
             if (best is None or cluster.n_const > best.n_const) and cluster.accepts(tokens):
                 best = cluster
         return best
 
-    def _place(self, template: list[str]) -> tuple[_Cluster, bool, bool]:
+    def _place(self, template: list[str]) -> tuple[Cluster, bool, bool]:
         """Cluster for a new group: (cluster, created, changed)."""
         n = len(template)
         candidates = self._by_len.get(n, [])
-        best: _Cluster | None = None
+        best: Cluster | None = None
         best_equal = -1
         for cluster in candidates:
             equal = 0
             for mine, theirs in zip(cluster.tokens, template, strict=True):
                 if mine == theirs:
                     equal += 1
-                elif mine != WILDCARD and theirs != WILDCARD and not _holds_data({mine, theirs}):
+                elif mine != WILDCARD and theirs != WILDCARD and not holds_data({mine, theirs}):
                     break
             else:
                 if equal > best_equal:
@@ -275,13 +231,13 @@ class TemplateMiner:
         sibling = self._sibling(template)
         if sibling is not None:
             return sibling, False, sibling.generalize(template)
-        cluster = _Cluster(self._new_id(template), list(template))
+        cluster = Cluster(self._new_id(template), list(template))
         self._add_cluster(cluster)
         return cluster, True, False
 
-    def _sibling(self, template: list[str]) -> _Cluster | None:
+    def _sibling(self, template: list[str]) -> Cluster | None:
         """Largest template differing from `template` only at a position that has too many values."""
-        siblings: dict[int, list[_Cluster]] = defaultdict(list)
+        siblings: dict[int, list[Cluster]] = defaultdict(list)
         for cluster in self._by_len.get(len(template), ()):
             diff = -1
             equal_constants = 0
@@ -311,7 +267,7 @@ class TemplateMiner:
                 return cluster_id
             salt += 1
 
-    def _add_cluster(self, cluster: _Cluster) -> None:
+    def _add_cluster(self, cluster: Cluster) -> None:
         self._by_id[cluster.id] = cluster
         self._by_len[len(cluster.tokens)].append(cluster)
 
@@ -322,117 +278,3 @@ class TemplateMiner:
             for key in list(islice(self._cache, drop)):
                 del self._cache[key]
             log.debug("template cache trimmed", extra={"dropped": drop})
-
-
-def group_new_lines(
-    rows: Sequence[tuple[str, ...]], weights: Sequence[int], max_values: int, min_gain: float
-) -> list[tuple[list[str], list[int]]]:
-    """Group token rows of one length; returns (template tokens, row indices) per group.
-
-    A row's core is its tokens whose position-frequency is the most common one among its tokens
-    (ties to the higher frequency); rows with the same core start a group, which is then split on
-    positions with few distinct words (at most `max_values`), fewest first.
-    """
-    if not rows:
-        return []
-    n = len(rows[0])
-    freq: list[Counter[str]] = [Counter() for _ in range(n)]
-    for tokens, weight in zip(rows, weights, strict=True):
-        for p, token in enumerate(tokens):
-            freq[p][token] += weight
-    cores: dict[tuple[tuple[int, str], ...], list[int]] = {}
-    for r, tokens in enumerate(rows):
-        fs = [freq[p][t] for p, t in enumerate(tokens) if t != WILDCARD]
-        core: tuple[tuple[int, str], ...] = ()
-        if fs:
-            counts = Counter(fs)
-            mode = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
-            core = tuple((p, t) for p, t in enumerate(tokens) if t != WILDCARD and freq[p][t] == mode)
-        cores.setdefault(core, []).append(r)
-    out: list[tuple[list[str], list[int]]] = []
-    for core, members in cores.items():
-        _split(rows, weights, members, frozenset(p for p, _ in core), (max_values, min_gain), out)
-    return out
-
-
-def _split(
-    rows: Sequence[tuple[str, ...]],
-    weights: Sequence[int],
-    members: list[int],
-    fixed: frozenset[int],
-    params: tuple[int, float],
-    out: list[tuple[list[str], list[int]]],
-) -> None:
-    max_values, min_gain = params
-    n = len(rows[members[0]])
-    open_columns: dict[int, set[str]] = {}
-    for p in range(n):
-        if p not in fixed:
-            values = {rows[r][p] for r in members}
-            if len(values) > 1:
-                open_columns[p] = values
-    best: tuple[int, int] | None = None
-    for p, values in open_columns.items():
-        if len(values) <= max_values and not _holds_data(values) and (best is None or len(values) < best[0]):
-            best = (len(values), p)
-    if best is None and len(open_columns) > 1:
-        top = 0.0
-        for p, values in open_columns.items():
-            if _holds_data(values):
-                continue
-            gain = _split_gain(rows, weights, members, p, open_columns)
-            if gain >= min_gain and gain > top:
-                top, best = gain, (len(values), p)
-    if best is None:
-        first = rows[members[0]]
-        template = [WILDCARD if p in open_columns else first[p] for p in range(n)]
-        out.append((template, members))
-        return
-    p = best[1]
-    parts: dict[str, list[int]] = {}
-    for r in members:
-        parts.setdefault(rows[r][p], []).append(r)
-    for part in parts.values():
-        _split(rows, weights, part, fixed | {p}, params, out)
-
-
-def _split_gain(
-    rows: Sequence[tuple[str, ...]],
-    weights: Sequence[int],
-    members: list[int],
-    p: int,
-    open_columns: dict[int, set[str]],
-) -> float:
-    """Average number (over lines) of other open columns that a split on column p makes constant.
-
-    A part made of a single line counts as no gain (one line is trivially constant), so two
-    unmasked variables that are unique per line never vouch for each other.
-    """
-    parts: dict[str, list[int]] = {}
-    for r in members:
-        parts.setdefault(rows[r][p], []).append(r)
-    gained = 0
-    total = 0
-    for part in parts.values():
-        weight = sum(weights[r] for r in part)
-        total += weight
-        if weight < 2:
-            continue
-        first = rows[part[0]]
-        for q in open_columns:
-            if q != p and all(rows[r][q] == first[q] for r in part):
-                gained += weight
-    return gained / total
-
-
-def _holds_data(values: set[str]) -> bool:
-    """A masked value here matches a plain one: the slot carries data (`chdir(<*>)`, `chdir(pwd)`)."""
-    masked = [v for v in values if WILDCARD in v]
-    if not masked:
-        return False
-    plain = [v for v in values if WILDCARD not in v]
-    for v in masked:
-        pattern = re.compile(".*?".join(re.escape(part) for part in v.split(WILDCARD)), re.DOTALL)
-        if any(pattern.fullmatch(other) for other in plain):
-            return True
-    return False
