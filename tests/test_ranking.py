@@ -11,7 +11,7 @@ import pytest
 from core.rca import FaultKind, Modality, SignalKind
 from core.telemetry import CallEdge
 from detect.kinds import KIND_TRAITS
-from detect.rank.callgraph import call_graph
+from detect.rank.callgraph import call_graph, propagation_path
 from detect.rank.ranking import RankOptions, blame_walk, rank_window
 from tests.spans import loop_requests
 from tests.spans import span as _span
@@ -224,3 +224,14 @@ def test_a_loop_cut_short_ranks_the_looping_service_as_a_code_error() -> None:
 def test_every_signal_kind_has_one_row_of_traits() -> None:
     """Adding a signal kind without saying what it means to the ranking and detection fails here."""
     assert set(KIND_TRAITS) == set(SignalKind)
+
+
+def test_the_path_crosses_a_quiet_caller_to_reach_the_callers_that_suffered() -> None:
+    """gw -> auth -> code: the fault in `code` reaches `gw` through `auth`, which passed it on without a
+    signal of its own; the path shows both hops. With no anomalous caller above, there is no path."""
+    g = call_graph([("gw", "auth"), ("auth", "code"), ("gw", "other")])
+    steps = propagation_path(g, "code", {"code": 0.9, "gw": 0.4}, {})
+    assert [(s.source, s.target) for s in steps] == [("code", "auth"), ("auth", "gw")]
+    assert steps[0].evidence_ids == ["edge:auth->code"]
+    assert propagation_path(g, "code", {"code": 0.9}, {}) == []
+    assert propagation_path(g, "code", {"code": 0.9, "other": 0.8}, {}) == []

@@ -84,28 +84,32 @@ def propagation_path(
     signals: Mapping[str, list[Signal]],
     *,
     min_evidence: float = 0.05,
+    quiet_evidence: float = 1e-3,
     max_evidence_ids: int = 6,
 ) -> list[PropagationStep]:
-    """Steps from `root` up through anomalous callers to the highest anomalous caller it reaches.
+    """Steps from `root` up through its callers to the highest anomalous caller it reaches.
 
-    Each hop goes from a service to one of its callers that itself shows anomalies; the walk ends at
-    the anomalous ancestor furthest up (fewest callers above it), preferring stronger evidence.
+    Each hop goes from a service to one of its callers. The walk prefers callers that show anomalies
+    themselves (a hop into a service costs -log of its evidence; a service without evidence counts as
+    `quiet_evidence`, so it is crossed only to reach an anomalous caller above it: a service that passed
+    the failure on without a signal of its own). It ends at the anomalous caller furthest up (most hops),
+    preferring stronger evidence; with no anomalous caller above the root, there is no path.
     """
     if root not in graph:
         return []
     anomalous = {s for s, e in evidence.items() if e >= min_evidence and s in graph}
-    sub = graph.subgraph(anomalous | {root}).reverse(copy=True)
-    for a, b in sub.edges:
-        sub.edges[a, b]["cost"] = -math.log(max(evidence.get(b, 0.0), 1e-6))
-    reach = nx.single_source_dijkstra_path(sub, root, weight="cost")
-    if len(reach) <= 1:
+    up = graph.reverse(copy=True)
+    for a, b in up.edges:
+        up.edges[a, b]["cost"] = -math.log(max(evidence.get(b, 0.0), quiet_evidence))
+    reach = nx.single_source_dijkstra_path(up, root, weight="cost")
+    ends = [s for s in reach if s != root and s in anomalous]
+    if not ends:
         return []
 
     def height(s: str) -> tuple[int, float]:
         return (len(reach[s]), evidence.get(s, 0.0))
 
-    top = max((s for s in reach if s != root), key=height)
-    nodes = reach[top]
+    nodes = reach[max(ends, key=height)]
     steps: list[PropagationStep] = []
     for src, dst in zip(nodes, nodes[1:], strict=False):
         ids = [f"edge:{dst}->{src}"]
@@ -116,6 +120,6 @@ def propagation_path(
                 if ev not in ids:
                     ids.append(ev)
         head = signals.get(dst, [])
-        desc = f"{dst} calls {src}" + (f"; {head[0].description}" if head else "")
+        desc = f"{dst} calls {src}" + (f"; {head[0].description}" if head else "; no signal of its own (passed it on)")
         steps.append(PropagationStep(source=src, target=dst, description=desc[:300], evidence_ids=ids))
     return steps
