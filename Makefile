@@ -26,7 +26,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core ingest graph retrieval agents detect api
+	$(BIN)/mypy core ingest graph retrieval agents detect api prompts samples bench
+	$(BIN)/lint-imports --no-cache
 
 serve: install
 	$(BIN)/devmesh serve
