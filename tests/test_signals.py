@@ -9,17 +9,12 @@ import pytest
 from core.errors import InvalidInput
 from core.rca import Modality, SignalKind
 from detect.signals import SignalOptions, compute_signals
-from detect.signals.common import (
-    count_change,
-    family_z,
-    is_error_line,
-    mann_whitney_z,
-    robust_share,
-    slice_test,
-)
+from detect.signals.common import is_error_line
 from detect.signals.logs import statement
 from detect.signals.metrics import metric_family
-from detect.signals.traces import fold_spans
+from detect.signals.slices import robust_share, slice_test
+from detect.signals.spans import fold_spans
+from detect.signals.stats import count_change, family_z, mann_whitney_z
 from tests.spans import loop_requests
 from tests.spans import span as _span
 

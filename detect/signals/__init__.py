@@ -1,7 +1,7 @@
 """Signals for an incident window against its history, from whatever telemetry exists.
 
 The history (`*_base` tables) is cut into slices as long as the window, counted back and forth from
-the window's start (see `detect.signals.common`); for metrics it is simply the series before.
+the window's start (see `detect.signals.slices`); for metrics it is simply the series before.
 """
 
 from __future__ import annotations
@@ -14,20 +14,13 @@ import numpy as np
 import pyarrow as pa
 
 from core.rca import Modality, Signal
-from detect.signals.common import (
-    EXCLUDED_SLICE,
-    SignalOptions,
-    TableLike,
-    as_table,
-    check_table,
-    n_rows,
-    poisson_lower_tail,
-    slice_of,
-    z_from_p,
-)
+from detect.signals.common import SignalOptions, TableLike, as_table, check_table, n_rows
 from detect.signals.logs import LOG_SCHEMA, log_signals
 from detect.signals.metrics import metric_signals
-from detect.signals.traces import SPAN_SCHEMA, SpanFold, fold_spans, span_slices, trace_signals
+from detect.signals.slices import EXCLUDED_SLICE, slice_of
+from detect.signals.spans import SPAN_SCHEMA, SpanFold, fold_spans, span_slices
+from detect.signals.stats import poisson_lower_tail, z_from_p
+from detect.signals.traces import trace_signals
 
 logger = logging.getLogger(__name__)
 

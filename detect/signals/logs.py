@@ -23,21 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.rca import Modality, Signal, SignalKind
-from detect.signals.common import (
-    ERROR_LEVELS,
-    ERROR_WORDS,
-    EXCLUDED_SLICE,
-    SignalOptions,
-    TableLike,
-    as_table,
-    family_z,
-    outcome_tests,
-    share_fold,
-    slice_of,
-    slice_test,
-)
-from detect.signals.sequences import ERR_MARK, EVENT_SCHEMA, LOG_KINDS, START, sequence_signals
-from detect.signals.traces import SpanFold
+from detect.signals.common import ERROR_LEVELS, ERROR_WORDS, SignalOptions, TableLike, as_table
+from detect.signals.sequences import sequence_signals
+from detect.signals.slices import EXCLUDED_SLICE, outcome_tests, slice_of, slice_test
+from detect.signals.spans import SpanFold
+from detect.signals.stats import family_z, share_fold
+from detect.signals.tokens import ERR_MARK, EVENT_SCHEMA, LOG_KINDS, START
 
 LOG_SCHEMA = pa.schema(
     [

@@ -17,14 +17,8 @@ from collections import defaultdict
 import numpy as np
 
 from core.rca import Modality, Signal, SignalKind
-from detect.signals.common import (
-    Z_CAP,
-    SignalOptions,
-    TableLike,
-    columns,
-    robust_center_scale,
-    text,
-)
+from detect.signals.common import SignalOptions, TableLike, columns, text
+from detect.signals.stats import Z_CAP, robust_center_scale
 
 _FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("node", re.compile(r"(?i)^(node|host|machine)[_.]")),

@@ -1,10 +1,10 @@
 """Trace signals: per service, what changed in its own requests between history and incident window.
 
-Spans are folded into *requests*: an entry span of a service (its parent is missing or in another
-service) and the spans below it in the same service. For each request we keep the time spent in the
-service's own code (self times of its spans; a client span's time belongs to the call), the
-end-to-end duration, and its steps in time order: internal operations, calls to other services
-(``-> service``) and error spans (``!ERR``). Two kinds of signal come out:
+Spans are folded into *requests* (`detect.signals.spans`): an entry span of a service (its parent
+is missing or in another service) and the spans below it in the same service. For each request we
+keep the time spent in the service's own code (self times of its spans; a client span's time
+belongs to the call), the end-to-end duration, and its steps in time order: internal operations,
+calls to other services (``-> service``) and error spans (``!ERR``). Two kinds of signal come out:
 
 - paths (`detect.signals.sequences`): after a step, the share of requests taking each next step
   (a call no longer made, an error handler now reached);
@@ -19,179 +19,20 @@ Everything is computed on Arrow columns with numpy, so a day of history folds in
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.rca import Modality, Signal, SignalKind
-from detect.signals.common import (
-    ERROR_WORDS,
-    EXCLUDED_SLICE,
-    SignalOptions,
-    TableLike,
-    as_table,
-    family_z,
-    share_fold,
-    slice_of,
-    slice_test,
-)
-from detect.signals.sequences import ERR_MARK, EVENT_SCHEMA, SPAN_KINDS, START, sequence_signals
-
-SPAN_SCHEMA = pa.schema(
-    [
-        ("trace_id", pa.string()),
-        ("span_id", pa.string()),
-        ("parent_id", pa.string()),
-        ("service", pa.string()),
-        ("pod", pa.string()),
-        ("operation", pa.string()),
-        ("start_ns", pa.int64()),
-        ("end_ns", pa.int64()),
-        ("duration_us", pa.float64()),
-        ("status", pa.string()),
-        ("kind", pa.string()),
-        ("attributes", pa.string()),
-    ]
-)
-_HTTP_5XX = r'"(?:http\.)?(?:response\.)?status_code"\s*:\s*"?5\d\d'
-_ERROR_OP = re.compile(ERROR_WORDS.pattern)
-
-
-@dataclass
-class SpanFold:
-    """Spans folded into requests (see module doc). Arrays are aligned with `spans` rows."""
-
-    spans: pa.Table = field(default_factory=SPAN_SCHEMA.empty_table)
-    parent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    root: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    """Row of each span's request entry span."""
-    self_us: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    client: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    error: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    edges: set[tuple[str, str]] = field(default_factory=set)
-    """(caller, callee) service pairs seen."""
-
-    @property
-    def empty(self) -> bool:
-        return self.spans.num_rows == 0
-
-    _cache: dict[str, Any] = field(default_factory=dict)
-
-    def column(self, name: str) -> np.ndarray:
-        if name not in self._cache:
-            self._cache[name] = self.spans.column(name).to_numpy(zero_copy_only=False)
-        return self._cache[name]
-
-    def request_key(self) -> pa.Array:
-        """'<trace_id>/<entry span_id>' of each span's request."""
-        if "request_key" not in self._cache:
-            trace = self.spans.column("trace_id").combine_chunks()
-            span = self.spans.column("span_id").combine_chunks()
-            self._cache["request_key"] = pc.binary_join_element_wise(trace, span.take(pa.array(self.root)), "/")
-        return self._cache["request_key"]
-
-    @property
-    def is_root(self) -> np.ndarray:
-        return self.root == np.arange(len(self.root))
-
-    def requests(self) -> pa.Table:
-        """One row per request: service, operation, pod, trace, span, start, local and total time, errors."""
-        roots = np.nonzero(self.is_root)[0]
-        n = len(self.root)
-        own = ~self.client
-        local = np.bincount(self.root, weights=np.where(own, self.self_us, 0.0), minlength=n)
-        errs = np.bincount(self.root, weights=self.error.astype(float), minlength=n)
-        idx = pa.array(roots, pa.int64())
-        start = self.column("start_ns")[roots]
-        end = self.column("end_ns")[roots]
-        return pa.table(
-            {
-                "service": self.spans.column("service").take(idx),
-                "operation": self.spans.column("operation").take(idx),
-                "pod": self.spans.column("pod").take(idx),
-                "trace_id": self.spans.column("trace_id").take(idx),
-                "span_id": self.spans.column("span_id").take(idx),
-                "start_ns": pa.array(start, pa.int64()),
-                "local_us": pa.array(local[roots]),
-                "total_us": pa.array((end - start) / 1000.0),
-                "errors": pa.array(errs[roots]),
-                "row": idx,
-            }
-        )
-
-
-def fold_spans(data: TableLike) -> SpanFold:
-    """Fold spans into requests (see module doc). Spans whose parent is not in the data start a request."""
-    t = as_table(data, SPAN_SCHEMA)
-    n = t.num_rows
-    if n == 0:
-        return SpanFold(spans=t)
-    start = t.column("start_ns").to_numpy(zero_copy_only=False).astype(np.int64)
-    end = t.column("end_ns").to_numpy(zero_copy_only=False).astype(np.int64)
-    dur = t.column("duration_us").to_numpy(zero_copy_only=False)
-    fix = (end <= start) & np.isfinite(dur) & (dur > 0)
-    end = np.where(fix, start + (np.nan_to_num(dur) * 1000).astype(np.int64), np.maximum(end, start))
-    t = t.set_column(t.schema.get_field_index("end_ns"), "end_ns", pa.array(end, pa.int64()))
-    parent = _parent_rows(t)
-    svc_codes = t.column("service").dictionary_encode().combine_chunks().indices.to_numpy()
-    has_parent = parent >= 0
-    psafe = np.where(has_parent, parent, 0)
-    same = has_parent & (svc_codes[psafe] == svc_codes)
-    remote = has_parent & ~same
-    # self time: duration minus the union of the children's intervals (clipped to the parent)
-    kids = np.nonzero(has_parent)[0]
-    covered = np.zeros(n)
-    if len(kids):
-        p = parent[kids]
-        cs = np.clip(start[kids], start[p], end[p]) - start[p]
-        ce = np.clip(end[kids], start[p], end[p]) - start[p]
-        span_max = int(max(1, (end - start).max())) + 1
-        off = p.astype(np.int64) * span_max
-        order = np.lexsort((cs, p))
-        s_sorted = cs[order] + off[order]
-        e_sorted = ce[order] + off[order]
-        prev_max = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], e_sorted[:-1]]))
-        contrib = np.maximum(0, e_sorted - np.maximum(s_sorted, prev_max))
-        covered = np.bincount(p[order], weights=contrib.astype(float), minlength=n)
-    self_us = np.maximum(0.0, (end - start) - covered) / 1000.0
-    n_kids = np.bincount(parent[kids], minlength=n) if len(kids) else np.zeros(n, np.int64)
-    n_remote = np.bincount(parent[remote], minlength=n) if remote.any() else np.zeros(n, np.int64)
-    kinds = pc.utf8_upper(t.column("kind")).to_numpy(zero_copy_only=False)
-    client = (kinds == "CLIENT") | ((n_kids > 0) & (n_remote == n_kids))
-    root = np.where(same, parent, np.arange(n))
-    for _ in range(64):  # pointer jumping up the same-service chain
-        nxt = root[root]
-        if np.array_equal(nxt, root):
-            break
-        root = nxt
-    status = pc.utf8_upper(t.column("status"))
-    error = pc.equal(status, "ERROR").to_numpy(zero_copy_only=False)
-    error |= pc.match_substring_regex(t.column("attributes"), _HTTP_5XX).to_numpy(zero_copy_only=False)
-    error |= pc.match_substring_regex(t.column("operation"), _ERROR_OP.pattern).to_numpy(zero_copy_only=False)
-    services = t.column("service").to_numpy(zero_copy_only=False)
-    edges = {(a, b) for a, b in zip(services[parent[remote]], services[remote], strict=True) if a and b}
-    return SpanFold(spans=t, parent=parent, root=root, self_us=self_us, client=client, error=error, edges=edges)
-
-
-def _parent_rows(t: pa.Table) -> np.ndarray:
-    n = t.num_rows
-    left = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("parent_id"), "child": np.arange(n)})
-    right = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("span_id"), "row": np.arange(n)})
-    right = right.filter(pc.not_equal(right.column("span_id"), ""))
-    joined = left.filter(pc.not_equal(left.column("span_id"), "")).join(
-        right, keys=["trace_id", "span_id"], join_type="inner"
-    )
-    parent = np.full(n, -1, dtype=np.int64)
-    child = joined.column("child").to_numpy()
-    row = joined.column("row").to_numpy()
-    parent[child] = row
-    parent[parent == np.arange(n)] = -1
-    return parent
+from detect.signals.common import SignalOptions
+from detect.signals.sequences import sequence_signals
+from detect.signals.slices import EXCLUDED_SLICE, slice_test
+from detect.signals.spans import SpanFold
+from detect.signals.stats import family_z, share_fold
+from detect.signals.tokens import ERR_MARK, EVENT_SCHEMA, SPAN_KINDS, START
 
 
 def span_events(fold: SpanFold, slices: np.ndarray) -> pa.Table:
@@ -260,17 +101,6 @@ def span_events(fold: SpanFold, slices: np.ndarray) -> pa.Table:
         ),
     ]
     return pa.concat_tables([p.cast(EVENT_SCHEMA) for p in parts])
-
-
-def span_slices(fold: SpanFold, in_window: np.ndarray, start_ns: int, width_ns: int) -> np.ndarray:
-    """Slice of each span's request: 0 when its entry span is a window row, else the history slice of
-    the entry span's start (EXCLUDED when history falls inside the window)."""
-    if fold.empty:
-        return np.zeros(0, np.int64)
-    hist = slice_of(fold.column("start_ns"), start_ns, width_ns)
-    hist = np.where(hist == 0, EXCLUDED_SLICE, hist)
-    own = np.where(in_window, np.int64(0), hist)
-    return own[fold.root]
 
 
 def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tuple[list[Signal], list[dict[str, int]]]:
