@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from agents.masking import Masker
 from core.explanation import EvidenceItem
+from core.text import strip_unsafe
 
 DATA_TAGS = ("evidence", "candidate", "signal", "runbook", "alert", "service")
 DATA_BLOCK = re.compile(
@@ -35,8 +36,6 @@ DATA_BLOCK = re.compile(
 )
 """One data block on one line (its text may hold the restored inert tokens `<*>`, `<EMAIL_1>`)."""
 
-# C0/C1 controls (not \t \n \r), zero-width, line/paragraph separators, bidi controls, BOM.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 _BRACKET_MARKERS = re.compile(
     r"\[(/?)(INST|SYS|SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS|TOOL_OUTPUT)\]", re.IGNORECASE
@@ -62,7 +61,7 @@ class RenderedEvidence:
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = _NEWLINES.sub("\n", text).replace("\t", " ")
-    text = _INVISIBLE.sub("", text)
+    text = strip_unsafe(text)
     return text
 
 

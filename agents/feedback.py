@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.toolbox import record
 from core.explanation import AgentStep, SimilarIncident
-from detect.incidents import INCIDENTS
+from core.steps import record
+from retrieval.collections import INCIDENTS
+from retrieval.incident_search import IncidentHit, search_incidents
 
 if TYPE_CHECKING:
     from agents.toolbox import Toolbox
@@ -18,27 +19,12 @@ MIN_SIMILARITY = 0.6
 def similar_incidents(
     tools: Toolbox, symptoms: str, *, exclude: str, limit: int = 5
 ) -> tuple[list[SimilarIncident], list[AgentStep]]:
+    """Past incidents at least `MIN_SIMILARITY` alike by their symptoms (not `exclude`), as one step."""
     if not symptoms or tools.vectors is None or tools.embedder is None:
         return [], []
     vectors, embedder = tools.vectors, tools.embedder
     if INCIDENTS not in vectors.collections():
         return [], []
-
-    def search() -> list[SimilarIncident]:
-        hits = vectors.search(INCIDENTS, embedder.embed([symptoms])[0], limit=limit + 1)
-        return [
-            SimilarIncident(
-                incident_id=str(h.payload.get("incident_id", h.id)),
-                summary=str(h.payload.get("summary", ""))[:500],
-                # only what a person confirmed: the ranking's own earlier answer is no evidence for itself
-                root_cause=str(h.payload.get("confirmed_root_cause") or ""),
-                similarity=round(min(1.0, max(0.0, float(h.score))), 4),
-                time_ns=h.payload.get("time_ns"),
-            )
-            for h in hits
-            if h.id != exclude and str(h.payload.get("incident_id", "")) != exclude and h.score >= MIN_SIMILARITY
-        ][:limit]
-
     found, step = record(
         "topology",
         "vectors.search",
@@ -50,7 +36,21 @@ def similar_incidents(
             "exclude": exclude,
             "text": symptoms[:200],
         },
-        search,
+        lambda: search_incidents(
+            vectors, embedder, symptoms, limit=limit, min_similarity=MIN_SIMILARITY, exclude=exclude
+        ),
         default=[],
     )
-    return found, [step]
+    return [similar(h) for h in found], [step]
+
+
+def similar(hit: IncidentHit) -> SimilarIncident:
+    """A search hit as a similar incident, with only the root cause a person confirmed: the ranking's own
+    earlier answer is no evidence for itself."""
+    return SimilarIncident(
+        incident_id=hit.incident_id,
+        summary=str(hit.payload.get("summary", ""))[:500],
+        root_cause=str(hit.payload.get("confirmed_root_cause") or ""),
+        similarity=round(min(1.0, max(0.0, hit.similarity)), 4),
+        time_ns=hit.payload.get("time_ns"),
+    )

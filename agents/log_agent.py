@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from agents.state import TeamState
-from agents.toolbox import Toolbox, record
+from agents.toolbox import Toolbox
 from core.explanation import EvidenceItem, EvidenceSource
 from core.naming import level_rank
+from core.steps import record
 from core.timeutil import NS
 from retrieval.logquery import LogQuery
 

@@ -101,9 +101,6 @@ class Masker:
             text = _HOSTNAME.sub(self._sub(HOST), text)
         return text
 
-    def mask_all(self, texts: Iterable[str]) -> list[str]:
-        return [self.mask(t) for t in texts]
-
     def unmask(self, text: str, kinds: Iterable[str] = SHOWABLE) -> str:
         """Put back the original values of placeholders of `kinds` (secrets stay masked by default)."""
         allowed = set(kinds)

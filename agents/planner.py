@@ -7,7 +7,8 @@ from functools import partial
 from typing import Any
 
 from agents.state import TeamState
-from agents.toolbox import Toolbox, record
+from agents.toolbox import Toolbox
+from core.steps import record
 from core.timeutil import NS
 
 LOOKAROUND_S = 1800  # telemetry searched for up to half an hour before and after the incident

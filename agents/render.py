@@ -18,8 +18,8 @@ from rich.text import Text
 
 from agents.explain_fallback import path_services
 from core.explanation import Explanation, ExplanationMode
+from core.text import strip_unsafe
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<#|~])")
 _MD_LINE_START = re.compile(r"^([>+=-])")
 EVIDENCE_TEXT_CHARS = 240
@@ -30,8 +30,9 @@ def to_json(expl: Explanation, *, indent: int | None = 2) -> str:
 
 
 def plain(text: str, limit: int | None = None) -> str:
-    """One line without control characters, cut to `limit` characters with '…'."""
-    text = _CONTROL.sub("", text.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+    """One line without control, zero-width or bidi characters (`core.text.strip_unsafe`), cut to `limit`
+    characters with '…'."""
+    text = strip_unsafe(text.replace("\r\n", " ").replace("\n", " ").replace("\r", "").replace("\t", " "))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return text

@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 from agents.state import TeamState
-from agents.toolbox import Toolbox, record
+from agents.toolbox import Toolbox
 from core.explanation import RunbookLink
 from core.rca import FaultKind, RankingResult
+from core.steps import record
+from retrieval.collections import RUNBOOKS
 
-RUNBOOKS = "runbooks"
 MIN_SCORE = 0.45  # cosine below which a runbook section is not taken as applying
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.+)$")
 _STEP_KINDS = ("diagnosis", "mitigation")

@@ -8,14 +8,15 @@ from typing import Any
 
 from agents.feedback import similar_incidents
 from agents.state import TeamState
-from agents.toolbox import Toolbox, record
+from agents.toolbox import Toolbox
 from core.explanation import AgentStep, EvidenceItem, EvidenceSource, StepStatus
 from core.rca import RankingResult
+from core.steps import record
 from core.telemetry import CallEdge
 from detect.rank.feedback import apply_feedback
 from detect.rank.windows import rank_incident
 from graph.store import GraphStore
-from retrieval.graphrag import gather_evidence
+from retrieval.evidence import gather_evidence
 
 
 def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
@@ -94,6 +95,7 @@ def symptom_text(ranking: RankingResult, limit: int = 8, max_chars: int = 2000) 
 def gather(
     tools: Toolbox, ranking: RankingResult, start_ns: int, end_ns: int, symptoms: str, *, incident_id: str = ""
 ) -> tuple[list[EvidenceItem], list[AgentStep]]:
+    """Graph + vector evidence around the top candidates: the gathering as one step, then each of its calls."""
     bundle, step = record(
         "topology",
         "retrieval.gather_evidence",
@@ -113,25 +115,11 @@ def gather(
             embedder=tools.embedder,
             symptoms=symptoms or None,
             exclude_incident=incident_id or None,  # not its own past explanation as evidence
+            agent="topology",
         ),
         default=None,
     )
     if bundle is None:
         return [], [step]
-    steps = [step]
-    for q in getattr(bundle, "queries", []):
-        steps.append(
-            AgentStep(
-                agent="topology",
-                tool=str(q.get("tool", "retrieval")),
-                query=str(q.get("query", "")),
-                params=dict(q.get("params", {})),
-                started_ns=int(q.get("started_ns", 0)),
-                duration_ms=float(q.get("duration_ms", 0.0)),
-                status=StepStatus(q.get("status", "ok")),
-                items=int(q.get("items", 0)),
-                detail=str(q.get("detail", "")),
-            )
-        )
     items = [i if i.source else i.model_copy(update={"source": EvidenceSource.GRAPH}) for i in bundle.items]
-    return items, steps
+    return items, [step, *bundle.queries]

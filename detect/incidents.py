@@ -14,6 +14,9 @@ from core.errors import InvalidInput, NotFound
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest, alert_service, incident_id_for
 from core.timeutil import NS, iso, now_ns, to_ns
+from retrieval.collections import INCIDENTS
+from retrieval.incident_search import MAX_QUERY_CHARS, search_incidents
+from retrieval.vectors import VectorPoint
 
 if TYPE_CHECKING:
     from graph.store import GraphStore
@@ -23,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INCIDENTS = "incidents"
 EXPLANATIONS = "explanations"
 BEFORE_S = 600  # default window: ten minutes before the start ...
 AFTER_S = 300  # ... to five minutes after
@@ -71,12 +73,11 @@ class IncidentBook:
             )
         if INCIDENTS not in self.vectors.collections():
             return []
-        hits = self.vectors.search(INCIDENTS, self.embedder.embed([text[:2000]])[0], limit=limit)
         found = []
-        for h in hits:
-            doc = self.events.get_doc(INCIDENTS, str(h.payload.get("incident_id") or h.id))
+        for h in search_incidents(self.vectors, self.embedder, text, limit=limit):
+            doc = self.events.get_doc(INCIDENTS, h.incident_id)
             if doc is not None:
-                found.append((Incident.model_validate(doc), round(float(h.score), 4)))
+                found.append((Incident.model_validate(doc), round(h.similarity, 4)))
         return found
 
     def explanation(self, incident: Incident) -> Explanation | None:
@@ -237,11 +238,9 @@ class IncidentBook:
         text = incident.symptoms or summary
         if self.vectors is None or self.embedder is None or not text:
             return
-        from retrieval.vectors import VectorPoint
-
         confirmed = next((f.root_cause for f in reversed(incident.feedback) if f.root_cause), "")
         self.vectors.ensure_collection(INCIDENTS, self.embedder.dim)
-        vector = self.embedder.embed([text[:2000]])[0]
+        vector = self.embedder.embed([text[:MAX_QUERY_CHARS]])[0]
         payload = {
             "incident_id": incident.id,
             "summary": summary[:2000],

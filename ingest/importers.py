@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ingest import batch, nezha
 from ingest.pipeline import IngestReport, Pipeline
 from ingest.runbooks import Runbook, read_runbooks, services_mentioned
+from retrieval.collections import RUNBOOKS
 
 if TYPE_CHECKING:
     from graph.store import GraphStore
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUNBOOKS = "runbooks"
 BULK_ROWS = 131_072  # rows a write during imports (a DuckDB row group is 122,880)
 OnFile = Callable[[str, Path, IngestReport], None]
 

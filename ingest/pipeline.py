@@ -21,6 +21,7 @@ from core.telemetry import CallEdge, PodPlacement, Topology
 from ingest import batch
 from ingest.canonical import clean_text
 from ingest.templates import TemplateMiner
+from retrieval.collections import TEMPLATES
 from retrieval.eventstore_schema import normalize
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = "templates"
 MINER_STATE_KEY = "template_miner"
 
 

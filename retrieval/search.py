@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from core.errors import EmbedderUnavailable
+from retrieval.collections import TEMPLATES
 from retrieval.logquery import LogQuery, matches
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from retrieval.eventstore import EventStore
     from retrieval.vectors import VectorStore
 
-TEMPLATES = "templates"
 _OVERFETCH = 5
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.explanation import EvidenceSource
-from retrieval.fusion import (
+from retrieval.evidence.fusion import (
     Hit,
     RankedList,
     RerankWeights,

@@ -25,11 +25,12 @@ from core.telemetry import CallEdge, PodPlacement, Topology
 from graph.schema import ensure_schema
 from graph.server import connect_url
 from graph.store import GraphStore
+from retrieval.collections import SPANS
 from retrieval.embedders import Embedder, HashingEmbedder
 from retrieval.eventstore import EventStore
-from retrieval.graphrag import EvidenceBundle, GatherOptions, as_data, build_symptoms, gather_evidence
+from retrieval.evidence import EvidenceBundle, GatherOptions, as_data, build_symptoms, gather_evidence
+from retrieval.incident_search import search_incidents
 from retrieval.qdrant_edge import EdgeVectorStore
-from retrieval.span_summaries import SPANS
 from retrieval.vectors import VectorPoint, VectorStore
 
 NS = 1_000_000_000
@@ -428,15 +429,15 @@ def test_span_summaries_of_the_window_are_embedded_once_and_searched_within_the_
     emb.texts.clear()
     again = gather(world)
     assert emb.texts == [again.symptoms]  # the summaries' vectors are reused, unchanged points not rewritten
-    upserts = [q for q in (*b.queries, *again.queries) if q["tool"] == "vectors.upsert"]
-    assert [q["detail"] for q in upserts] == ["embedded 2, written 2", "embedded 0, written 0"]
+    upserts = [q for q in (*b.queries, *again.queries) if q.tool == "vectors.upsert"]
+    assert [q.detail for q in upserts] == ["embedded 2, written 2", "embedded 0, written 0"]
     assert world.vectors.count(SPANS) == 2
     assert [i.id for i in again.items] == [i.id for i in b.items]
     # another window has its own summaries; a search in one never returns the other's
     later = gather(world, window=(T0 + 100 * NS, T0 + 600 * NS))
     assert world.vectors.count(SPANS) == 4
-    spans = next(q for q in later.queries if q["tool"] == "vectors.search" and q["params"]["collection"] == SPANS)
-    assert spans["items"] == 2
+    spans = next(q for q in later.queries if q.tool == "vectors.search" and q.params["collection"] == SPANS)
+    assert spans.items == 2
     assert next(i for i in later.items if i.id == "operation:payment:POST /charge").text.startswith(
         "payment POST /charge: 5 spans, 1 error (20%), p50 700.0 ms"
     )
@@ -457,7 +458,7 @@ def test_past_incidents_come_from_the_graph_and_from_before_the_window_by_meanin
 
 def test_every_call_is_recorded_with_its_query_parameters_and_status(world: World) -> None:
     b = gather(world)
-    assert [(q["tool"], q["params"].get("collection"), q["status"]) for q in b.queries] == [
+    assert [(q.tool, q.params.get("collection"), q.status) for q in b.queries] == [
         ("events.template_counts", None, "ok"),
         ("events.top_templates", None, "ok"),
         ("events.example_lines", None, "ok"),
@@ -476,23 +477,24 @@ def test_every_call_is_recorded_with_its_query_parameters_and_status(world: Worl
         ("events.templates", None, "ok"),
     ]
     for q in b.queries:
-        assert set(q) == {"tool", "query", "params", "started_ns", "duration_ms", "status", "items", "detail"}
-        assert q["duration_ms"] >= 0
-        if q["tool"] == "vectors.search":
-            assert q["query"] == b.symptoms
+        assert q.agent == "retrieval"
+        assert q.duration_ms >= 0
+        assert q.started_ns > 0
+        if q.tool == "vectors.search":
+            assert q.query == b.symptoms
     hood = b.queries[3]
-    assert "MATCH (a)-[]-(b)" in hood["query"]
-    assert hood["params"] == {
+    assert "MATCH (a)-[]-(b)" in hood.query
+    assert hood.params == {
         "seeds": ["Service:payment", "Pod:payment-0", "LogTemplate:Tpay", "Service:checkout"],
         "hops": 2,
         "limit": 300,
     }
-    assert hood["items"] == 18
+    assert hood.items == 18
     covers = b.queries[10]
-    assert covers["query"].startswith("UNWIND $ids AS rid MATCH (r:Runbook {id: rid})-[:COVERS]->")
-    assert covers["params"] == {"ids": ["rb:network/GatewayTimeouts"]}
-    assert b.queries[7]["params"]["filter"]["match"] == {"template_id": ["Tcheck", "Tinv", "Tok", "Tpay"]}
-    assert b.queries[13]["detail"] == "collection 'incidents' does not exist"
+    assert covers.query.startswith("UNWIND $ids AS rid MATCH (r:Runbook {id: rid})-[:COVERS]->")
+    assert covers.params == {"ids": ["rb:network/GatewayTimeouts"]}
+    assert b.queries[7].params["filter"]["match"] == {"template_id": ["Tcheck", "Tinv", "Tok", "Tpay"]}
+    assert b.queries[13].detail == "collection 'incidents' does not exist"
     assert len(b) == len(b.items)
     assert EvidenceBundle.model_validate_json(b.model_dump_json()) == b  # what the API returns
 
@@ -507,7 +509,7 @@ def test_the_default_symptoms_are_the_signals_and_the_windows_error_templates(wo
     )
     given = gather(world, symptoms="bank gateway slow\n\n  upstream\tbank  ")
     assert given.symptoms == "bank gateway slow\nupstream bank"
-    assert given.queries[5]["query"] == "bank gateway slow\nupstream bank"
+    assert given.queries[5].query == "bank gateway slow\nupstream bank"
 
 
 def test_symptom_text_is_plain_data() -> None:
@@ -558,10 +560,10 @@ def test_a_failing_store_is_an_error_step_and_the_rest_goes_on(world: World, fal
     finally:
         conn.db.connection.delete(name)
         conn.close()
-    hood = next(q for q in b.queries if q["tool"] == "graph.neighborhood")
-    assert hood["status"] == "error"
-    assert hood["items"] == 0
-    assert hood["detail"].startswith("ResponseError")
+    hood = next(q for q in b.queries if q.tool == "graph.neighborhood")
+    assert hood.status == "error"
+    assert hood.items == 0
+    assert hood.detail.startswith("ResponseError")
     assert b.items[0].id == "template:Tpay"
     assert b.sources["template:Tpay"] == ["vector", "events"]
 
@@ -638,3 +640,30 @@ def test_minilm_finds_a_runbook_section_by_meaning(
     assert "section:rb:db/Disk#0" not in found
     assert b.sources["section:rb:bank/Slow#0"] == ["vector"]
     assert ids_of(b, "template")[0] == "template:Tpay"
+
+
+# -- the one search of past incidents ------------------------------------------------------------------
+
+
+def test_past_incidents_are_searched_by_meaning_with_exclusion_time_and_similarity_bounds(world: World) -> None:
+    load_incidents(world.vectors, world.embedder)
+    text = "payment gateway timeout after ms"  # inc-now's own words; inc-old shares some; inc-disk none
+
+    def ids(**kwargs: Any) -> list[str]:
+        args: dict[str, Any] = {"limit": 3, **kwargs}
+        return [h.incident_id for h in search_incidents(world.vectors, world.embedder, text, **args)]
+
+    assert ids() == ["inc-now", "inc-old", "inc-disk"]
+    assert ids(limit=2, exclude="inc-now") == ["inc-old", "inc-disk"]  # one more fetched for the excluded one
+    assert ids(before_ns=T0) == ["inc-old", "inc-disk"]
+    assert ids(ids=["inc-disk", "inc-now"]) == ["inc-now", "inc-disk"]
+    (best,) = search_incidents(world.vectors, world.embedder, text, limit=3, min_similarity=0.99)
+    assert (best.incident_id, round(best.similarity, 4), best.payload["summary"]) == ("inc-now", 1.0, text)
+    vector = world.embedder.embed([text])[0]
+    world.embedder.texts.clear()
+    assert [h.incident_id for h in search_incidents(world.vectors, world.embedder, text, vector=vector)] == [
+        "inc-now",
+        "inc-old",
+        "inc-disk",
+    ]
+    assert world.embedder.texts == []  # the caller's embedding is used as it is

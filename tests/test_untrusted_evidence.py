@@ -12,9 +12,13 @@ from agents.explain_fallback import explain_from_evidence
 from agents.explain_llm import build_messages, explain_with_llm
 from agents.llm import OllamaLLM
 from agents.masking import Masker, MaskOptions
+from agents.render import plain
 from core.explanation import EvidenceItem, EvidenceSource, ExplanationMode
 from core.rca import Candidate, FaultKind, RankingResult
+from core.text import strip_unsafe
+from ingest.templates.variables import normalize
 from prompts import render_prompt
+from retrieval.evidence import as_data
 from tests.fakes.ollama_server import FakeOllama, Scripted
 
 MODEL = "llama3.1:8b"
@@ -228,3 +232,16 @@ def test_hostnames_are_masked_only_when_asked() -> None:
 def test_masker_options_turn_kinds_off() -> None:
     m = Masker(MaskOptions(secrets=False, emails=False, ips=True))
     assert m.mask("password=x a@b.io 1.2.3.4") == "password=x a@b.io <IP_1>"
+
+
+# ESC (an ANSI colour), CSI, zero-width space, right-to-left override, a bidi isolate, the Arabic letter
+# mark, a BOM, a lone surrogate and a vertical tab; then a tab, CR LF and a line feed
+UNSAFE_LINE = "a\x1b[31mb\x9bc\u200bd\u202ee\u2066f\u061cg\ufeffh\ud800i\x0bj\tk\r\nl\nm"
+
+
+def test_one_sanitizer_takes_the_same_characters_out_wherever_untrusted_text_goes() -> None:
+    assert strip_unsafe(UNSAFE_LINE) == "a[31mbcdefghij\tk\r\nl\nm"
+    assert plain(UNSAFE_LINE) == "a[31mbcdefghij k l m"  # terminal and Markdown
+    assert escape_data(UNSAFE_LINE) == "a[31mbcdefghij k\\nl\\nm"  # prompts
+    assert as_data([UNSAFE_LINE]) == "a [31mb c d e f g h i j k l m"  # the symptom text that is embedded
+    assert normalize(UNSAFE_LINE) == ["a\ufffd[31m" + "\ufffd".join("bcdefghij"), "k", "l", "m"]  # templates

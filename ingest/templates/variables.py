@@ -6,8 +6,9 @@ exact-line cache, so it has to be cheap: one pass of one pattern (about 10 us fo
 
 `normalize` runs only when that key is new. It works on the masked text and goes further: dates
 written with month and day names, absolute paths, URLs, MAC-like hex pairs, long hex words, and
-runs of variables joined by `:.-/` become one `<*>` each; control characters and lone surrogates
-become U+FFFD so that template text is always valid UTF-8. It returns the tokens (split on white
+runs of variables joined by `:.-/` become one `<*>` each; control, zero-width and bidi characters
+and lone surrogates (`core.text.strip_unsafe`) become U+FFFD, so that template text is always valid
+UTF-8 and shows where a line held something unprintable. It returns the tokens (split on white
 space) that the miner groups.
 
 Nothing here is specific to one system: the patterns describe kinds of values, not products.
@@ -16,6 +17,8 @@ Nothing here is specific to one system: the patterns describe kinds of values, n
 from __future__ import annotations
 
 import re
+
+from core.text import strip_unsafe
 
 WILDCARD = "<*>"
 
@@ -46,8 +49,6 @@ _NORMALIZE = re.compile(
 _JOINED = re.compile(rf"{_W}(?:[:.\-/,@#+]*{_W})+")
 # Dates written with names: [Fri] Jun <*> [<*>] [PDT] [<*>]
 _NAMED_DATE = re.compile(rf"\b(?:{_DAY},?\s+)?{_MON},?\s+{_W}(?:,?\s+{_W})*(?:\s+[A-Z]{{2,5}}\s+{_W})?(?![\w*])")
-# C0 controls other than white space, DEL, and lone surrogates.
-_UNSAFE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def mask_fast(text: str) -> str:
@@ -57,7 +58,7 @@ def mask_fast(text: str) -> str:
 
 def normalize(masked: str) -> list[str]:
     """Tokens of a masked line after the slower, rarer masks (see module doc)."""
-    text = _UNSAFE.sub("\ufffd", masked)
+    text = strip_unsafe(masked, "\ufffd")
     text = _NORMALIZE.sub(WILDCARD, text)
     text = _JOINED.sub(WILDCARD, text)
     text = _NAMED_DATE.sub(WILDCARD, text)

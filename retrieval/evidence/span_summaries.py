@@ -27,16 +27,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import InvalidInput
+from retrieval.collections import SPANS
 from retrieval.vectors import VectorFilter, VectorHit, VectorPoint
 
 if TYPE_CHECKING:
     from retrieval.embedders import Embedder
-    from retrieval.eventstore import EventStore
+    from retrieval.events import EventStore
     from retrieval.vectors import VectorStore
 
 logger = logging.getLogger(__name__)
-
-SPANS = "spans"
 
 
 @dataclass(frozen=True)
