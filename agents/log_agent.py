@@ -12,7 +12,7 @@ from core.explanation import EvidenceItem, EvidenceSource
 from core.naming import level_rank
 from core.steps import record
 from core.timeutil import NS
-from retrieval.logquery import LogQuery
+from retrieval.events import LogQuery
 
 MAX_TEMPLATES = 8
 RISE = 3.0  # a template counts as risen when its rate per second is this many times the baseline's

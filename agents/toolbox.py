@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from detect.incidents import IncidentBook
     from graph.store import GraphStore
     from retrieval.embedders import Embedder
-    from retrieval.eventstore import EventStore
+    from retrieval.events import EventStore
     from retrieval.vectors import VectorStore
 
 

@@ -9,7 +9,7 @@ from api.wiring import Services
 from core.explanation import Explanation
 from core.incident import AlertIn, Feedback, IncidentStatus, InvestigationRequest
 from core.timeutil import NS
-from retrieval.logquery import LogQuery
+from retrieval.events import LogQuery
 
 
 class EnginePort:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from graph.store import GraphStore
     from ingest.pipeline import Pipeline
     from retrieval.embedders import Embedder
-    from retrieval.eventstore import EventStore
+    from retrieval.events import EventStore
     from retrieval.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Services:
 
 def open_services(settings: Settings, *, graph: bool = True, vectors: bool = True) -> Services:
     """Open the event store, and the graph and vector stores unless asked not to."""
-    from retrieval.eventstore import EventStore
+    from retrieval.events import EventStore
 
     settings.home.mkdir(parents=True, exist_ok=True)
     events = EventStore(settings.events_path)

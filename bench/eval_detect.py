@@ -48,7 +48,7 @@ def evaluate_detect_nezha(
         hi = max(t["max_ns"] for k, t in tables.items() if k in ("logs", "spans") and t["rows"])
         tools = svc.toolbox()
         for collection in (INCIDENTS, EXPLANATIONS, RUNS):  # a reused home starts from a clean slate
-            svc.events.delete_docs(collection)
+            svc.events.docs.clear(collection)
         opt = DetectOptions(window_s=60, explain=explain)
         seen: list[dict[str, Any]] = []  # (run time, incident id) of every run that opened or updated one
         total = int((hi - lo) // (60 * NS)) + 2

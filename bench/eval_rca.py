@@ -88,7 +88,7 @@ def evaluate_rca_nezha(
         svc = open_fn(home)
         stack.callback(svc.close)
         events = svc.events
-        imported = events.kv_get(IMPORTED_KEY)
+        imported = events.kv.get(IMPORTED_KEY)
         import_s = 0.0
         if reuse and imported == str(root.resolve()):
             log.info("reusing the imported data set", extra={"home": str(home)})
@@ -106,7 +106,7 @@ def evaluate_rca_nezha(
                 on_file=(lambda kind, path, _r: on_import(f"{kind} {path.name}")) if on_import else None,
             )
             import_s = time.perf_counter() - t0
-            events.kv_set(IMPORTED_KEY, str(root.resolve()))
+            events.kv.set(IMPORTED_KEY, str(root.resolve()))
             events.checkpoint()
         rows: list[dict[str, Any]] = []
         for alert in alerts:

@@ -20,7 +20,7 @@ import xxhash
 from bench.query_events import SERVICES, TEMPLATES, _timed, bench_queries, fill_synthetic
 from core.settings import Settings
 from core.timeutil import NS
-from retrieval.logquery import LogQuery
+from retrieval.events import LogQuery
 from retrieval.search import TEMPLATES as TEMPLATE_COLLECTION
 from retrieval.search import search_logs
 from retrieval.vectors import VectorPoint

@@ -22,8 +22,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from core.timeutil import NS
-from retrieval.eventstore import EventStore
-from retrieval.logquery import LogQuery
+from retrieval.events import EventStore, LogQuery
 
 # DuckDB's row group size: appends of at least this many rows are written straight to the file
 # (no WAL), about twice as fast as smaller ones.

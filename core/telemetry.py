@@ -1,98 +1,118 @@
-"""Canonical telemetry: what every reader produces and every store keeps.
+"""Telemetry rows and topology: the one row contract of logs, spans and metrics, and the service graph.
 
-Timestamps are nanoseconds since the epoch (UTC). These are the shapes of one event; bulk paths
-carry the same fields as columns (see `ingest/batch.py`).
+`ARROW_SCHEMAS` is the row contract: the columns every reader produces (`ingest`), the event store
+keeps (`retrieval.events`) and detection reads (`detect`). Consumers that read only some columns name
+them with `columns` or `row_schema`, which check the names against it. Timestamps are nanoseconds
+since the epoch (UTC); text columns hold '' for a missing value (see `TEXT_DEFAULTS`); `meta` and
+`attributes` hold other attributes as JSON text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+Kind = Literal["logs", "spans", "metrics"]
+KINDS: tuple[Kind, ...] = ("logs", "spans", "metrics")
+
+_S, _I, _U, _F = pa.string(), pa.int64(), pa.uint64(), pa.float64()
+
+ARROW_SCHEMAS: dict[Kind, pa.Schema] = {
+    "logs": pa.schema(
+        [
+            ("event_id", _U),  # xxh64 of the canonical fields (retrieval.events.schema)
+            ("ts_ns", _I),  # event time
+            ("source", _S),  # where it came from: api, journald, otlp, nezha, file
+            ("service", _S),  # service (application) that wrote the line
+            ("host", _S),  # node/host the line was written on
+            ("pod", _S),  # pod or instance name
+            ("level", _S),  # normalized severity: a `Level`
+            ("message", _S),  # the log message text (untrusted)
+            ("trace_id", _S),  # W3C trace id (32 hex)
+            ("span_id", _S),  # span id (16 hex)
+            ("event_type", _S),  # kind of event: log, audit, k8s_event, ...
+            ("error_code", _S),  # application or HTTP error code
+            ("template_id", _S),  # mined log template (ingest.templates)
+            ("meta", _S),  # other attributes, JSON
+        ]
+    ),
+    "spans": pa.schema(
+        [
+            ("event_id", _U),
+            ("trace_id", _S),
+            ("span_id", _S),
+            ("parent_id", _S),  # parent span id; '' for a root span
+            ("service", _S),
+            ("pod", _S),
+            ("host", _S),
+            ("operation", _S),  # span name
+            ("start_ns", _I),
+            ("end_ns", _I),
+            ("duration_us", _F),  # (end_ns - start_ns) / 1000, computed when absent
+            ("status", _S),  # UNSET, OK or ERROR
+            ("kind", _S),  # OTLP span kind: SERVER, CLIENT, INTERNAL, PRODUCER, CONSUMER
+            ("attributes", _S),  # JSON
+        ]
+    ),
+    "metrics": pa.schema(
+        [
+            ("event_id", _U),
+            ("ts_ns", _I),
+            ("name", _S),  # e.g. cpu_usage, memory_usage, latency_p95_s
+            ("value", _F),
+            ("service", _S),
+            ("pod", _S),
+            ("host", _S),
+            ("attributes", _S),  # JSON, keys sorted (part of the event id)
+        ]
+    ),
+}
+
+# The column each kind is ordered and windowed by.
+TIME_COLUMN: dict[Kind, str] = {"logs": "ts_ns", "spans": "start_ns", "metrics": "ts_ns"}
+
+# Columns a row must carry; every other column may be missing (text '' or its default, or computed).
+REQUIRED: dict[Kind, tuple[str, ...]] = {
+    "logs": ("ts_ns", "message"),
+    "spans": ("trace_id", "span_id", "start_ns", "end_ns"),
+    "metrics": ("ts_ns", "name", "value"),
+}
+
+# Text columns whose missing value is not ''.
+TEXT_DEFAULTS: dict[str, str] = {"event_type": "log", "status": "UNSET"}
+
+
+def columns(kind: Kind, names: Iterable[str]) -> tuple[str, ...]:
+    """`names` as a tuple, each checked to be a column of `kind` (ValueError naming the first that is not)."""
+    out = tuple(names)
+    known = ARROW_SCHEMAS[kind].names
+    bad = [n for n in out if n not in known]
+    if bad:
+        raise ValueError(f"{kind} rows have no column {bad[0]!r}; the columns are {', '.join(known)}")
+    return out
+
+
+def row_schema(kind: Kind, names: Iterable[str], *, as_text: Iterable[str] = ()) -> pa.Schema:
+    """The contract's fields `names` of `kind`, in that order; those in `as_text` typed as strings (for
+    a reader that treats an id as an opaque label, '' when absent)."""
+    text = set(columns(kind, as_text))
+    schema = ARROW_SCHEMAS[kind]
+    return pa.schema([pa.field(n, _S) if n in text else schema.field(n) for n in columns(kind, names)])
 
 
 class Level(StrEnum):
+    """Log severity, least severe first."""
+
     TRACE = "TRACE"
     DEBUG = "DEBUG"
     INFO = "INFO"
     WARN = "WARN"
     ERROR = "ERROR"
     FATAL = "FATAL"
-
-
-class LogEvent(BaseModel):
-    """One log line after canonicalization."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ts_ns: int = Field(description="Event time, ns since the epoch, UTC.")
-    source: str = Field(default="", description="Where it came from: api, journald, otlp, nezha, file.")
-    service: str = Field(default="", description="Service (application) that wrote the line.")
-    host: str = Field(default="", description="Node/host the line was written on.")
-    pod: str = Field(default="", description="Pod or instance name, if any.")
-    level: Level = Field(default=Level.INFO, description="Normalized severity.")
-    message: str = Field(description="The log message text (untrusted).")
-    trace_id: str = Field(default="", description="W3C trace id (32 hex), if the line carries one.")
-    span_id: str = Field(default="", description="Span id (16 hex), if any.")
-    event_type: str = Field(default="log", description="Kind of event: log, audit, k8s_event, ...")
-    error_code: str = Field(default="", description="Application or HTTP error code, if any.")
-    meta: dict[str, Any] = Field(default_factory=dict, description="Other attributes, kept as JSON.")
-
-
-class SpanStatus(StrEnum):
-    UNSET = "UNSET"
-    OK = "OK"
-    ERROR = "ERROR"
-
-
-class Span(BaseModel):
-    """One span of a trace."""
-
-    model_config = ConfigDict(frozen=True)
-
-    trace_id: str
-    span_id: str
-    parent_id: str = Field(default="", description="Parent span id; empty for a root span.")
-    service: str = Field(default="")
-    pod: str = Field(default="")
-    host: str = Field(default="")
-    operation: str = Field(description="Span name / operation.")
-    start_ns: int
-    end_ns: int
-    status: SpanStatus = SpanStatus.UNSET
-    kind: str = Field(default="", description="OTLP span kind: SERVER, CLIENT, INTERNAL, ...")
-    attributes: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def duration_us(self) -> float:
-        return (self.end_ns - self.start_ns) / 1000
-
-
-class MetricPoint(BaseModel):
-    """One sample of one metric."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ts_ns: int
-    name: str = Field(description="Metric name, e.g. cpu_usage, memory_usage, latency_p95_s.")
-    value: float
-    service: str = Field(default="")
-    pod: str = Field(default="")
-    host: str = Field(default="")
-    attributes: dict[str, Any] = Field(default_factory=dict)
-
-
-class LogTemplate(BaseModel):
-    """A mined log template: the constant part of a family of lines, variables as <*>."""
-
-    template_id: str = Field(description="Stable id: a hash of the template text.")
-    text: str
-    count: int = Field(default=0, description="Lines seen with this template.")
-    first_ns: int = 0
-    last_ns: int = 0
-    services: list[str] = Field(default_factory=list)
-    level: Level = Level.INFO
 
 
 class CallEdge(BaseModel):

@@ -21,7 +21,7 @@ from retrieval.vectors import VectorPoint
 if TYPE_CHECKING:
     from graph.store import GraphStore
     from retrieval.embedders import Embedder
-    from retrieval.eventstore import EventStore
+    from retrieval.events import EventStore
     from retrieval.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class IncidentBook:
 
     # ---- reading ------------------------------------------------------------------------------------
     def get(self, incident_id: str) -> Incident:
-        doc = self.events.get_doc(INCIDENTS, incident_id)
+        doc = self.events.docs.get(INCIDENTS, incident_id)
         if doc is None:
             raise NotFound(f"no incident {incident_id!r}; `devmesh incidents list` shows them", field="incident_id")
         return Incident.model_validate(doc)
@@ -60,7 +60,7 @@ class IncidentBook:
         limit: int = 100,
     ) -> list[Incident]:
         """Incidents that started in [since_ns, until_ns), newest first."""
-        docs = self.events.list_docs(
+        docs = self.events.docs.find(
             INCIDENTS, start_ns=since_ns, end_ns=until_ns, status=status.value if status else None, limit=limit
         )
         return [Incident.model_validate(d) for d in docs]
@@ -75,7 +75,7 @@ class IncidentBook:
             return []
         found = []
         for h in search_incidents(self.vectors, self.embedder, text, limit=limit):
-            doc = self.events.get_doc(INCIDENTS, h.incident_id)
+            doc = self.events.docs.get(INCIDENTS, h.incident_id)
             if doc is not None:
                 found.append((Incident.model_validate(doc), round(h.similarity, 4)))
         return found
@@ -83,7 +83,7 @@ class IncidentBook:
     def explanation(self, incident: Incident) -> Explanation | None:
         if not incident.explanation_id:
             return None
-        doc = self.events.get_doc(EXPLANATIONS, incident.explanation_id)
+        doc = self.events.docs.get(EXPLANATIONS, incident.explanation_id)
         return Explanation.model_validate(doc) if doc else None
 
     def explanations(
@@ -91,7 +91,7 @@ class IncidentBook:
     ) -> builtins.list[dict[str, Any]]:
         """Stored explanations (each with its agent run) of incidents that started in [since_ns, until_ns),
         newest first."""
-        return self.events.list_docs(EXPLANATIONS, start_ns=since_ns, end_ns=until_ns, limit=limit)
+        return self.events.docs.find(EXPLANATIONS, start_ns=since_ns, end_ns=until_ns, limit=limit)
 
     # ---- writing ------------------------------------------------------------------------------------
     def open(self, req: InvestigationRequest, *, source: str, now: int | None = None) -> Incident:
@@ -116,7 +116,7 @@ class IncidentBook:
         # an alert is the same incident whichever way it arrives (API, Alertmanager, chat)
         key = f"alert|{fingerprint}|{at // (60 * NS)}" if fingerprint else f"{source}|{service}|{at // (60 * NS)}"
         incident_id = incident_id_for(key)
-        existing = self.events.get_doc(INCIDENTS, incident_id)
+        existing = self.events.docs.get(INCIDENTS, incident_id)
         if existing is not None:
             return Incident.model_validate(existing)
         title = labels.get("alertname") or (f"{service} incident" if service else "incident") + f" at {iso(at)}"
@@ -138,7 +138,7 @@ class IncidentBook:
         return incident
 
     def save(self, incident: Incident) -> None:
-        self.events.put_doc(
+        self.events.docs.put(
             INCIDENTS,
             incident.id,
             incident.model_dump(mode="json"),
@@ -166,7 +166,7 @@ class IncidentBook:
         will be found by when a later one looks like it."""
         explanation_id = f"{incident.id}:{now_ns()}"
         explanation = explanation.model_copy(update={"incident_id": incident.id})
-        self.events.put_doc(
+        self.events.docs.put(
             EXPLANATIONS,
             explanation_id,
             explanation.model_dump(mode="json"),

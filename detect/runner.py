@@ -37,7 +37,7 @@ from core.timeutil import NS, iso
 from detect.incidents import IncidentBook
 from detect.rank.windows import MODALITIES, IncidentOptions, rank_incident
 from detect.triggers import Trigger, TriggerOptions, find_triggers
-from retrieval.eventstore import EventStore
+from retrieval.events import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,14 @@ def run_once(
 ) -> list[DetectionRun]:
     """Every window from the previous run's end (or one window back) up to `end_ns`."""
     opt = options or DetectOptions()
-    last = tools.events.kv_get(MARK)
+    last = tools.events.kv.get(MARK)
     width = opt.window_s * NS
     start = end_ns - width if last is None else max(int(last), end_ns - opt.max_catchup_s * NS)
     runs = []
     while start + width <= end_ns:
         runs.append(detect_window(tools, start, start + width, opt, notify))
         start += width
-        tools.events.kv_set(MARK, start)
+        tools.events.kv.set(MARK, start)
     return runs
 
 
@@ -162,7 +162,7 @@ def detect_window(
         run.triggers = [asdict(t) for t in found[:10]]
         _handle(tools, start_ns, ranking, found, opt, run, notify)
     run.took_ms = round((time.perf_counter() - t0) * 1000, 2)
-    tools.events.put_doc(RUNS, run.id, run.as_dict(), time_ns=start_ns, status="incident" if run.opened else "")
+    tools.events.docs.put(RUNS, run.id, run.as_dict(), time_ns=start_ns, status="incident" if run.opened else "")
     return run
 
 

@@ -22,12 +22,12 @@ from ingest import batch
 from ingest.canonical import clean_text
 from ingest.templates import TemplateMiner
 from retrieval.collections import TEMPLATES
-from retrieval.eventstore_schema import normalize
+from retrieval.events import normalize
 
 if TYPE_CHECKING:
     from graph.store import GraphStore
     from retrieval.embedders import Embedder
-    from retrieval.eventstore import EventStore, StoredTemplate
+    from retrieval.events import EventStore, StoredTemplate
     from retrieval.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Pipeline:
         self._lock = threading.RLock()
         self.max_message_chars = max_message_chars
         if miner is None:
-            state = events.kv_get(MINER_STATE_KEY)
+            state = events.kv.get(MINER_STATE_KEY)
             miner = TemplateMiner.from_state(state) if state else TemplateMiner()
         self.miner = miner
         self._placements: set[tuple[str, str, str]] = set()
@@ -311,5 +311,5 @@ class Pipeline:
 
     def save_state(self) -> None:
         with self._lock:
-            self.events.kv_set(MINER_STATE_KEY, self.miner.state())
+            self.events.kv.set(MINER_STATE_KEY, self.miner.state())
             self._miner_dirty = False

@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 
 from core.errors import EmbedderUnavailable
 from retrieval.collections import TEMPLATES
-from retrieval.logquery import LogQuery, matches
+from retrieval.events import LogQuery, matches
 
 if TYPE_CHECKING:
     from retrieval.embedders import Embedder
-    from retrieval.eventstore import EventStore
+    from retrieval.events import EventStore
     from retrieval.vectors import VectorStore
 
 _OVERFETCH = 5

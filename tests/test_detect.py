@@ -57,7 +57,7 @@ def test_runs_open_one_incident_and_survive_a_restart_without_duplicates_or_gaps
         fill(svc)
         runs = run_once(svc.detection(), end_ns=T0 + 4 * 60 * NS, options=opt)  # first run: one window back
         assert [r.start_ns for r in runs] == [T0 + 3 * 60 * NS]
-        assert svc.events.kv_get(MARK) == T0 + 4 * 60 * NS
+        assert svc.events.kv.get(MARK) == T0 + 4 * 60 * NS
     finally:
         svc.close()
     svc = open_fn(settings)  # a restart: the marker is in the store
@@ -75,7 +75,7 @@ def test_runs_open_one_incident_and_survive_a_restart_without_duplicates_or_gaps
         assert [(i.source, i.status, i.alert_ns) for i in incidents] == [
             ("detection", IncidentStatus.OPEN, T0 + 5 * 60 * NS)
         ]
-        recorded = svc.events.list_docs(RUNS, limit=100)
+        recorded = svc.events.docs.find(RUNS, limit=100)
         assert len(recorded) == 5 and sum(1 for r in recorded if r["opened"]) == 1
     finally:
         svc.close()
@@ -85,7 +85,7 @@ def test_runs_open_one_incident_and_survive_a_restart_without_duplicates_or_gaps
 def test_catch_up_is_bounded(services: Services, gap_minutes: int) -> None:
     fill(services)
     tools = services.detection()
-    services.events.kv_set(MARK, T0)
+    services.events.kv.set(MARK, T0)
     opt = DetectOptions(window_s=60, explain=False, max_catchup_s=gap_minutes * 60)
     runs = run_once(tools, end_ns=T0 + 8 * 60 * NS, options=opt)
     assert [r.start_ns for r in runs] == [T0 + m * 60 * NS for m in range(8 - gap_minutes, 8)]
@@ -97,7 +97,7 @@ def test_demo_sample_is_detected_with_its_root_cause(services: Services) -> None
     import_nezha(services.pipeline, Path(__file__).resolve().parents[1] / "samples" / "nezha")
     span = services.events.stats()["tables"]["logs"]
     runs = replay(services.detection(explain=False), span["min_ns"], span["max_ns"], DetectOptions(explain=False))
-    assert services.events.kv_get(MARK) is None  # a replay leaves the live schedule alone
+    assert services.events.kv.get(MARK) is None  # a replay leaves the live schedule alone
     fired = [r for r in runs if r.opened]
     assert len(fired) == 1, [r.as_dict() for r in fired]  # one incident, later runs update it
     assert fired[0].root_cause == "ts-verification-code-service"

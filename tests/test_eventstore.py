@@ -1,5 +1,6 @@
 """The DuckDB event store on real files: appends and dedup, restart, log queries, pagination,
-read-only SQL, templates, small state and aggregations, with exact expected values."""
+read-only SQL, templates, documents, small state and aggregations, with exact expected values; and
+the row contract its tables, the reader batches and the JSON input follow."""
 
 from __future__ import annotations
 
@@ -13,18 +14,22 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import EngineUnavailable, InvalidInput, ReadOnlyViolation
-from retrieval.eventstore import (
+from core.telemetry import ARROW_SCHEMAS, KINDS, columns, row_schema
+from ingest import batch as reader_batch
+from ingest.devmesh_json import LogEventIn
+from retrieval.events import (
     AppendResult,
     BucketCount,
     EdgeStat,
     EventStore,
+    LogQuery,
     SpanStat,
     TemplateCount,
     TemplateDelta,
+    check_read_only,
+    event_id_of,
+    event_ids,
 )
-from retrieval.eventstore_schema import event_id_of, event_ids
-from retrieval.logquery import LogQuery
-from retrieval.readonly_sql import check_read_only
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS  # 2023-11-14T22:13:20Z
@@ -151,7 +156,7 @@ def test_restart_keeps_everything_and_dedup_still_holds(path: Path) -> None:
     st.append_spans(table(SPANS))
     st.append_metrics(table([{"ts_ns": s(1), "name": "cpu", "value": 0.5, "service": "ts-order-service"}]))
     st.upsert_templates([TemplateDelta("T-created", "order created id=<*>", 3, s(0), s(90), "INFO")])
-    st.kv_set("miner", {"clusters": [1, 2, 3], "version": "0.9"})
+    st.kv.set("miner", {"clusters": [1, 2, 3], "version": "0.9"})
     before = st.stats()
     st.close()
 
@@ -162,7 +167,7 @@ def test_restart_keeps_everything_and_dedup_still_holds(path: Path) -> None:
     assert after["tables"]["spans"]["rows"] == len(SPANS)
     assert after["tables"]["metrics"]["rows"] == 1
     assert after["schema_version"] == st.schema_version == 1
-    assert st.kv_get("miner") == {"clusters": [1, 2, 3], "version": "0.9"}
+    assert st.kv.get("miner") == {"clusters": [1, 2, 3], "version": "0.9"}
     assert [t.count for t in st.templates()] == [3]
     assert st.append_logs(table(LOGS)) == AppendResult(inserted=0, duplicates=10)
     assert st.append_spans(table(SPANS)).inserted == 0
@@ -534,13 +539,65 @@ def test_templates_upsert_merge_and_resumable_embedding(store: EventStore) -> No
 
 
 def test_kv_roundtrip(store: EventStore) -> None:
-    assert store.kv_get("nothing") is None
-    assert store.kv_get("nothing", default={}) == {}
-    store.kv_set("detect.last_run", {"end_ns": s(60)})
-    store.kv_set("detect.last_run", {"end_ns": s(120)})
-    assert store.kv_get("detect.last_run") == {"end_ns": s(120)}
+    assert store.kv.get("nothing") is None
+    assert store.kv.get("nothing", default={}) == {}
+    store.kv.set("detect.last_run", {"end_ns": s(60)})
+    store.kv.set("detect.last_run", {"end_ns": s(120)})
+    assert store.kv.get("detect.last_run") == {"end_ns": s(120)}
     with pytest.raises(InvalidInput):
-        store.kv_set("bad", object())
+        store.kv.set("bad", object())
+
+
+def test_documents_by_collection_time_status_and_service(store: EventStore) -> None:
+    store.docs.put("incidents", "i1", {"id": "i1", "n": 1}, time_ns=s(10), status="open", service="web")
+    store.docs.put("incidents", "i2", {"id": "i2"}, time_ns=s(20), status="resolved", service="cart")
+    store.docs.put("incidents", "i1", {"id": "i1", "n": 2}, time_ns=s(30), status="open", service="web")
+    store.docs.put("runs", "r1", {"id": "r1"}, time_ns=s(5))
+    assert store.docs.get("incidents", "i1") == {"id": "i1", "n": 2}  # replaced
+    assert store.docs.get("runs", "i1") is None
+    assert [d["id"] for d in store.docs.find("incidents")] == ["i1", "i2"]  # newest first
+    assert [d["id"] for d in store.docs.find("incidents", start_ns=s(15), end_ns=s(30))] == ["i2"]
+    assert [d["id"] for d in store.docs.find("incidents", status="open", service="web")] == ["i1"]
+    assert [d["id"] for d in store.docs.find("incidents", limit=1)] == ["i1"]
+    assert store.docs.clear("incidents") == 2
+    assert store.docs.find("incidents") == [] and store.docs.get("runs", "r1") == {"id": "r1"}
+
+
+def test_documents_and_kv_share_the_store_transaction(store: EventStore) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.append_logs(pa.Table.from_pylist([log(1, "kept only on commit")]))
+        store.docs.put("runs", "r1", {"id": "r1"}, time_ns=s(1))
+        store.kv.set("mark", 1)
+        raise RuntimeError("abort")
+    assert store.docs.get("runs", "r1") is None and store.kv.get("mark") is None
+    assert store.stats()["tables"]["logs"]["rows"] == 0
+
+
+# -- the row contract -------------------------------------------------------------------------
+
+
+def test_json_input_fields_are_the_log_columns() -> None:
+    """LogEventIn (POST /ingest/logs) names the log columns, except the time it takes as `timestamp`
+    and the columns the store computes."""
+    fields = set(LogEventIn.model_fields) - {"timestamp"}
+    names = set(ARROW_SCHEMAS["logs"].names)
+    assert fields <= names
+    assert names - fields == {"ts_ns", "event_id", "template_id"}
+
+
+def test_reader_batches_are_the_contract_without_computed_ids() -> None:
+    for kind in KINDS:
+        computed = {"event_id", "template_id"} if kind == "logs" else {"event_id"}
+        contract = [f for f in ARROW_SCHEMAS[kind] if f.name not in computed]
+        assert list(reader_batch.SCHEMAS[kind]) == contract, kind
+
+
+def test_column_picks_are_checked_against_the_contract() -> None:
+    assert columns("metrics", ["ts_ns", "value"]) == ("ts_ns", "value")
+    with pytest.raises(ValueError, match="no column 'latency'"):
+        columns("spans", ["start_ns", "latency"])
+    schema = row_schema("logs", ["event_id", "ts_ns"], as_text=["event_id"])
+    assert schema == pa.schema([("event_id", pa.string()), ("ts_ns", pa.int64())])
 
 
 # -- read-only SQL ----------------------------------------------------------------------------

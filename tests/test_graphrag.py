@@ -27,7 +27,7 @@ from graph.server import connect_url
 from graph.store import GraphStore
 from retrieval.collections import SPANS
 from retrieval.embedders import Embedder, HashingEmbedder
-from retrieval.eventstore import EventStore
+from retrieval.events import EventStore
 from retrieval.evidence import EvidenceBundle, GatherOptions, as_data, build_symptoms, gather_evidence
 from retrieval.incident_search import search_incidents
 from retrieval.qdrant_edge import EdgeVectorStore

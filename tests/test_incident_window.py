@@ -27,7 +27,7 @@ from core.rca import Modality
 from core.settings import Settings
 from detect.rank.ranking import RankOptions
 from detect.rank.windows import IncidentOptions, choose_windows, rank_incident
-from retrieval.eventstore import EventStore
+from retrieval.events import EventStore
 
 NS = 1_000_000_000
 T0 = int(datetime(2024, 5, 1, 10, 0, tzinfo=UTC).timestamp()) * NS

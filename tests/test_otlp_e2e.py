@@ -39,7 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from api.http.app import create_app
 from api.wiring import Services
 from core.settings import Settings
-from retrieval.logquery import LogQuery
+from retrieval.events import LogQuery
 
 NS = 10**9
 T0 = (time.time_ns() // NS - 600) * NS  # ten minutes ago, whole seconds: inside the accepted window

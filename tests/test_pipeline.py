@@ -22,7 +22,7 @@ from ingest.devmesh_json import Limits, parse_events
 from ingest.importers import import_nezha, import_runbooks
 from ingest.pipeline import TEMPLATES, Pipeline
 from retrieval.embedders import HashingEmbedder
-from retrieval.logquery import LogQuery
+from retrieval.events import LogQuery
 
 REPO = Path(__file__).resolve().parents[1]
 NS = 10**9

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, opened
-from retrieval.logquery import query_from_args
+from retrieval.events import query_from_args
 from retrieval.search import search_logs
 
 query_app = typer.Typer(help="Query stored telemetry: log lines with filters, or read-only SQL.")

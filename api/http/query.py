@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api.http.deps import services
 from api.wiring import Services
-from retrieval.logquery import LogPage, query_from_args
+from retrieval.events import LogPage, query_from_args
 from retrieval.search import SearchResult, search_logs
 
 router = APIRouter(tags=["query"])

@@ -26,29 +26,35 @@ import pyarrow as pa
 
 from core.errors import InvalidInput
 from core.rca import RankingResult, TimeRange
-from core.telemetry import CallEdge
+from core.telemetry import CallEdge, columns
 from core.timeutil import NS
 from detect.rank.ranking import RankOptions, rank_window
-from retrieval.eventstore import EventStore
+from retrieval.events import EventStore
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("event_id", "ts_ns", "service", "pod", "level", "message", "trace_id", "span_id", "template_id")
-SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_id",
-    "service",
-    "pod",
-    "operation",
-    "start_ns",
-    "end_ns",
-    "duration_us",
-    "status",
-    "kind",
-    "attributes",
+# The columns fetched for the ranking, picked from the row contract.
+LOG_COLUMNS = columns(
+    "logs", ("event_id", "ts_ns", "service", "pod", "level", "message", "trace_id", "span_id", "template_id")
 )
-METRIC_COLUMNS = ("ts_ns", "name", "value", "service", "pod", "host")
+SPAN_COLUMNS = columns(
+    "spans",
+    (
+        "trace_id",
+        "span_id",
+        "parent_id",
+        "service",
+        "pod",
+        "operation",
+        "start_ns",
+        "end_ns",
+        "duration_us",
+        "status",
+        "kind",
+        "attributes",
+    ),
+)
+METRIC_COLUMNS = columns("metrics", ("ts_ns", "name", "value", "service", "pod", "host"))
 MODALITIES = ("logs", "traces", "metrics")
 
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.rca import Modality, Signal, SignalKind
+from core.telemetry import row_schema
 from detect.signals.common import ERROR_LEVELS, ERROR_WORDS, SignalOptions, TableLike, as_table
 from detect.signals.sequences import sequence_signals
 from detect.signals.slices import EXCLUDED_SLICE, outcome_tests, slice_of, slice_test
@@ -30,18 +31,11 @@ from detect.signals.spans import SpanFold
 from detect.signals.stats import family_z, share_fold
 from detect.signals.tokens import ERR_MARK, EVENT_SCHEMA, LOG_KINDS, START
 
-LOG_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("ts_ns", pa.int64()),
-        ("service", pa.string()),
-        ("pod", pa.string()),
-        ("level", pa.string()),
-        ("message", pa.string()),
-        ("trace_id", pa.string()),
-        ("span_id", pa.string()),
-        ("template_id", pa.string()),
-    ]
+# The log columns the signals read, from the row contract; event ids as text ('' when a row has none).
+LOG_SCHEMA = row_schema(
+    "logs",
+    ("event_id", "ts_ns", "service", "pod", "level", "message", "trace_id", "span_id", "template_id"),
+    as_text=("event_id",),
 )
 _MASK = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|0x[0-9a-fA-F]+|\b\w*\d\w*\b|\d+")
 

@@ -15,24 +15,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.telemetry import row_schema
 from detect.signals.common import ERROR_WORDS, TableLike, as_table
 from detect.signals.slices import EXCLUDED_SLICE, slice_of
 
-SPAN_SCHEMA = pa.schema(
-    [
-        ("trace_id", pa.string()),
-        ("span_id", pa.string()),
-        ("parent_id", pa.string()),
-        ("service", pa.string()),
-        ("pod", pa.string()),
-        ("operation", pa.string()),
-        ("start_ns", pa.int64()),
-        ("end_ns", pa.int64()),
-        ("duration_us", pa.float64()),
-        ("status", pa.string()),
-        ("kind", pa.string()),
-        ("attributes", pa.string()),
-    ]
+# The span columns the signals read, from the row contract.
+SPAN_SCHEMA = row_schema(
+    "spans",
+    (
+        "trace_id",
+        "span_id",
+        "parent_id",
+        "service",
+        "pod",
+        "operation",
+        "start_ns",
+        "end_ns",
+        "duration_us",
+        "status",
+        "kind",
+        "attributes",
+    ),
 )
 _HTTP_5XX = r'"(?:http\.)?(?:response\.)?status_code"\s*:\s*"?5\d\d'
 _ERROR_OP = re.compile(ERROR_WORDS.pattern)

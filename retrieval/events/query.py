@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import InvalidInput
 from core.telemetry import Level
+from core.timeutil import parse_time_arg
 
 LEVEL_ORDER: tuple[str, ...] = tuple(level.value for level in Level)
 
@@ -201,10 +202,6 @@ def query_from_args(names: Mapping[str, str], **args: Any) -> LogQuery:
     """A LogQuery from front-end arguments: `since`/`until` as times (ISO, epoch, '15m' = that long ago),
     `level` as the minimum level, lists as they are; empty values are left out. A bad value is InvalidInput
     naming the argument as the front end calls it (`names` maps since, until, level, ... to those names)."""
-    from pydantic import ValidationError
-
-    from core.timeutil import parse_time_arg
-
     fields: dict[str, Any] = {}
     for arg, value in args.items():
         if value is None or value == [] or value == "":

@@ -1,4 +1,5 @@
-"""The event store's tables, their Arrow shapes, and the event id of a row.
+"""The event store's tables (DDL from the row contract `core.telemetry.ARROW_SCHEMAS`), a batch in the
+store's exact shape (`normalize`), the event id of a row, and stored rows read back as dicts.
 
 `event_id` is xxh64 over a row's canonical fields (below), each written as text ('' for a missing
 value, integers in decimal, floats as Arrow casts them) and joined by U+001F. Fields that depend
@@ -9,8 +10,9 @@ JSON fields used in the hash (metric `attributes`) should sort keys.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,75 +20,14 @@ import pyarrow.compute as pc
 import xxhash
 
 from core.errors import InvalidInput
+from core.telemetry import ARROW_SCHEMAS, KINDS, REQUIRED, TEXT_DEFAULTS, Kind
+from core.timeutil import iso
 
 SCHEMA_VERSION = 1
 
-Kind = Literal["logs", "spans", "metrics"]
-KINDS: tuple[Kind, ...] = ("logs", "spans", "metrics")
-
 _S, _I, _U, _F, _B = pa.string(), pa.int64(), pa.uint64(), pa.float64(), pa.bool_()
 
-ARROW_SCHEMAS: dict[Kind, pa.Schema] = {
-    "logs": pa.schema(
-        [
-            ("event_id", _U),
-            ("ts_ns", _I),
-            ("source", _S),
-            ("service", _S),
-            ("host", _S),
-            ("pod", _S),
-            ("level", _S),
-            ("message", _S),
-            ("trace_id", _S),
-            ("span_id", _S),
-            ("event_type", _S),
-            ("error_code", _S),
-            ("template_id", _S),
-            ("meta", _S),
-        ]
-    ),
-    "spans": pa.schema(
-        [
-            ("event_id", _U),
-            ("trace_id", _S),
-            ("span_id", _S),
-            ("parent_id", _S),
-            ("service", _S),
-            ("pod", _S),
-            ("host", _S),
-            ("operation", _S),
-            ("start_ns", _I),
-            ("end_ns", _I),
-            ("duration_us", _F),
-            ("status", _S),
-            ("kind", _S),
-            ("attributes", _S),
-        ]
-    ),
-    "metrics": pa.schema(
-        [
-            ("event_id", _U),
-            ("ts_ns", _I),
-            ("name", _S),
-            ("value", _F),
-            ("service", _S),
-            ("pod", _S),
-            ("host", _S),
-            ("attributes", _S),
-        ]
-    ),
-}
-
-# The column each table is ordered and windowed by.
-TIME_COLUMN: dict[Kind, str] = {"logs": "ts_ns", "spans": "start_ns", "metrics": "ts_ns"}
-
-# Columns an appended table must carry; every other column may be missing ('' / computed).
-REQUIRED: dict[Kind, tuple[str, ...]] = {
-    "logs": ("ts_ns", "message"),
-    "spans": ("trace_id", "span_id", "start_ns", "end_ns"),
-    "metrics": ("ts_ns", "name", "value"),
-}
-
+# The fields the event id hashes (see the module doc).
 CANONICAL_FIELDS: dict[Kind, tuple[str, ...]] = {
     "logs": (
         "ts_ns",
@@ -116,9 +57,8 @@ CANONICAL_FIELDS: dict[Kind, tuple[str, ...]] = {
     "metrics": ("ts_ns", "name", "value", "service", "pod", "host", "attributes"),
 }
 
+# TEXT_DEFAULTS are constants, so safe to write into the DDL.
 _SQL_TYPES = {_S: "VARCHAR", _I: "BIGINT", _U: "UBIGINT", _F: "DOUBLE", _B: "BOOLEAN"}
-# Text columns default to '' except these (constants, so safe to write into the DDL).
-_DEFAULTS: dict[str, str] = {"event_type": "log", "status": "UNSET"}
 
 
 def _table_ddl(kind: Kind) -> str:
@@ -126,7 +66,7 @@ def _table_ddl(kind: Kind) -> str:
     for f in ARROW_SCHEMAS[kind]:
         sql_type = _SQL_TYPES[f.type]
         if f.type == _S:
-            cols.append(f"{f.name} {sql_type} NOT NULL DEFAULT '{_DEFAULTS.get(f.name, '')}'")
+            cols.append(f"{f.name} {sql_type} NOT NULL DEFAULT '{TEXT_DEFAULTS.get(f.name, '')}'")
         else:
             cols.append(f"{f.name} {sql_type} NOT NULL")
     return f"CREATE TABLE IF NOT EXISTS {kind} ({', '.join(cols)})"
@@ -182,7 +122,7 @@ def normalize(kind: Kind, table: pa.Table) -> pa.Table:
         elif f.name == "duration_us":
             arrays[f.name] = pc.divide(pc.cast(pc.subtract(arrays["end_ns"], arrays["start_ns"]), _F), 1000.0)
         elif f.type == _S:
-            arrays[f.name] = pa.repeat(_DEFAULTS.get(f.name, ""), n).cast(_S)
+            arrays[f.name] = pa.repeat(TEXT_DEFAULTS.get(f.name, ""), n).cast(_S)
         else:  # pragma: no cover - every non-text column is required or computed
             raise InvalidInput(f"{kind} batch has no '{f.name}' column", field=f.name)
     body = pa.table(arrays)
@@ -201,7 +141,7 @@ def _cast(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArray:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InvalidInput(f"column '{field.name}' is not {field.type}: {exc}", field=field.name) from exc
     if field.type == _S and out.null_count:
-        out = out.fill_null(_DEFAULTS.get(field.name, ""))
+        out = out.fill_null(TEXT_DEFAULTS.get(field.name, ""))
     return out
 
 
@@ -225,3 +165,27 @@ def event_id_of(kind: Kind, row: Mapping[str, Any]) -> int:
     """The event id of one event given as a mapping of column -> value."""
     table = pa.Table.from_pylist([{k: v for k, v in row.items() if k != "event_id"}])
     return int(event_ids(kind, table)[0].as_py())
+
+
+# -- stored rows read back -----------------------------------------------------------------------
+
+LOG_SELECT = ", ".join(ARROW_SCHEMAS["logs"].names)
+SPAN_SELECT = ", ".join(ARROW_SCHEMAS["spans"].names)
+
+
+def json_or_text(text: str) -> Any:
+    """A JSON column's value decoded ({} when empty), or the text itself when it is not JSON."""
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def log_row(columns: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    """One stored log line as a dict, with its time as ISO text (`ts`) and `meta` decoded."""
+    event = dict(zip(columns, row, strict=True))
+    event["ts"] = iso(event["ts_ns"])
+    event["meta"] = json_or_text(event["meta"])
+    return event
