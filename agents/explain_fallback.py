@@ -19,9 +19,8 @@ from core.explanation import (
     RootCause,
     RunbookLink,
     SimilarIncident,
-    TimeWindow,
 )
-from core.rca import Candidate, PropagationStep, RankingResult, Signal
+from core.rca import Candidate, PropagationStep, RankingResult, Signal, TimeRange
 
 NO_LLM = "no language model configured (set OLLAMA_HOST to use one)"
 _METRIC_WINDOW = re.compile(r"@(\d+)-(\d+)$")
@@ -135,7 +134,7 @@ def explain_from_evidence(
     *,
     similar: Sequence[SimilarIncident] = (),
     incident_id: str = "",
-    window: TimeWindow | None = None,
+    window: TimeRange | None = None,
     run: Sequence[AgentStep] = (),
     timings: dict[str, float] | None = None,
     reason: str = NO_LLM,

@@ -33,10 +33,9 @@ from core.explanation import (
     RunbookLink,
     SimilarIncident,
     StepStatus,
-    TimeWindow,
     UnsupportedClaim,
 )
-from core.rca import RankingResult
+from core.rca import RankingResult, TimeRange
 from core.timeutil import now_ns
 from prompts import render_prompt
 
@@ -208,7 +207,7 @@ def explain_with_llm(
     *,
     similar: Sequence[SimilarIncident] = (),
     incident_id: str = "",
-    window: TimeWindow | None = None,
+    window: TimeRange | None = None,
     alert_text: str = "",
     run: Sequence[AgentStep] = (),
     timings: dict[str, float] | None = None,

@@ -8,8 +8,8 @@ from typing import Any
 from agents.explain_llm import explain_with_llm
 from agents.state import TeamState
 from agents.toolbox import Toolbox
-from core.explanation import EvidenceItem, TimeWindow
-from core.rca import RankingResult
+from core.explanation import EvidenceItem
+from core.rca import RankingResult, TimeRange
 
 MAX_EVIDENCE = 60
 
@@ -44,7 +44,7 @@ def explain(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         state.get("runbooks", []),
         similar=state.get("similar", []),
         incident_id=inc.id,
-        window=TimeWindow(start_ns=inc.start_ns, end_ns=inc.end_ns),
+        window=TimeRange(start_ns=inc.start_ns, end_ns=inc.end_ns),
         alert_text=alert_text,
         run=list(state.get("steps", [])),
         timings=timings,

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from core.rca import FaultKind, PropagationStep
+from core.rca import FaultKind, PropagationStep, TimeRange
 from core.timeutil import iso
 
 
@@ -133,23 +133,6 @@ class UnsupportedClaim(BaseModel):
     dropped: bool = Field(description="True if the claim was left out; False if kept without the bad ids.")
 
 
-class TimeWindow(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    start_ns: int
-    end_ns: int
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def start(self) -> str:
-        return iso(self.start_ns)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def end(self) -> str:
-        return iso(self.end_ns)
-
-
 class LLMUsage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -162,7 +145,7 @@ class Explanation(BaseModel):
     """Why an incident happened, what it rests on, and what to do."""
 
     incident_id: str = ""
-    window: TimeWindow | None = None
+    window: TimeRange | None = None
     status: str = Field(default="ok", description="'ok' or 'insufficient_evidence'.")
     mode: ExplanationMode
     model: str = Field(default="", description="Language model that wrote the prose; '' when evidence-only.")

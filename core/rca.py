@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from core.timeutil import iso
 
 
 class Modality(StrEnum):
@@ -133,12 +135,22 @@ class Candidate(BaseModel):
 
 
 class TimeRange(BaseModel):
-    """[start_ns, end_ns) in nanoseconds since the epoch."""
+    """[start_ns, end_ns) in nanoseconds since the epoch; `start` and `end` are the same times as ISO text."""
 
     model_config = ConfigDict(frozen=True)
 
     start_ns: int
     end_ns: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def start(self) -> str:
+        return iso(self.start_ns)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def end(self) -> str:
+        return iso(self.end_ns)
 
 
 class RankingResult(BaseModel):

@@ -22,10 +22,18 @@ from core.explanation import (
     RunbookLink,
     SimilarIncident,
     StepStatus,
-    TimeWindow,
     UnsupportedClaim,
 )
-from core.rca import Candidate, FaultKind, Modality, PropagationStep, RankingResult, Signal, SignalKind
+from core.rca import (
+    Candidate,
+    FaultKind,
+    Modality,
+    PropagationStep,
+    RankingResult,
+    Signal,
+    SignalKind,
+    TimeRange,
+)
 from tests.fakes.ollama_server import FakeOllama, Scripted
 
 MODEL = "llama3.1:8b"
@@ -148,7 +156,7 @@ RUNBOOK = RunbookLink(
     section_ids=["rb:kubernetes/KubePodCrashLooping#2"],
 )
 SIMILAR = SimilarIncident(incident_id="inc-7", summary="order DB down", root_cause="ts-order-service", similarity=0.83)
-WINDOW = TimeWindow(start_ns=T0, end_ns=T0 + 900_000_000_000)
+WINDOW = TimeRange(start_ns=T0, end_ns=T0 + 900_000_000_000)
 SUMMARY = (
     "ts-order-service is the most likely root cause (62% confidence, fault kind: code error, "
     f"pod {POD}). Strongest signal: new error template: java.sql.SQLException Connection refused "

@@ -21,9 +21,8 @@ from core.explanation import (
     ExplanationMode,
     RootCause,
     RunbookLink,
-    TimeWindow,
 )
-from core.rca import FaultKind
+from core.rca import FaultKind, TimeRange
 
 T0 = 1_700_000_000 * 1_000_000_000
 
@@ -32,7 +31,7 @@ def sample_explanation(incident_id: str = "inc-42", service: str = "ts-order-ser
     """An evidence-only explanation with two causes, cited evidence and a runbook."""
     return Explanation(
         incident_id=incident_id,
-        window=TimeWindow(start_ns=T0, end_ns=T0 + 900 * 1_000_000_000),
+        window=TimeRange(start_ns=T0, end_ns=T0 + 900 * 1_000_000_000),
         mode=ExplanationMode.EVIDENCE_ONLY,
         fallback_reason="no language model configured",
         summary=f"{service} exhausted its DB connection pool; callers timed out.",
