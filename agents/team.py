@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
@@ -61,15 +61,33 @@ def run_team(tools: Toolbox, incident: Incident) -> Explanation:
 def run_team_state(tools: Toolbox, incident: Incident) -> tuple[Explanation, TeamState]:
     """`run_team`, and the team's final state (symptoms, ranking, plan) for whoever stores the result."""
     t0 = time.perf_counter()
-    final: TeamState = build_team(tools).invoke(_initial(incident, tools), {"recursion_limit": tools.budget.max_steps})
+    final: TeamState = build_team(tools).invoke(_initial(incident, tools), _config(tools))
+    return _finished(final, t0), final
+
+
+def stream_team(
+    tools: Toolbox, incident: Incident
+) -> Generator[tuple[str, dict[str, Any]], None, tuple[Explanation, TeamState]]:
+    """`run_team_state` as a stream: yields (agent, what it produced) as each agent finishes (for progress
+    streams), then returns what `run_team_state` returns."""
+    t0 = time.perf_counter()
+    final: TeamState = {}
+    for mode, chunk in build_team(tools).stream(
+        _initial(incident, tools), _config(tools), stream_mode=["updates", "values"]
+    ):
+        if mode == "updates":
+            yield from chunk.items()
+        else:
+            final = chunk
+    return _finished(final, t0), final
+
+
+def _config(tools: Toolbox) -> dict[str, Any]:
+    return {"recursion_limit": tools.budget.max_steps}
+
+
+def _finished(final: TeamState, t0: float) -> Explanation:
+    """The explainer's explanation with every agent's timings and the team's total (since `t0`)."""
     expl: Explanation = final["explanation"]
     timings = {**final.get("timings", {}), **expl.timings, "total": round((time.perf_counter() - t0) * 1000, 2)}
-    return expl.model_copy(update={"timings": timings}), final
-
-
-def stream_team(tools: Toolbox, incident: Incident) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(agent, what it produced) as each agent finishes, for progress streams (server-sent events)."""
-    for chunk in build_team(tools).stream(
-        _initial(incident, tools), {"recursion_limit": tools.budget.max_steps}, stream_mode="updates"
-    ):
-        yield from chunk.items()
+    return expl.model_copy(update={"timings": timings})

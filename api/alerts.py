@@ -4,8 +4,8 @@ Alertmanager posts a group of alerts (version "4"): each firing alert opens or u
 (keyed by the alert's fingerprint, by the port) and is explained in the background; each resolved
 alert resolves it. The answer (200) comes before any of that work. Alertmanager re-sends a firing
 group every `group_interval`; an alert already explained (same fingerprint and start) is not
-explained again. A `runbook_url` (or `runbook`) annotation is passed to the port and added to the
-explanation's runbooks if the port did not link it.
+explained again. A `runbook_url` (or `runbook`) annotation is added to the explanation's runbooks if
+the port did not link it.
 
 Optional hooks on `app.state`: `alerts_token` (a `SecretStr`; when set, requests must carry
 `Authorization: Bearer <token>`, as Alertmanager's `http_config.authorization` sends it) and
@@ -26,14 +26,17 @@ from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from api.chat.replay import SeenKeys
-from api.ports import DevMeshPort, ExplainRequest, get_port
+from api.http.deps import get_port
+from api.port import ConversationPort, DevMeshPort
 from core.errors import DevMeshError, InvalidInput
 from core.explanation import Explanation, RunbookLink
+from core.incident import AlertIn, InvestigationRequest
 from core.naming import service_of_pod
 from core.timeutil import NS, to_ns
 
 log = logging.getLogger(__name__)
 
+SOURCE = "alertmanager"
 LOOKBACK_S = 900
 """How far before an alert started its explanation window begins: causes come before alerts."""
 MAX_ALERTS = 1000
@@ -121,7 +124,7 @@ def runbook_url_of(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> st
 
 
 def alert_context(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> dict[str, Any]:
-    """The `ExplainRequest.alert` dict: what the port needs to open or update the incident."""
+    """What the alert says, for the notifier and the runbook link: names, labels, times, where it came from."""
     return {
         "source": "alertmanager",
         "fingerprint": alert.key(),
@@ -147,10 +150,22 @@ def alert_context(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> dic
     }
 
 
-def explain_request(alert: AlertmanagerAlert, payload: AlertmanagerPayload) -> ExplainRequest:
+def explain_request(alert: AlertmanagerAlert) -> InvestigationRequest:
+    """Explain the incident the alert opens or updates (keyed by its fingerprint), from `LOOKBACK_S` before it."""
     start = alert.starts_ns
-    ctx = alert_context(alert, payload)
-    return ExplainRequest(service=ctx["service"] or None, start_ns=start - LOOKBACK_S * NS, end_ns=None, alert=ctx)
+    return InvestigationRequest(
+        service=service_of(alert.labels) or None,
+        start_ns=start - LOOKBACK_S * NS,
+        at_ns=start,
+        alert=AlertIn(
+            status=alert.status,
+            labels=alert.labels,
+            annotations=alert.annotations,
+            startsAt=alert.starts_at,
+            endsAt=alert.ends_at,
+            fingerprint=alert.key(),
+        ),
+    )
 
 
 def with_alert_runbook(expl: Explanation, ctx: dict[str, Any]) -> Explanation:
@@ -163,11 +178,19 @@ def with_alert_runbook(expl: Explanation, ctx: dict[str, Any]) -> Explanation:
     return expl.model_copy(update={"runbooks": [link, *expl.runbooks]})
 
 
+@dataclass(frozen=True)
+class AlertJob:
+    """One firing alert to explain: the port's request, and the alert's context (`alert_context`)."""
+
+    request: InvestigationRequest
+    context: dict[str, Any]
+
+
 @dataclass
 class AlertPlan:
     """What one notification asks for."""
 
-    explain: list[ExplainRequest] = field(default_factory=list)
+    explain: list[AlertJob] = field(default_factory=list)
     resolve: list[str] = field(default_factory=list)
     repeated: int = 0
     deferred: int = 0
@@ -194,17 +217,16 @@ class AlertIntake:
             if verdict is False:
                 plan.repeated += 1
                 continue
-            plan.explain.append(explain_request(alert, payload))
+            plan.explain.append(AlertJob(explain_request(alert), alert_context(alert, payload)))
         return plan
 
-    def forget(self, req: ExplainRequest) -> None:
+    def forget(self, job: AlertJob) -> None:
         """After a failed explanation: let the next re-send try again."""
-        if req.alert is not None:
-            self.explained.discard(f"{req.alert['fingerprint']}@{req.alert['starts_ns']}")
+        self.explained.discard(f"{job.context['fingerprint']}@{job.context['starts_ns']}")
 
 
 def run_plan(
-    port: DevMeshPort,
+    port: ConversationPort,
     plan: AlertPlan,
     intake: AlertIntake,
     notify: Callable[[Explanation, dict[str, Any]], None] | None = None,
@@ -215,12 +237,12 @@ def run_plan(
             port.resolve_alert(fingerprint)
         except DevMeshError as exc:
             log.warning("resolving an alert failed", extra={"fingerprint": fingerprint, "error": exc.message})
-    for req in plan.explain:
-        ctx = req.alert or {}
+    for job in plan.explain:
+        ctx = job.context
         try:
-            expl = with_alert_runbook(port.explain(req), ctx)
+            expl = with_alert_runbook(port.explain(job.request, source=SOURCE).explanation, ctx)
         except Exception as exc:  # one alert's failure must not stop the rest of the group
-            intake.forget(req)
+            intake.forget(job)
             level = logging.WARNING if isinstance(exc, DevMeshError) else logging.ERROR
             log.log(
                 level,

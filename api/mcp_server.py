@@ -1,7 +1,8 @@
 """DevMesh as a Model Context Protocol server (`devmesh mcp`), built with the official `mcp` SDK (2.x).
 
 Tools: explain_incident, search_logs, query_topology, list_incidents, incident_logs, node_changes.
-Each calls the `DevMeshPort`; DevMesh errors come back as tool errors (isError) with their message.
+Each calls the `ConversationPort`; DevMesh errors come back as tool errors (isError) with their message.
+Answers are the port's models as JSON (structured content).
 `run_stdio` serves over stdin/stdout: the protocol owns stdout, so logs go to stderr.
 """
 
@@ -12,11 +13,13 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from agents.render import to_markdown
-from api.ports import DevMeshPort, ExplainRequest, since_to_ns
-from core.errors import DevMeshError
+from api.port import ConversationPort
+from api.render.markdown import to_markdown
+from api.request_args import investigation_request, since_to_ns
+from core.errors import DevMeshError, InvalidInput
+from core.incident import IncidentStatus
 
 INSTRUCTIONS = (
     "DevMesh explains incidents in distributed systems from their logs, traces, metrics and topology. "
@@ -25,6 +28,7 @@ INSTRUCTIONS = (
     "to look closer."
 )
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+SOURCE = "mcp"
 
 MaxRows = Annotated[int, Field(ge=1, le=200, description="Most rows to return.")]
 Since = Annotated[str | None, Field(description="Start: '30m', '2h', '1d' ago, or an ISO-8601 time.")]
@@ -34,7 +38,7 @@ def _tool_error(exc: DevMeshError) -> ToolError:
     return ToolError(exc.message + (f" (field: {exc.field})" if exc.field else ""))
 
 
-def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
+def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPServer:
     """An MCPServer whose tools call `port`. Serve it with `run_stdio`, or connect `mcp.Client(server)` in-process."""
     server: MCPServer = MCPServer(name=name, instructions=INSTRUCTIONS, version="0.1.0")
 
@@ -50,17 +54,15 @@ def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
         Returns the explanation as Markdown, and as JSON in the structured content.
         """
         try:
-            req = ExplainRequest(
+            req = investigation_request(
                 incident_id=incident_id,
                 service=service,
                 start_ns=since_to_ns(since) if since else None,
                 question=question,
             )
-            expl = port.explain(req)
+            expl = port.explain(req, source=SOURCE).explanation
         except DevMeshError as exc:
             raise _tool_error(exc) from exc
-        except ValidationError as exc:
-            raise ToolError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from exc
         return CallToolResult(
             content=[TextContent(type="text", text=to_markdown(expl))],
             structured_content=expl.model_dump(mode="json"),
@@ -78,7 +80,7 @@ def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
             rows = port.search_logs(text, service=service, since_ns=since_to_ns(since) if since else None, limit=limit)
         except DevMeshError as exc:
             raise _tool_error(exc) from exc
-        return {"count": len(rows), "logs": rows}
+        return {"count": len(rows), "logs": [r.as_json() for r in rows]}
 
     @server.tool(annotations=READ_ONLY)
     def query_topology(
@@ -87,7 +89,7 @@ def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
     ) -> dict[str, Any]:
         """The call graph around a service: the services it calls and that call it, with call and error figures."""
         try:
-            return port.topology(service, hops)
+            return port.topology(service, hops).model_dump(mode="json")
         except DevMeshError as exc:
             raise _tool_error(exc) from exc
 
@@ -98,10 +100,10 @@ def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
     ) -> dict[str, Any]:
         """Incidents, newest first, with their status, services and root cause when known."""
         try:
-            rows = port.list_incidents(status, limit)
+            rows = port.list_incidents(status=_status(status), limit=limit)
         except DevMeshError as exc:
             raise _tool_error(exc) from exc
-        return {"count": len(rows), "incidents": rows}
+        return {"count": len(rows), "incidents": [i.model_dump(mode="json") for i in rows]}
 
     @server.tool(annotations=READ_ONLY)
     def incident_logs(
@@ -113,7 +115,7 @@ def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
             rows = port.logs_for(incident_id, limit)
         except DevMeshError as exc:
             raise _tool_error(exc) from exc
-        return {"count": len(rows), "logs": rows}
+        return {"count": len(rows), "logs": [r.as_json() for r in rows]}
 
     @server.tool(annotations=READ_ONLY)
     def node_changes(
@@ -125,11 +127,20 @@ def build_mcp_server(port: DevMeshPort, *, name: str = "devmesh") -> MCPServer:
             rows = port.node_changes(incident_id, node)
         except DevMeshError as exc:
             raise _tool_error(exc) from exc
-        return {"count": len(rows), "changes": rows}
+        return {"count": len(rows), "changes": [c.model_dump(mode="json") for c in rows]}
 
     return server
 
 
-def run_stdio(port: DevMeshPort) -> None:
+def _status(text: str | None) -> IncidentStatus | None:
+    if not text:
+        return None
+    try:
+        return IncidentStatus(text)
+    except ValueError:
+        raise InvalidInput(f"unknown incident status {text!r}: use open or resolved", field="status") from None
+
+
+def run_stdio(port: ConversationPort) -> None:
     """Serve the MCP tools over stdin/stdout until the client closes the connection."""
     build_mcp_server(port).run("stdio")

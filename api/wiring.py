@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agents.investigate import detection_context
+from agents.llm import OllamaLLM
+from agents.masking import Masker, MaskOptions
+from agents.toolbox import Budget, Toolbox
 from core.settings import Settings
+from detect.incidents import IncidentBook
 from detect.runner import DetectContext
-
-if TYPE_CHECKING:
-    from agents.toolbox import Toolbox
-    from graph.store import GraphStore
-    from ingest.pipeline import Pipeline
-    from retrieval.embedders import Embedder
-    from retrieval.events import EventStore
-    from retrieval.vectors import VectorStore
+from graph.schema import ensure_schema
+from graph.server import EmbeddedFalkorDB, connect_url
+from graph.store import GraphStore
+from ingest.pipeline import Pipeline
+from retrieval.embedders import Embedder, make_embedder
+from retrieval.events import EventStore
+from retrieval.qdrant_server import open_vector_store
+from retrieval.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,6 @@ class Services:
     @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
-            from ingest.pipeline import Pipeline
-
             self._pipeline = Pipeline(
                 self.events,
                 self.graph,
@@ -57,11 +59,6 @@ class Services:
 
     def toolbox(self, *, modalities: tuple[str, ...] = ("logs", "traces", "metrics")) -> Toolbox:
         """What the agent team works with, built from these engines and the settings."""
-        from agents.llm import OllamaLLM
-        from agents.masking import Masker, MaskOptions
-        from agents.toolbox import Budget, Toolbox
-        from detect.incidents import IncidentBook
-
         s = self.settings
         if self._llm is None and s.ollama_host:
             self._llm = OllamaLLM(s.ollama_host, s.llm_model, timeout_s=s.llm_timeout_s, retries=s.llm_retries)
@@ -97,18 +94,12 @@ class Services:
 
 def open_services(settings: Settings, *, graph: bool = True, vectors: bool = True) -> Services:
     """Open the event store, and the graph and vector stores unless asked not to."""
-    from retrieval.events import EventStore
-
     settings.home.mkdir(parents=True, exist_ok=True)
     events = EventStore(settings.events_path)
     svc = Services(settings=settings, events=events)
     svc._closers.append(events.close)
     try:
         if graph:
-            from graph.schema import ensure_schema
-            from graph.server import EmbeddedFalkorDB, connect_url
-            from graph.store import GraphStore
-
             url = settings.falkordb_url
             if not url:
                 server = EmbeddedFalkorDB(settings.falkordb_dir)
@@ -120,9 +111,6 @@ def open_services(settings: Settings, *, graph: bool = True, vectors: bool = Tru
             ensure_schema(conn.graph)
             svc.graph = GraphStore(conn.graph)
         if vectors:
-            from retrieval.embedders import make_embedder
-            from retrieval.qdrant_server import open_vector_store
-
             svc.embedder = make_embedder(settings, settings.home / "models")
             if svc.embedder is not None:
                 svc.vectors = open_vector_store(settings)

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from api.alerts import AlertmanagerPayload, alert_context
 from api.alerts import router as alerts_router
 from api.chat.webhook import WebhookSender
 from api.http.errors import install_error_handlers
@@ -116,26 +117,38 @@ def test_grouped_firing_alerts_are_explained_with_their_context(client: TestClie
         "already_explained": 0,
         "deferred": 0,
     }
-    first, second = (c.args[0] for c in port.wait_for("explain", 2))
-    assert (first.service, first.incident_id, first.start_ns, first.end_ns) == (
+    calls = port.wait_for("explain", 2)
+    assert [c.kwargs for c in calls] == [{"source": "alertmanager"}] * 2
+    first, second = (c.args[0] for c in calls)
+    assert (first.service, first.incident_id, first.start_ns, first.end_ns, first.at_ns) == (
         "ts-order-service",  # from the pod name: the Deployment's pods carry two hash parts
         None,
         STARTS_NS - LOOKBACK_NS,
         None,
+        STARTS_NS,
     )
-    assert first.alert is not None and {k: first.alert[k] for k in ("fingerprint", "alertname", "severity")} == {
+    assert first.alert is not None
+    assert (first.alert.fingerprint, first.alert.status, first.alert.startsAt) == ("5c8a4e0e3d2a1b7f", "firing", STARTS)
+    assert first.alert.labels == FIRING["alerts"][0]["labels"]
+    assert first.alert.annotations == FIRING["alerts"][0]["annotations"]
+    assert second.service == "ts-payment-service"  # the service label wins over job
+    assert second.start_ns == 1_714_557_720 * 10**9 - LOOKBACK_NS
+    assert second.alert is not None and second.alert.fingerprint == "0b1e2c3d4e5f6a7b"
+
+
+def test_the_alert_context_names_what_the_notifier_shows() -> None:
+    payload = AlertmanagerPayload.model_validate(FIRING)
+    first, second = (alert_context(a, payload) for a in payload.alerts)
+    assert {k: first[k] for k in ("fingerprint", "alertname", "severity", "service")} == {
         "fingerprint": "5c8a4e0e3d2a1b7f",
         "alertname": "KubePodCrashLooping",
         "severity": "warning",
+        "service": "ts-order-service",
     }
-    assert first.alert["runbook_url"] == (
-        "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping"
-    )
-    assert (first.alert["starts_ns"], first.alert["ends_ns"], first.alert["node"]) == (STARTS_NS, None, "worker-3")
-    assert first.alert["group_key"] == FIRING["groupKey"] and first.alert["status"] == "firing"
-    assert second.service == "ts-payment-service"  # the service label wins over job
-    assert second.start_ns == 1_714_557_720 * 10**9 - LOOKBACK_NS
-    assert second.alert is not None and second.alert["runbook_url"] == ""
+    assert first["runbook_url"] == "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping"
+    assert (first["starts_ns"], first["ends_ns"], first["node"]) == (STARTS_NS, None, "worker-3")
+    assert first["group_key"] == FIRING["groupKey"] and first["status"] == "firing"
+    assert second["runbook_url"] == ""
 
 
 def test_resent_group_is_not_explained_again_and_resolved_alerts_resolve(client: TestClient, port: FakePort) -> None:
@@ -198,7 +211,7 @@ def test_alerts_without_fingerprint_get_a_stable_one(client: TestClient, port: F
     for a in old["alerts"]:
         del a["fingerprint"]
     client.post("/alerts/alertmanager", json=old)
-    fps = [c.args[0].alert["fingerprint"] for c in port.wait_for("explain", 2)]
+    fps = [c.args[0].alert.fingerprint for c in port.wait_for("explain", 2)]
     assert len(set(fps)) == 2 and all(len(f) == 16 for f in fps)
     assert client.post("/alerts/alertmanager", json=old).json()["already_explained"] == 2
 

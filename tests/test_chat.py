@@ -1,6 +1,6 @@
 """The Slack bot end to end: real signed requests into the FastAPI routes, a fake Slack Web API on loopback.
 
-The DevMesh side is `FakePort` (our own boundary, api.ports); Slack's side is `FakeSlackAPI`, which
+The DevMesh side is `FakePort` (our own boundary, api.port); Slack's side is `FakeSlackAPI`, which
 speaks the Web API's wire format and records chat.postMessage, chat.update, chat.postEphemeral, ...
 """
 
@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from api.chat import blocks as bk
 from api.chat.commands import USAGE, parse_command
 from api.chat.config import SlackConfig
 from api.chat.followups import FollowUpKind, classify
@@ -33,9 +32,10 @@ from api.chat.routes import router as chat_router
 from api.chat.slack_app import BUSY, SlackBot
 from api.chat.webhook import WebhookFormat, WebhookSender, webhook_payload
 from api.http.errors import install_error_handlers
-from api.ports import ExplainRequest
+from api.render import slack_blocks as bk
 from core.errors import DevMeshError, InvalidInput
 from core.explanation import EvidenceItem, EvidenceSource, RunbookLink
+from core.incident import IncidentStatus, InvestigationRequest
 from core.settings import Settings
 from tests.fakes.devmesh_port import FakePort, sample_explanation
 from tests.fakes.slack_api import BOT_USER_ID, FakeSlackAPI, SlackCall
@@ -143,9 +143,9 @@ class BlockingPort(FakePort):
         super().__init__(incidents=("inc-42",))
         self.gate = threading.Event()
 
-    def explain(self, req: ExplainRequest) -> Any:
+    def explain(self, req: InvestigationRequest, *, source: str) -> Any:
         self.gate.wait(30)
-        return super().explain(req)
+        return super().explain(req, source=source)
 
 
 @dataclass
@@ -379,7 +379,7 @@ def test_incidents_and_search_subcommands_answer_privately(make_chat: Callable[.
     chat.command("incidents open", response_url=chat.slack.url + "/response/T1/2")
     chat.command("search connection refused", response_url=chat.slack.url + "/response/T1/3")
     answers = chat.slack.wait_for("response", count=2)
-    assert [c.args for c in chat.port.calls("list_incidents")] == [("open", 20)]
+    assert [c.kwargs for c in chat.port.calls("list_incidents")] == [{"status": IncidentStatus.OPEN, "limit": 20}]
     (search,) = chat.port.calls("search_logs")
     assert search.args == ("connection refused",) and search.kwargs["limit"] == 20
     by_text = {a.params["text"]: a.params["blocks"] for a in answers}
@@ -407,7 +407,8 @@ def test_mention_then_follow_ups_in_the_thread_use_the_incident(make_chat: Calla
     assert chat.event(mention("explain inc-42", root), "Ev01").status_code == 200
     answer = chat.slack.wait_for("chat.postMessage", in_thread(root))[0]
     assert answer.params["blocks"][0]["text"]["text"] == "Incident inc-42"
-    assert chat.port.calls("explain")[0].args[0] == ExplainRequest(incident_id="inc-42")
+    assert chat.port.calls("explain")[0].args[0] == InvestigationRequest(incident_id="inc-42")
+    assert chat.port.calls("explain")[0].kwargs == {"source": "chat"}
 
     # Slack retried the same event (same event_id): not answered twice.
     assert chat.event(mention("explain inc-42", root), "Ev01", retry=1).status_code == 200
@@ -439,7 +440,7 @@ def test_mention_then_follow_ups_in_the_thread_use_the_incident(make_chat: Calla
     assert [c.args for c in chat.port.calls("node_changes")] == [("inc-42", "worker-3")]
     assert changes.params["blocks"][0]["text"]["text"].splitlines() == [
         "*Changes on worker-3*",
-        "• 2023-11-14T22:13:20Z ts-order-service restarted on worker-3 (kind=pod_restart)",
+        "• ts-order-service-5b67c48447-mv5hb: restarts 1 → 4 (+300%)",
     ]
 
     # Chatter between people in the thread, and messages in threads DevMesh did not answer, are left alone.
@@ -604,7 +605,7 @@ def test_commands_are_parsed() -> None:
     assert (cmd.target, cmd.is_incident) == ("7f3a", True)
     assert parse_command("<@U0BOT|devmesh> explain  checkout").target == "checkout"
     req = parse_command("explain checkout 30m").explain_request(now=10**18)
-    assert req == ExplainRequest(service="checkout", start_ns=10**18 - 30 * 60 * 10**9)
+    assert req == InvestigationRequest(service="checkout", start_ns=10**18 - 30 * 60 * 10**9)
     assert parse_command("incidents").action == "incidents"
     assert parse_command("search <http://x.io|x.io> timeout").text == "x.io timeout"
     for bad in ("explain", "explain a;b", "incidents maybe", "please do something for me now", "explain x 5 parsecs"):

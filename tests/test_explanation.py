@@ -12,7 +12,9 @@ from agents.citations import UNKNOWN_MARK, Claim, verify_claims
 from agents.explain_fallback import NO_LLM, explain_from_evidence
 from agents.explain_llm import answer_schema, explain_with_llm
 from agents.llm import CircuitBreaker, OllamaLLM
-from agents.render import to_json, to_markdown, to_terminal
+from api.render.markdown import to_markdown
+from api.render.terminal import to_terminal
+from api.render.text import to_json
 from core.explanation import (
     EvidenceItem,
     EvidenceSource,

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from api.mcp_server import build_mcp_server
-from api.ports import ExplainRequest
+from core.incident import IncidentStatus, InvestigationRequest
 from tests.fakes.devmesh_port import T0, FakePort
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,9 @@ def test_explain_incident_returns_markdown_and_the_explanation_json(mode: str) -
         ("ts-payment-service", 0.11),
     ]
     assert data["runbooks"][0]["steps"] == ["Check active connections", "Raise maximumPoolSize or fix the leak"]
-    assert [c.args for c in port.calls("explain")] == [(ExplainRequest(incident_id="inc-42"),)]
+    assert [(c.args, c.kwargs) for c in port.calls("explain")] == [
+        ((InvestigationRequest(incident_id="inc-42"),), {"source": "mcp"})
+    ]
 
 
 def test_explain_by_service_and_since() -> None:
@@ -83,7 +85,7 @@ def test_errors_come_back_as_tool_errors() -> None:
     assert [r.is_error for r in results] == [True] * 5
     texts = [r.content[0].text for r in results]
     assert "no incident 'inc-404'; list them with `devmesh incidents`" in texts[0]
-    assert "name an incident_id, a service or an alert to explain" in texts[1]
+    assert "give an incident_id, a service, a time (start_ns/at_ns) or an alert" in texts[1]
     assert "not a time: 'last tuesday'" in texts[2] and "(field: since)" in texts[2]
     assert "hops" in texts[3]
     assert "no incident 'inc-404'" in texts[4]
@@ -103,23 +105,35 @@ def test_search_topology_incidents_logs_and_changes() -> None:
         ]
 
     search, topo, incidents, logs, changes = (r.structured_content for r in with_client(port, calls))
-    assert search == {
-        "count": 2,
-        "logs": [
-            {"ts_ns": T0, "service": "ts-order-service", "level": "ERROR", "message": "connection refused #0"},
-            {"ts_ns": T0 + 1, "service": "ts-order-service", "level": "ERROR", "message": "connection refused #1"},
+    assert search["count"] == 2
+    assert [{k: r[k] for k in ("ts_ns", "service", "level", "message")} for r in search["logs"]] == [
+        {"ts_ns": T0, "service": "ts-order-service", "level": "ERROR", "message": "connection refused #0"},
+        {"ts_ns": T0 + 1, "service": "ts-order-service", "level": "ERROR", "message": "connection refused #1"},
+    ]
+    assert "score" not in search["logs"][0]  # only set for the engine's search hits
+    assert port.calls("search_logs")[0].kwargs == {"service": "ts-order-service", "since_ns": None, "limit": 2}
+    assert topo["edges"] == [
+        {"source": "ts-order-service", "target": "ts-payment-service", "type": "CALLS", "calls": 120, "errors": 7}
+    ]
+    assert [c.args for c in port.calls("topology")] == [("ts-order-service", 2)]
+    assert incidents["count"] == 1
+    assert [{k: i[k] for k in ("id", "status", "title", "opened_ns")} for i in incidents["incidents"]] == [
+        {"id": "inc-42", "status": "open", "title": "order errors", "opened_ns": T0}
+    ]
+    assert [c.kwargs for c in port.calls("list_incidents")] == [{"status": IncidentStatus.OPEN, "limit": 20}]
+    assert logs["count"] == 1 and logs["logs"][0]["message"] == "Connection is not available"
+    assert changes == {
+        "count": 1,
+        "changes": [
+            {
+                "pod": "ts-order-service-5b67c48447-mv5hb",
+                "metric": "restarts",
+                "before": 1.0,
+                "during": 4.0,
+                "change": 3.0,
+            }
         ],
     }
-    assert port.calls("search_logs")[0].kwargs == {"service": "ts-order-service", "since_ns": None, "limit": 2}
-    assert topo["edges"] == [{"source": "ts-order-service", "target": "ts-payment-service", "calls": 120, "errors": 7}]
-    assert [c.args for c in port.calls("topology")] == [("ts-order-service", 2)]
-    assert incidents == {
-        "count": 1,
-        "incidents": [{"id": "inc-42", "status": "open", "title": "order errors", "opened_ns": T0}],
-    }
-    assert [c.args for c in port.calls("list_incidents")] == [("open", 20)]
-    assert logs["count"] == 1 and logs["logs"][0]["message"] == "Connection is not available"
-    assert changes["changes"][0]["description"] == "ts-order-service restarted on worker-3"
 
 
 def test_served_over_stdio(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from agents.explain_fallback import explain_from_evidence
 from agents.explain_llm import build_messages, explain_with_llm
 from agents.llm import OllamaLLM
 from agents.masking import Masker, MaskOptions
-from agents.render import plain
+from api.render.text import plain
 from core.explanation import EvidenceItem, EvidenceSource, ExplanationMode
 from core.rca import Candidate, FaultKind, RankingResult
 from core.text import strip_unsafe

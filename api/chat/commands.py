@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from api.ports import ExplainRequest, since_to_ns
+from api.request_args import investigation_request, since_to_ns
 from core.errors import InvalidInput
+from core.incident import InvestigationRequest
 
 INCIDENT_ID = re.compile(r"^inc[-_:][\w.:-]+$", re.IGNORECASE)
 TARGET = re.compile(r"^[\w.:/@-]{1,200}$")
@@ -34,11 +35,11 @@ class ChatCommand:
     text: str = ""
     """Search text, or the incident status filter (incidents)."""
 
-    def explain_request(self, *, now: int | None = None, question: str | None = None) -> ExplainRequest:
+    def explain_request(self, *, now: int | None = None, question: str | None = None) -> InvestigationRequest:
         start = since_to_ns(self.since, now=now) if self.since else None
         if self.is_incident:
-            return ExplainRequest(incident_id=self.target, start_ns=start, question=question)
-        return ExplainRequest(service=self.target, start_ns=start, question=question)
+            return investigation_request(incident_id=self.target, start_ns=start, question=question)
+        return investigation_request(service=self.target, start_ns=start, question=question)
 
     def describe(self) -> str:
         what = f"incident {self.target}" if self.is_incident else self.target

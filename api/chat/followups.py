@@ -7,13 +7,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from api.chat import blocks as bk
 from api.chat.threads import ThreadContext
-from api.ports import DevMeshPort, ExplainRequest
+from api.port import ConversationPort
+from api.render import slack_blocks as bk
+from api.render import slack_rows as rows_bk
+from api.request_args import investigation_request
+from core.explanation import Explanation
+from core.incident import InvestigationRequest
 
 LOG_ROWS = 20
 SEARCH_ROWS = 20
 TOPOLOGY_HOPS = 1
+SOURCE = "chat"
 
 _NODE = r"([\w][\w.:/-]{0,199})"
 _NODE_CHANGES = (
@@ -50,8 +55,8 @@ class FollowUp:
 class Reply:
     text: str
     blocks: list[dict[str, Any]]
-    explanation: Any = None
-    """The Explanation when the port explained again (the caller keeps the thread's context fresh)."""
+    explanation: Explanation | None = None
+    """The explanation when the port explained again (the caller keeps the thread's context fresh)."""
 
 
 def classify(text: str) -> FollowUp:
@@ -76,8 +81,8 @@ def classify(text: str) -> FollowUp:
     return FollowUp(FollowUpKind.ASK, t)
 
 
-def _request(ctx: ThreadContext, question: str) -> ExplainRequest:
-    return ExplainRequest(
+def _request(ctx: ThreadContext, question: str) -> InvestigationRequest:
+    return investigation_request(
         incident_id=ctx.incident_id or None,
         service=None if ctx.incident_id else (ctx.service or None),
         start_ns=ctx.start_ns,
@@ -86,7 +91,7 @@ def _request(ctx: ThreadContext, question: str) -> ExplainRequest:
     )
 
 
-def answer(fu: FollowUp, ctx: ThreadContext, port: DevMeshPort) -> Reply:
+def answer(fu: FollowUp, ctx: ThreadContext, port: ConversationPort) -> Reply:
     """Answer a follow-up with the thread's incident as context. Port errors propagate (DevMeshError)."""
     if fu.kind is FollowUpKind.LOGS:
         if ctx.incident_id:
@@ -95,22 +100,22 @@ def answer(fu: FollowUp, ctx: ThreadContext, port: DevMeshPort) -> Reply:
         else:
             rows = port.search_logs("error", service=ctx.service or None, since_ns=ctx.start_ns, limit=LOG_ROWS)
             title = f"Error logs of {ctx.service}"
-        return Reply(f"{len(rows)} log lines", bk.logs_blocks(title, rows))
+        return Reply(f"{len(rows)} log lines", rows_bk.logs_blocks(title, rows))
     if fu.kind is FollowUpKind.NODE_CHANGES:
         if not ctx.incident_id:
-            return Reply("no incident", bk.notice_blocks("This thread has no incident id to look up changes for."))
-        rows = port.node_changes(ctx.incident_id, fu.arg)
-        return Reply(f"{len(rows)} changes on {bk.esc(fu.arg)}", bk.changes_blocks(fu.arg, rows))
+            return Reply("no incident", rows_bk.notice_blocks("This thread has no incident id to look up changes for."))
+        changes = port.node_changes(ctx.incident_id, fu.arg)
+        return Reply(f"{len(changes)} changes on {bk.esc(fu.arg)}", rows_bk.changes_blocks(fu.arg, changes))
     if fu.kind is FollowUpKind.SEARCH:
         rows = port.search_logs(fu.arg, service=ctx.service or None, since_ns=ctx.start_ns, limit=SEARCH_ROWS)
-        return Reply(f"{len(rows)} log lines", bk.logs_blocks(f"Logs like “{fu.arg}”", rows))
+        return Reply(f"{len(rows)} log lines", rows_bk.logs_blocks(f"Logs like “{fu.arg}”", rows))
     if fu.kind is FollowUpKind.TOPOLOGY:
         service = ctx.root_causes[0] if ctx.root_causes else ctx.service
         if not service:
-            return Reply("no service", bk.notice_blocks("This thread names no service to show the calls of."))
+            return Reply("no service", rows_bk.notice_blocks("This thread names no service to show the calls of."))
         topo = port.topology(service, TOPOLOGY_HOPS)
-        return Reply(f"calls around {bk.esc(service)}", bk.topology_blocks(service, topo))
-    expl = port.explain(_request(ctx, fu.text))
+        return Reply(f"calls around {bk.esc(service)}", rows_bk.topology_blocks(service, topo))
+    expl = port.explain(_request(ctx, fu.text), source=SOURCE).explanation
     if fu.kind is FollowUpKind.WHY:
         return Reply(bk.fallback_text(expl), bk.why_blocks(expl), expl)
     return Reply(bk.fallback_text(expl), bk.answer_blocks(expl), expl)

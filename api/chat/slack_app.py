@@ -24,16 +24,18 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from api.chat import blocks as bk
 from api.chat.commands import USAGE, ChatCommand, clean_slack_text, parse_command
 from api.chat.config import SlackConfig
 from api.chat.followups import FollowUpKind, answer, classify
 from api.chat.replay import RejectReplays, ReplayGuard, SeenKeys
 from api.chat.threads import ThreadContext, ThreadStore
 from api.chat.webhook import WebhookSender
-from api.ports import DevMeshPort, ExplainRequest
+from api.port import ConversationPort
+from api.render import slack_blocks as bk
+from api.render import slack_rows as rows_bk
 from core.errors import DevMeshError, InvalidInput
 from core.explanation import Explanation
+from core.incident import Feedback, IncidentStatus, InvestigationRequest
 from core.timeutil import now_ns
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ FAILED = ":warning: DevMesh failed to explain this; see its log."
 NOTICE_RESERVE = 16
 """Jobs beyond `max_pending` allowed for short notices (busy, usage), so people hear back under load."""
 EVENT_ID_TTL_S = 3600
+LIST_ROWS = 20
+SOURCE = "chat"
 _FEEDBACK_ACTION = re.compile(r"^devmesh_feedback_(right|wrong|actual)$")
 
 
@@ -59,7 +63,7 @@ def make_web_client(config: SlackConfig) -> WebClient:
 class SlackBot:
     """The bolt App, the work pool and the thread contexts. `close()` when done."""
 
-    def __init__(self, config: SlackConfig, port: DevMeshPort, *, client: WebClient | None = None) -> None:
+    def __init__(self, config: SlackConfig, port: ConversationPort, *, client: WebClient | None = None) -> None:
         self.config = config
         self.port = port
         self.client = client if client is not None else make_web_client(config)
@@ -244,7 +248,7 @@ class SlackBot:
     def _explain_job(self, *, channel: str, thread_ts: str, cmd: ChatCommand, user: str) -> Explanation | None:
         try:
             req = cmd.explain_request(now=now_ns())
-            expl = self.port.explain(req)
+            expl = self.port.explain(req, source=SOURCE).explanation
         except DevMeshError as exc:
             self._post_job(channel=channel, thread_ts=thread_ts, text=f":warning: {bk.esc(exc.message, 2000)}")
             return None
@@ -264,7 +268,9 @@ class SlackBot:
         )
         return expl
 
-    def _remember(self, channel: str, thread_ts: str, cmd: ChatCommand, req: ExplainRequest, expl: Explanation) -> None:
+    def _remember(
+        self, channel: str, thread_ts: str, cmd: ChatCommand, req: InvestigationRequest, expl: Explanation
+    ) -> None:
         window = expl.window
         self.threads.put(
             ThreadContext(
@@ -280,7 +286,7 @@ class SlackBot:
 
     def _explain_privately(self, cmd: ChatCommand, response_url: str) -> None:
         try:
-            expl = self.port.explain(cmd.explain_request(now=now_ns()))
+            expl = self.port.explain(cmd.explain_request(now=now_ns()), source=SOURCE).explanation
         except DevMeshError as exc:
             self._respond(response_url, text=f":warning: {bk.esc(exc.message, 2000)}")
             return
@@ -293,7 +299,7 @@ class SlackBot:
         except DevMeshError as exc:
             self._post_job(channel=ctx.channel, thread_ts=ctx.thread_ts, text=f":warning: {bk.esc(exc.message, 2000)}")
             return
-        if isinstance(reply.explanation, Explanation) and reply.explanation.root_causes:
+        if reply.explanation is not None and reply.explanation.root_causes:
             causes = tuple(rc.service for rc in reply.explanation.root_causes)
             self.threads.put(dataclasses.replace(ctx, root_causes=causes))
         self._call(
@@ -309,13 +315,14 @@ class SlackBot:
     def _list_job(self, *, cmd: ChatCommand, response_url: str = "", channel: str = "", thread_ts: str = "") -> None:
         try:
             if cmd.action == "incidents":
-                rows = self.port.list_incidents(cmd.text or None, 20)
-                blocks, text = bk.incidents_blocks(rows), f"{len(rows)} incidents"
+                status = IncidentStatus(cmd.text) if cmd.text else None
+                incidents = self.port.list_incidents(status=status, limit=LIST_ROWS)
+                blocks, text = rows_bk.incidents_blocks(incidents), f"{len(incidents)} incidents"
             else:
-                rows = self.port.search_logs(cmd.text, service=None, since_ns=None, limit=20)
-                blocks, text = bk.logs_blocks(f"Logs like “{cmd.text}”", rows), f"{len(rows)} log lines"
+                rows = self.port.search_logs(cmd.text, service=None, since_ns=None, limit=LIST_ROWS)
+                blocks, text = rows_bk.logs_blocks(f"Logs like “{cmd.text}”", rows), f"{len(rows)} log lines"
         except DevMeshError as exc:
-            blocks, text = bk.notice_blocks(f":warning: {bk.esc(exc.message, 2000)}"), "error"
+            blocks, text = rows_bk.notice_blocks(f":warning: {bk.esc(exc.message, 2000)}"), "error"
         if response_url:
             self._respond(response_url, text=text, blocks=blocks)
         else:
@@ -325,7 +332,7 @@ class SlackBot:
         self, *, incident_id: str, root_cause: str | None, helpful: bool, user: str, channel: str, thread_ts: str
     ) -> None:
         try:
-            self.port.feedback(incident_id, root_cause=root_cause, helpful=helpful, by=user)
+            self.port.feedback(incident_id, Feedback(root_cause=root_cause, helpful=helpful, by=user))
         except DevMeshError as exc:
             text = f":warning: Feedback not recorded: {bk.esc(exc.message, 500)}"
         else:
@@ -370,11 +377,7 @@ def _err(exc: SlackApiError) -> str:
     return str(data.get("error", "")) if isinstance(data, dict) else type(exc).__name__
 
 
-def build_slack_bot(config: SlackConfig, port: DevMeshPort, *, client: WebClient | None = None) -> SlackBot:
-    return SlackBot(config, port, client=client)
-
-
-def slack_bot_from_settings(settings: Any, port: DevMeshPort) -> SlackBot | None:
+def slack_bot_from_settings(settings: Any, port: ConversationPort) -> SlackBot | None:
     """The bot when the settings hold a bot token and signing secret, else None (chat routes answer 404)."""
     config = SlackConfig.from_settings(settings)
     return SlackBot(config, port) if config is not None else None

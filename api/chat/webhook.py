@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from agents.render import mode_line, plain, to_markdown
-from api.chat import blocks as bk
+from api.render import slack_blocks as bk
+from api.render.markdown import to_markdown
+from api.render.text import mode_line, plain
 from core.errors import DevMeshError, InvalidInput
 from core.explanation import Explanation
 

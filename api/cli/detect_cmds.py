@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import typer
 
 from api.cli.common import JsonOpt, console, emit, err_console, opened
+from api.engine_port import EnginePort
+from api.notify import notifier_from_settings
 from core.errors import EngineUnavailable
 from core.timeutil import now_ns, parse_duration, parse_time_arg
-from detect.runner import DetectOptions, run_once
+from detect.runner import DetectOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -43,20 +46,12 @@ def detect(
 
 def _local(ctx: typer.Context, end: int, opt: DetectOptions) -> dict[str, Any]:
     with opened(ctx) as svc:
-        tools = svc.detection()
-        notify = _notifier(svc)
-        return {"runs": [r.as_dict() for r in run_once(tools, end_ns=end, options=opt, notify=notify)]}
-
-
-def _notifier(svc: Any) -> Any:
-    from api.notify import notifier_from_settings
-
-    return notifier_from_settings(svc.settings)
+        port = EnginePort(svc, notify=notifier_from_settings(svc.settings))
+        return {"runs": [r.as_dict() for r in port.detect(end_ns=end, options=opt)]}
 
 
 def _via_server(url: str, end: int, opt: DetectOptions) -> dict[str, Any]:
-    import httpx
-
+    """POST /detect/run on a running `devmesh serve` (it notifies as its settings say)."""
     try:
         r = httpx.post(
             url.rstrip("/") + "/detect/run",

@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.console import Group, RenderableType
+from rich.text import Text
 
 from api.cli.common import JsonOpt, console, emit, opened
+from api.engine_port import EnginePort
+from api.render.markdown import to_markdown
+from api.render.terminal import Indented, evidence_lines, one_line, terminal_renderable
+from api.render.text import plain, to_json
 from core.errors import InvalidInput
+from core.explanation import EvidenceItem, Explanation
 from core.incident import AlertIn, Feedback, IncidentStatus, InvestigationRequest
 from core.timeutil import iso, parse_time_arg
+
+SOURCE = "cli"
 
 incidents_app = typer.Typer(help="Incidents: list, show, resolve, give feedback.")
 
@@ -31,9 +39,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(incidents_app, name="incidents")
 
 
-def show_explanation(expl: Any, fmt: Format) -> None:
-    from agents.render import terminal_renderable, to_json, to_markdown
-
+def show_explanation(expl: Explanation, fmt: Format) -> None:
     if fmt == Format.json:
         print(to_json(expl))
     elif fmt == Format.markdown:
@@ -62,8 +68,6 @@ def explain(
 
     Say which incident by id (--incident), by service and/or time (--service, --at, --since, --until), or
     with the alert that fired (--alert)."""
-    from agents.investigate import investigate
-
     req = InvestigationRequest(
         incident_id=incident,
         service=service,
@@ -73,7 +77,7 @@ def explain(
         alert=read_alert(alert) if alert else None,
     )
     with opened(ctx) as svc:
-        _, expl = investigate(svc.toolbox(), req, source="cli")
+        expl = EnginePort(svc).explain(req, source=SOURCE).explanation
     show_explanation(expl, Format.json if as_json else fmt)
 
 
@@ -101,17 +105,12 @@ def read_alert(source: str) -> AlertIn:
 def evidence(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
     """The fused evidence list (graph and vector, reranked) behind an incident's explanation."""
     with opened(ctx) as svc:
-        book = svc.toolbox().book
-        expl = book.explanation(book.get(incident_id))
+        port = EnginePort(svc)
+        expl = port.latest_explanation(port.incident(incident_id))
     items = [e.model_dump(mode="json") for e in expl.evidence] if expl else []
 
     def render(rows: list[dict[str, Any]]) -> None:
-        t = Table()
-        for col in ("id", "source", "score", "service", "text"):
-            t.add_column(col, overflow="fold")
-        for e in rows:
-            t.add_row(e["id"], e["source"], f"{e['score'] or 0:.3f}", e["service"], e["text"][:120])
-        console.print(t)
+        console.print(Group(*evidence_lines((EvidenceItem.model_validate(e) for e in rows), scores=True)))
 
     emit(items, as_json, render)
 
@@ -125,23 +124,19 @@ def list_cmd(
 ) -> None:
     """Incidents, newest first."""
     with opened(ctx, vectors=False) as svc:
-        rows = [i.model_dump(mode="json") for i in svc.toolbox().book.list(status=status, limit=limit)]
+        rows = [i.model_dump(mode="json") for i in EnginePort(svc).list_incidents(status=status, limit=limit)]
 
     def render(data: list[dict[str, Any]]) -> None:
-        t = Table()
-        for col in ("id", "status", "started", "source", "root cause", "confidence", "title"):
-            t.add_column(col)
+        """Each incident: id, status, start and source on one line; its root cause and title below it."""
+        lines: list[RenderableType] = []
         for i in data:
-            t.add_row(
-                i["id"],
-                i["status"],
-                iso(i["alert_ns"]),
-                i["source"],
-                i["root_cause"],
-                f"{i['confidence']:.2f}",
-                i["title"],
-            )
-        console.print(t)
+            head = f"{plain(i['id'])}  {i['status']:<8} {iso(i['alert_ns'])}  {plain(i['source'])}"
+            lines.append(one_line(head, style="bold"))
+            if i["root_cause"]:
+                lines.append(Indented(Text(f"root cause {plain(i['root_cause'])} ({i['confidence']:.2f})")))
+            if i["title"]:
+                lines.append(Indented(Text(plain(i["title"]), style="dim")))
+        console.print(Group(*lines) if lines else "no incidents")
 
     emit(rows, as_json, render)
 
@@ -155,9 +150,9 @@ def show_cmd(
 ) -> None:
     """An incident's latest explanation."""
     with opened(ctx, vectors=False) as svc:
-        book = svc.toolbox().book
-        incident = book.get(incident_id)
-        expl = book.explanation(incident)
+        port = EnginePort(svc)
+        incident = port.incident(incident_id)
+        expl = port.latest_explanation(incident)
     if expl is None:
         emit(incident.model_dump(mode="json"), True)
         return
@@ -168,7 +163,7 @@ def show_cmd(
 def resolve_cmd(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
     """Mark an incident resolved."""
     with opened(ctx, vectors=False) as svc:
-        inc = svc.toolbox().book.resolve(incident_id)
+        inc = EnginePort(svc).resolve(incident_id)
     emit(inc.model_dump(mode="json"), as_json, lambda d: console.print(f"resolved {d['id']}"))
 
 
@@ -186,5 +181,5 @@ def feedback_cmd(
     if root_cause is None and helpful is None:
         raise InvalidInput("give --root-cause, or --helpful / --not-helpful", field="root_cause")
     with opened(ctx) as svc:
-        inc = svc.toolbox().book.add_feedback(incident_id, Feedback(root_cause=root_cause, helpful=helpful, by=by))
+        inc = EnginePort(svc).feedback(incident_id, Feedback(root_cause=root_cause, helpful=helpful, by=by))
     emit(inc.model_dump(mode="json"), as_json, lambda d: console.print(f"feedback stored on {d['id']}"))

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from api.cli.common import JsonOpt, console, emit, opened
+from api.engine_port import EnginePort
+from api.render.terminal import Indented, one_line
+from api.render.text import plain
 from retrieval.events import query_from_args
-from retrieval.search import search_logs
 
 query_app = typer.Typer(help="Query stored telemetry: log lines with filters, or read-only SQL.")
 search_app = typer.Typer(help="Semantic search over log templates.")
@@ -76,19 +80,19 @@ def query_logs_cmd(
         cursor=cursor,
     )
     with opened(ctx, graph=False, vectors=False) as svc:
-        page = svc.events.query_logs(q)
+        page = EnginePort(svc).query_logs(q)
     emit(page.model_dump(), as_json, _render_logs)
 
 
 def _render_logs(page: dict[str, Any]) -> None:
-    t = Table(show_lines=False)
-    for col in ("time", "level", "service", "message"):
-        t.add_column(col, overflow="fold")
+    """Each line: time, level and service, then the message below it."""
+    lines: list[RenderableType] = []
     for e in page["events"]:
-        t.add_row(e["ts"], e["level"], e["service"], e["message"][:300])
-    console.print(t)
+        lines.append(one_line(f"{e['ts']} {e['level']:<5} {plain(e['service'])}", style="bold"))
+        lines.append(Indented(Text(plain(e["message"], 300))))
+    console.print(Group(*lines) if lines else "no log lines")
     if page.get("next_cursor"):
-        console.print(f"more: --cursor {page['next_cursor']}")
+        console.print(f"more: --cursor {page['next_cursor']}", soft_wrap=True)  # one line: copied whole
 
 
 @query_app.command("sql")
@@ -100,7 +104,7 @@ def query_sql_cmd(
 ) -> None:
     """Read-only SQL over the event store (statements that write are refused)."""
     with opened(ctx, graph=False, vectors=False) as svc:
-        columns, rows = svc.events.sql(statement, limit=limit)
+        columns, rows = EnginePort(svc).sql(statement, limit=limit)
     data = {"columns": columns, "rows": [list(r) for r in rows]}
 
     def render(d: dict[str, Any]) -> None:
@@ -129,15 +133,16 @@ def search_logs_cmd(
     """Log templates closest in meaning to TEXT, with scores, counts and example lines."""
     filters = query_from_args(_OPTION_OF, since=since, until=until, service=service, host=host, level=level)
     with opened(ctx) as svc:
-        result = search_logs(text, filters, events=svc.events, vectors=svc.vectors, embedder=svc.embedder, limit=limit)
+        result = EnginePort(svc).search_templates(text, filters, limit=limit)
     emit(result.model_dump(), as_json, _render_search)
 
 
 def _render_search(r: dict[str, Any]) -> None:
-    t = Table()
-    for col in ("score", "count", "level", "template", "example"):
-        t.add_column(col, overflow="fold")
+    """Each template: score, count and level, then its text and an example line below it."""
+    lines: list[RenderableType] = []
     for h in r["hits"]:
-        ex = h["examples"][0]["message"][:160] if h["examples"] else ""
-        t.add_row(f"{h['score']:.3f}", str(h["count"]), h["level"], h["text"][:160], ex)
-    console.print(t)
+        lines.append(one_line(f"{h['score']:.3f}  {h['count']:>6} lines  {h['level']}", style="bold"))
+        lines.append(Indented(Text(plain(h["text"], 160))))
+        if h["examples"]:
+            lines.append(Indented(Text("e.g. " + plain(h["examples"][0]["message"], 160), style="dim")))
+    console.print(Group(*lines) if lines else "no templates found")

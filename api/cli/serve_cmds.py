@@ -9,7 +9,11 @@ import typer
 from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, opened, progress, state
+from api.engine_port import EnginePort
+from api.http.app import create_app
 from api.info import backend_info
+from api.mcp_server import run_stdio
+from api.render.terminal import terminal_renderable
 from ingest.importers import import_nezha, import_runbooks
 from samples import sample_path
 
@@ -28,8 +32,6 @@ def serve(
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs): ingestion, OTLP receivers, query and search."""
     import uvicorn
-
-    from api.http.app import create_app
 
     settings = state(ctx).settings
     uvicorn.run(
@@ -96,8 +98,6 @@ def demo(
     if expl is None:
         console.print("[yellow]no incident detected in the sample[/yellow]")
         return
-    from agents.render import terminal_renderable
-
     run = summary["detected"][0]
     t = run["triggers"][0]
     console.print(
@@ -152,8 +152,5 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 def mcp(ctx: typer.Context) -> None:
     """Serve DevMesh's tools (explain, search logs, topology, incidents) over MCP on stdin/stdout."""
-    from api.mcp_server import run_stdio
-    from api.port_impl import EnginePort
-
     with opened(ctx) as svc:
-        run_stdio(EnginePort(svc, source="mcp"))
+        run_stdio(EnginePort(svc))

@@ -13,17 +13,31 @@ from starlette.concurrency import run_in_threadpool
 from api import alerts
 from api.chat import routes as chat_routes
 from api.chat.slack_app import slack_bot_from_settings
-from api.http import incidents, ingest, meta, otlp, query
+from api.engine_port import EnginePort
+from api.http import detect, explain, incidents, ingest, meta, otlp, query
 from api.http.errors import install_error_handlers
 from api.http.limits import BodyLimitMiddleware
-from api.port_impl import EnginePort
+from api.notify import notifier_from_settings
+from api.port import DevMeshPort
 from api.wiring import Services, open_services
 from core.settings import Settings
-from core.timeutil import parse_duration
+from core.timeutil import now_ns, parse_duration
+from detect.runner import DetectOptions
 
 log = logging.getLogger(__name__)
 
 TOPOLOGY_REFRESH_S = 15.0
+ROUTERS = (
+    meta.router,
+    ingest.router,
+    otlp.router,
+    query.router,
+    explain.router,
+    incidents.router,
+    detect.router,
+    alerts.router,
+    chat_routes.router,
+)
 
 
 def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = open_services) -> FastAPI:
@@ -33,13 +47,15 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await run_in_threadpool(open_fn, settings)
         app.state.services = svc
-        app.state.port = EnginePort(svc)
-        app.state.slack = slack_bot_from_settings(settings, app.state.port)
+        port = await run_in_threadpool(EnginePort, svc, notify=notifier_from_settings(settings))
+        app.state.port = port
+        app.state.slack = slack_bot_from_settings(settings, port)
         if settings.alerts_token is not None:
             app.state.alerts_token = settings.alerts_token.get_secret_value()
         tasks = [asyncio.create_task(_refresh_topology_loop(svc))]
         if settings.detect_every:
-            tasks.append(asyncio.create_task(_detect_loop(svc, parse_duration(settings.detect_every).total_seconds())))
+            every_s = parse_duration(settings.detect_every).total_seconds()
+            tasks.append(asyncio.create_task(_detect_loop(port, every_s)))
         try:
             yield
         finally:
@@ -57,18 +73,10 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    routers = (
-        meta.router,
-        ingest.router,
-        otlp.router,
-        query.router,
-        incidents.router,
-        alerts.router,
-        chat_routes.router,
-    )
-    for router in routers:
+    for router in ROUTERS:
         app.include_router(router)
     return app
 
@@ -84,16 +92,11 @@ async def _refresh_topology_loop(svc: Services) -> None:
                 log.exception("topology refresh failed; will retry")
 
 
-async def _detect_loop(svc: Services, every_s: float) -> None:
+async def _detect_loop(port: DevMeshPort, every_s: float) -> None:
     """Scheduled detection inside the server; the run marker in the event store carries over restarts."""
-    from api.notify import notifier_from_settings
-    from core.timeutil import now_ns
-    from detect.runner import run_once
-
-    notify = notifier_from_settings(svc.settings)
     while True:
         try:
-            await run_in_threadpool(lambda: run_once(svc.detection(), end_ns=now_ns(), notify=notify))
+            await run_in_threadpool(lambda: port.detect(end_ns=now_ns(), options=DetectOptions()))
         except Exception:
             log.exception("detection run failed; will retry")
         await asyncio.sleep(every_s)

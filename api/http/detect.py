@@ -1,4 +1,4 @@
-"""POST /detect/run: one detection run (used by the compose worker and by schedulers)."""
+"""POST /detect/run: one detection run (used by the compose worker, `devmesh detect --server`, schedulers)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from api.http.deps import services
-from api.wiring import Services
+from api.http.deps import get_port
+from api.port import DevMeshPort
 from core.timeutil import now_ns
-from detect.runner import DetectOptions, run_once
+from detect.runner import DetectOptions
 
 router = APIRouter(tags=["detection"])
 
 
 class DetectIn(BaseModel):
-    end_ns: int | None = Field(default=None, description="Treat this as now (default: the server's clock).")
-    window_s: int = Field(default=60, ge=10, le=3600)
-    explain: bool = True
+    end_ns: int | None = Field(default=None, gt=0, description="Treat this as now (default: the server's clock).")
+    window_s: int = Field(default=60, ge=10, le=3600, description="Width of one detection window.")
+    explain: bool = Field(default=True, description="Run the agents on new incidents (else only open them).")
 
 
 @router.post("/detect/run", summary="Run detection over the windows since the previous run")
-def detect_run(body: DetectIn, svc: Services = Depends(services)) -> dict[str, Any]:
+def detect_run(body: DetectIn, port: DevMeshPort = Depends(get_port)) -> dict[str, Any]:
+    """New incidents are explained (unless `explain` is false) and announced as the server's own schedule does."""
     opt = DetectOptions(window_s=body.window_s, explain=body.explain)
-    runs = run_once(svc.detection(), end_ns=body.end_ns or now_ns(), options=opt)
+    runs = port.detect(end_ns=body.end_ns or now_ns(), options=opt)
     return {"runs": [r.as_dict() for r in runs]}

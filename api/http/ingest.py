@@ -9,17 +9,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.http.deps import services
-from api.wiring import Services
+from api.http.deps import get_port, get_settings
+from api.port import DevMeshPort
 from core.errors import InvalidInput
+from core.settings import Settings
 from core.timeutil import now_ns
 from ingest.devmesh_json import Limits, LogBatchIn, ParsedEvents, events_of, parse_events
 
 router = APIRouter(tags=["ingest"])
 
 
-def limits_of(svc: Services) -> Limits:
-    s = svc.settings
+def limits_of(s: Settings) -> Limits:
     return Limits(
         max_events=s.max_batch_events,
         max_message_chars=s.max_message_chars,
@@ -60,9 +60,11 @@ def _parse(raw: bytes, limits: Limits) -> tuple[list[Any], ParsedEvents]:
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": LogBatchIn.model_json_schema()}}}},
     responses={200: {"description": "Stored; invalid events listed by index"}, 413: {}, 422: {}},
 )
-async def ingest_logs(request: Request, svc: Services = Depends(services)) -> JSONResponse:
+async def ingest_logs(
+    request: Request, port: DevMeshPort = Depends(get_port), settings: Settings = Depends(get_settings)
+) -> JSONResponse:
     raw = await request.body()
-    items, parsed = await run_in_threadpool(_parse, raw, limits_of(svc))
+    items, parsed = await run_in_threadpool(_parse, raw, limits_of(settings))
     if items and not parsed.accepted:
         first = parsed.errors[0]
         raise InvalidInput(
@@ -70,7 +72,7 @@ async def ingest_logs(request: Request, svc: Services = Depends(services)) -> JS
             field=first.field,
             details=[e.as_dict() for e in parsed.errors[:100]],
         )
-    report = await run_in_threadpool(svc.pipeline.ingest_logs, parsed.rows)
+    report = await run_in_threadpool(port.ingest, "logs", parsed.rows)
     body = {
         "received": len(items),
         "accepted": parsed.accepted,

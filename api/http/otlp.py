@@ -9,14 +9,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.http.deps import services
-from api.wiring import Services
+from api.http.deps import get_port, get_settings
+from api.port import DevMeshPort
+from core.settings import Settings
 from core.timeutil import now_ns
 from ingest import otlp
+from ingest.batch import Kind
 
 router = APIRouter(tags=["otlp"])
 
-_PARSERS: dict[str, tuple[str, Callable[..., Any]]] = {
+_PARSERS: dict[str, tuple[Kind, Callable[..., Any]]] = {
     "logs": ("logs", otlp.parse_logs),
     "traces": ("spans", otlp.parse_traces),
     "metrics": ("metrics", otlp.parse_metrics),
@@ -31,13 +33,12 @@ _DOC = {
 }
 
 
-async def _receive(signal: str, request: Request, svc: Services) -> Response:
+async def _receive(signal: str, request: Request, port: DevMeshPort, s: Settings) -> Response:
     kind, parse = _PARSERS[signal]
     content_type = request.headers.get("content-type", "")
     otlp.media_kind(content_type)  # an unsupported type is refused (415) before the body is read
     raw = await request.body()
     encoding = request.headers.get("content-encoding")
-    s = svc.settings
 
     def decode_and_parse() -> Any:  # CPU work (inflate, decode): off the event loop
         body = otlp.decode_body(raw, content_type, encoding, s.max_body_bytes)
@@ -46,21 +47,27 @@ async def _receive(signal: str, request: Request, svc: Services) -> Response:
         )
 
     parsed = await run_in_threadpool(decode_and_parse)
-    await run_in_threadpool(svc.pipeline.ingest, kind, parsed.rows)  # type: ignore[arg-type]
+    await run_in_threadpool(port.ingest, kind, parsed.rows)
     payload, media_type = otlp.partial_success_response(signal, parsed, content_type)
     return Response(content=payload, media_type=media_type)
 
 
 @router.post("/v1/logs", summary="OTLP/HTTP logs", openapi_extra=_DOC)
-async def otlp_logs(request: Request, svc: Services = Depends(services)) -> Response:
-    return await _receive("logs", request, svc)
+async def otlp_logs(
+    request: Request, port: DevMeshPort = Depends(get_port), s: Settings = Depends(get_settings)
+) -> Response:
+    return await _receive("logs", request, port, s)
 
 
 @router.post("/v1/traces", summary="OTLP/HTTP traces", openapi_extra=_DOC)
-async def otlp_traces(request: Request, svc: Services = Depends(services)) -> Response:
-    return await _receive("traces", request, svc)
+async def otlp_traces(
+    request: Request, port: DevMeshPort = Depends(get_port), s: Settings = Depends(get_settings)
+) -> Response:
+    return await _receive("traces", request, port, s)
 
 
 @router.post("/v1/metrics", summary="OTLP/HTTP metrics", openapi_extra=_DOC)
-async def otlp_metrics(request: Request, svc: Services = Depends(services)) -> Response:
-    return await _receive("metrics", request, svc)
+async def otlp_metrics(
+    request: Request, port: DevMeshPort = Depends(get_port), s: Settings = Depends(get_settings)
+) -> Response:
+    return await _receive("metrics", request, port, s)

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from api.http.deps import services
-from api.wiring import Services
+from api.http.deps import get_port
+from api.port import DevMeshPort
 from retrieval.events import LogPage, query_from_args
-from retrieval.search import SearchResult, search_logs
+from retrieval.search import SearchResult
 
 router = APIRouter(tags=["query"])
 
@@ -34,7 +34,7 @@ def query_logs(
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-    svc: Services = Depends(services),
+    port: DevMeshPort = Depends(get_port),
 ) -> LogPage:
     q = query_from_args(
         {},
@@ -50,7 +50,7 @@ def query_logs(
         limit=limit,
         cursor=cursor,
     )
-    return svc.events.query_logs(q)
+    return port.query_logs(q)
 
 
 @router.get("/search/logs", response_model=SearchResult, summary="Semantic search over log templates")
@@ -62,7 +62,7 @@ def search(
     host: Hosts = None,
     level: Level = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    svc: Services = Depends(services),
+    port: DevMeshPort = Depends(get_port),
 ) -> SearchResult:
     filters = query_from_args({}, since=since, until=until, service=service, host=host, level=level)
-    return search_logs(q, filters, events=svc.events, vectors=svc.vectors, embedder=svc.embedder, limit=limit)
+    return port.search_templates(q, filters, limit=limit)

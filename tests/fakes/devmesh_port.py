@@ -1,7 +1,9 @@
 """An in-memory DevMeshPort for front-end tests (chat, alerts, MCP) and the chat latency bench.
 
-The port is DevMesh's own boundary (api.ports), so the front ends are tested against this stand-in;
-the engines behind the real port have their own tests. Every call is recorded (bounded).
+The port is DevMesh's own boundary (api.port), so the front ends are tested against this stand-in;
+the engines behind the real port have their own tests. It answers what the chat bot, the alert intake
+and the MCP server ask (explain, feedback, logs, node changes, incidents, topology, resolve_alert).
+Every call is recorded (bounded).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.ports import ExplainRequest
+from api.port import Investigation, LogLine, MetricShift, Topology, TopologyEdge, TopologyNode
 from core.errors import NotFound
 from core.explanation import (
     EvidenceItem,
@@ -22,6 +24,7 @@ from core.explanation import (
     RootCause,
     RunbookLink,
 )
+from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest, alert_service
 from core.rca import FaultKind, TimeRange
 
 T0 = 1_700_000_000 * 1_000_000_000
@@ -133,7 +136,7 @@ class FakePort:
         if incident_id not in self.incidents:
             raise NotFound(f"no incident {incident_id!r}; list them with `devmesh incidents`")
 
-    def explain(self, req: ExplainRequest) -> Explanation:
+    def explain(self, req: InvestigationRequest, *, source: str) -> Investigation:
         if self.explain_delay_s:
             time.sleep(self.explain_delay_s)
         try:
@@ -141,50 +144,71 @@ class FakePort:
                 raise self.explain_error
             if req.incident_id:
                 self._known(req.incident_id)
-                return sample_explanation(req.incident_id)
-            service = req.service or (req.alert or {}).get("service") or "unknown"
-            iid = "inc-" + str((req.alert or {}).get("fingerprint") or service)
-            return sample_explanation(iid, service)
+                return _investigated(sample_explanation(req.incident_id))
+            labels = req.alert.labels if req.alert else {}
+            service = req.service or alert_service(labels) or "unknown"
+            iid = "inc-" + ((req.alert.fingerprint if req.alert else "") or service)
+            return _investigated(sample_explanation(iid, service))
         finally:
-            self._record("explain", req)
+            self._record("explain", req, source=source)
 
-    def feedback(self, incident_id: str, *, root_cause: str | None, helpful: bool | None, by: str) -> None:
-        self._record("feedback", incident_id, root_cause=root_cause, helpful=helpful, by=by)
+    def feedback(self, incident_id: str, feedback: Feedback) -> Incident:
+        self._record("feedback", incident_id, root_cause=feedback.root_cause, helpful=feedback.helpful, by=feedback.by)
         self._known(incident_id)
+        return _incident(incident_id)
 
-    def search_logs(self, text: str, *, service: str | None, since_ns: int | None, limit: int) -> list[dict[str, Any]]:
+    def search_logs(self, text: str, *, service: str | None, since_ns: int | None, limit: int) -> list[LogLine]:
         self._record("search_logs", text, service=service, since_ns=since_ns, limit=limit)
         rows = [
-            {"ts_ns": T0 + i, "service": service or "ts-order-service", "level": "ERROR", "message": f"{text} #{i}"}
+            LogLine(ts_ns=T0 + i, service=service or "ts-order-service", level="ERROR", message=f"{text} #{i}")
             for i in range(3)
         ]
         return rows[:limit]
 
-    def logs_for(self, incident_id: str, limit: int) -> list[dict[str, Any]]:
+    def logs_for(self, incident_id: str, limit: int) -> list[LogLine]:
         self._record("logs_for", incident_id, limit)
         self._known(incident_id)
         rows = [
-            {"ts_ns": T0, "service": "ts-order-service", "level": "ERROR", "message": "Connection is not available"},
-            {"ts_ns": T0 + 1, "service": "ts-order-service", "level": "WARN", "message": "pool <stats> & more"},
+            LogLine(ts_ns=T0, service="ts-order-service", level="ERROR", message="Connection is not available"),
+            LogLine(ts_ns=T0 + 1, service="ts-order-service", level="WARN", message="pool <stats> & more"),
         ]
         return rows[:limit]
 
-    def node_changes(self, incident_id: str, node: str) -> list[dict[str, Any]]:
+    def node_changes(self, incident_id: str, node: str) -> list[MetricShift]:
         self._record("node_changes", incident_id, node)
         self._known(incident_id)
-        return [{"ts_ns": T0, "kind": "pod_restart", "description": f"ts-order-service restarted on {node}"}]
+        return [MetricShift(pod="ts-order-service-5b67c48447-mv5hb", metric="restarts", before=1, during=4, change=3)]
 
-    def list_incidents(self, status: str | None, limit: int) -> list[dict[str, Any]]:
-        self._record("list_incidents", status, limit)
-        rows = [{"id": i, "status": "open", "title": "order errors", "opened_ns": T0} for i in sorted(self.incidents)]
-        return rows[:limit]
+    def list_incidents(
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        self._record("list_incidents", status=status, limit=limit)
+        return [_incident(i) for i in sorted(self.incidents)][:limit]
 
-    def topology(self, service: str, hops: int) -> dict[str, Any]:
+    def topology(self, service: str, hops: int) -> Topology:
         self._record("topology", service, hops)
-        return {
-            "nodes": [{"name": service}, {"name": "ts-payment-service"}],
-            "edges": [{"source": service, "target": "ts-payment-service", "calls": 120, "errors": 7}],
-        }
+        return Topology(
+            nodes=[
+                TopologyNode(id=f"Service:{service}", label="Service", key=service, hop=0),
+                TopologyNode(id="Service:ts-payment-service", label="Service", key="ts-payment-service", hop=1),
+            ],
+            edges=[TopologyEdge(source=service, target="ts-payment-service", calls=120, errors=7)],  # type: ignore[call-arg]
+        )
 
     def resolve_alert(self, fingerprint: str) -> None:
         self._record("resolve_alert", fingerprint)
+
+
+def _incident(incident_id: str) -> Incident:
+    return Incident(
+        id=incident_id, title="order errors", alert_ns=T0, start_ns=T0, end_ns=T0 + 900 * 10**9, opened_ns=T0
+    )
+
+
+def _investigated(expl: Explanation) -> Investigation:
+    return Investigation(incident=_incident(expl.incident_id), explanation=expl)

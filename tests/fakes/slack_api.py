@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from api.chat.blocks import check_blocks
+from api.render.slack_blocks import check_blocks
 from tests.fakes.loopback import LoopbackFake
 
 BOT_USER_ID = "UDEVMESH"

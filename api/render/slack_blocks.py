@@ -1,4 +1,4 @@
-"""Explanations and follow-up answers as Slack Block Kit, within Slack's limits.
+"""Explanations as Slack Block Kit, within Slack's limits, and the block builders every Slack answer uses.
 
 Limits kept (Slack rejects a message over them): 50 blocks a message, 3000 characters of section text,
 150 of a header, 10 context elements, 75 characters of button and option text, 2000 of a button value,
@@ -9,13 +9,12 @@ out of a code block.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agents.explain_fallback import path_services
-from agents.render import mode_line, plain
+from api.render.text import mode_line, plain
 from core.explanation import Explanation, RunbookLink
-from core.timeutil import iso
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -31,7 +30,6 @@ MAX_FALLBACK_TEXT = 3000
 
 EVIDENCE_SHOWN = 8
 EVIDENCE_TEXT_CHARS = 200
-ROW_TEXT_CHARS = 300
 
 FEEDBACK_BLOCK_PREFIX = "devmesh_feedback:"
 ACTION_RIGHT = "devmesh_feedback_right"
@@ -303,82 +301,6 @@ def answer_blocks(expl: Explanation) -> list[Block]:
         blocks += sections("Top causes", cause_lines(expl, reasoning=False)[:5])
     blocks.append(context(esc(mode_line(expl), 300)))
     return fit(blocks)
-
-
-# -- rows from the port (logs, changes, incidents, topology) ------------------------------------------
-
-
-def _time_of(row: Mapping[str, Any]) -> str:
-    for key in ("ts_ns", "time_ns", "opened_ns", "start_ns"):
-        value = row.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return iso(value)
-    value = row.get("time") or row.get("timestamp")
-    return str(value) if value else ""
-
-
-def log_line(row: Mapping[str, Any]) -> str:
-    bits = [_time_of(row), str(row.get("level") or ""), str(row.get("service") or row.get("pod") or "")]
-    text = str(row.get("message") or row.get("text") or "")
-    return esc(" ".join(b for b in bits if b) + f" {text}", ROW_TEXT_CHARS)
-
-
-def change_line(row: Mapping[str, Any]) -> str:
-    main = row.get("description") or row.get("change") or row.get("text") or row.get("message")
-    when = _time_of(row)
-    skip = {"description", "change", "text", "message", "ts_ns", "time_ns", "time", "timestamp"}
-    extra = ", ".join(f"{k}={v}" for k, v in row.items() if k not in skip and v not in (None, ""))
-    body = str(main) if main else extra
-    tail = f" ({extra})" if main and extra else ""
-    return "• " + (f"{when} " if when else "") + esc(body + tail, ROW_TEXT_CHARS)
-
-
-def logs_blocks(title: str, rows: Sequence[Mapping[str, Any]]) -> list[Block]:
-    if not rows:
-        return [section(f"*{esc(title)}*\n_No log lines found._")]
-    return fit(code_sections(esc(title), [log_line(r) for r in rows]))
-
-
-def changes_blocks(node: str, rows: Sequence[Mapping[str, Any]]) -> list[Block]:
-    if not rows:
-        return [section(f"*Changes on {esc(node)}*\n_Nothing changed on this node in the incident's window._")]
-    return fit(sections(f"Changes on {esc(node)}", [change_line(r) for r in rows]))
-
-
-def incidents_blocks(rows: Sequence[Mapping[str, Any]]) -> list[Block]:
-    if not rows:
-        return [section("*Incidents*\n_No incidents._")]
-    lines = []
-    for r in rows:
-        bits = [code(str(r.get("id") or r.get("incident_id") or "?"))]
-        bits += [esc(str(r["status"]))] if r.get("status") else []
-        bits += [_time_of(r)] if _time_of(r) else []
-        title = r.get("title") or r.get("summary") or ""
-        cause = f" · root cause *{esc(str(r['root_cause']))}*" if r.get("root_cause") else ""
-        lines.append("• " + " · ".join(bits) + (f": {esc(str(title), 200)}" if title else "") + cause)
-    return fit(sections("Incidents", lines))
-
-
-def topology_blocks(service: str, topo: Mapping[str, Any]) -> list[Block]:
-    edges = topo.get("edges") or []
-    lines = []
-    for e in edges:
-        if not isinstance(e, Mapping):
-            continue
-        stats = ", ".join(
-            f"{k} {e[k]:.3g}" if isinstance(e[k], float) else f"{k} {e[k]}"
-            for k in ("calls", "errors", "error_rate", "p95_ms")
-            if k in e and e[k] is not None
-        )
-        edge = f"• {esc(str(e.get('source', '?')))} → {esc(str(e.get('target', '?')))}"
-        lines.append(edge + (f" ({stats})" if stats else ""))
-    if not lines:
-        return [section(f"*Calls around {esc(service)}*\n_No calls known._")]
-    return fit(sections(f"Calls around {esc(service)}", lines))
-
-
-def notice_blocks(text: str) -> list[Block]:
-    return [section(text)]
 
 
 def check_blocks(blocks: Sequence[Block]) -> list[str]:
