@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint serve clean bench eval
+.PHONY: install demo test lint serve clean
 
 install: $(VENV)/.installed
 

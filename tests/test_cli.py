@@ -209,11 +209,22 @@ def test_import_nezha_and_runbooks(settings: Settings, minilm: Any) -> None:
 @pytest.mark.slow
 def test_demo(settings: Settings, minilm: Any) -> None:
     summary = out(devmesh(settings, "demo", "--json", embedder="minilm"))
-    assert {"imported", "services", "calls", "top_error_templates"} <= set(summary)
+    # the import, the detection and the explanation each under its own key: none overwrites another
+    assert set(summary) == {
+        "home",
+        "imported",
+        "services",
+        "calls",
+        "templates",
+        "top_error_templates",
+        "detection",
+        "explanation",
+    }
     assert summary["home"] == str(settings.home / "demo")
-    assert summary["imported"]["logs"]["stored"] == 8654
-    assert summary["runbooks"]["runbooks"] == 6
+    assert summary["imported"]["telemetry"]["logs"]["stored"] == 8654
+    assert summary["imported"]["runbooks"]["runbooks"] == 6
     assert "ts-verification-code-service" in summary["services"]
+    assert summary["templates"] == 249  # a count of templates, as the report prints it
     assert len(summary["calls"]) == 15 and summary["calls"][0]["calls"] >= summary["calls"][-1]["calls"]
     top = summary["top_error_templates"]
     assert 0 < len(top) <= 10 and all(t["level"] in ("WARN", "ERROR", "FATAL") for t in top)
@@ -223,8 +234,38 @@ def test_demo(settings: Settings, minilm: Any) -> None:
     assert "[getSoldTickets][Seat][Left ticket info is empty]" in top[0]["text"]
     # the sample's labelled fault (a `return` fault in ts-verification-code-service, 09:49:34) is detected by the
     # run at 09:51 (new errors in that service) and ranked first
-    assert [
+    assert detected(summary) == [
+        (1_674_985_860_000_000_000, "errors", "ts-verification-code-service", "ts-verification-code-service")
+    ]
+    assert summary["detection"]["incident"]["id"] == summary["explanation"]["incident_id"]
+    expl = summary["explanation"]
+    assert expl["root_causes"][0]["service"] == "ts-verification-code-service"
+    assert expl["runbooks"] and all({"id", "title", "steps"} <= set(r) for r in expl["runbooks"])
+
+    # a second run starts from an empty demo home and gives the same report
+    again = out(devmesh(settings, "demo", "--json", embedder="minilm"))
+    assert again["imported"]["telemetry"]["logs"]["stored"] == 8654
+    assert detected(again) == detected(summary)
+    assert again["explanation"]["summary"] == expl["summary"]
+    assert causes(again["explanation"]) == causes(expl)
+    assert [r["id"] for r in again["explanation"]["runbooks"]] == [r["id"] for r in expl["runbooks"]]
+
+
+def detected(report: dict[str, Any]) -> list[tuple[int, str, str, str]]:
+    return [
         (r["end_ns"], r["triggers"][0]["rule"], r["triggers"][0]["service"], r["root_cause"])
-        for r in summary["detected"]
-    ] == [(1_674_985_860_000_000_000, "errors", "ts-verification-code-service", "ts-verification-code-service")]
-    assert summary["root_causes"][0]["service"] == "ts-verification-code-service"
+        for r in report["detection"]["detected"]
+    ]
+
+
+def causes(expl: dict[str, Any]) -> list[tuple[str, float]]:
+    return [(c["service"], c["confidence"]) for c in expl["root_causes"]]
+
+
+def test_demo_will_not_empty_a_folder_it_did_not_make(settings: Settings, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("keep me")
+    refused = devmesh(settings, "demo", "--home", str(elsewhere), expect=1)
+    assert b"error (home):" in refused.stderr
+    assert (elsewhere / "notes.txt").read_text() == "keep me"

@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from api.measure.eval_rca import evaluate_rca_nezha
 from api.wiring import open_services
-from bench.eval_rca import evaluate_rca_nezha
 from core.errors import DatasetError, InvalidInput
 from core.rca import Modality
 from core.settings import Settings

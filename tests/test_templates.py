@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.eval_templates import evaluate_templates, grouping_accuracy
 from core.errors import InvalidInput
 from ingest.templates import TemplateMatch, TemplateMiner, mask_fast, normalize
+from ingest.templates.scoring import evaluate_templates, grouping_accuracy
 
 SAMPLES = Path(__file__).parent / "data" / "loghub_sample"
 ID = re.compile(r"^T[0-9a-f]{12}$")

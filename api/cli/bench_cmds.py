@@ -1,26 +1,32 @@
-"""Measuring: `devmesh bench ingest|query`, `devmesh eval templates`. All print one JSON object with --json."""
+"""`devmesh bench ingest|query|explain|chat`: throughput, latency and memory (one JSON object with --json).
+
+The benchmarks are in `api.measure`; standalone timings of the lower packages are `python -m bench.X`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from api.cli.common import JsonOpt, console, emit, progress, state
+from api.measure.bench_chat import run_chat_bench
+from api.measure.bench_explain import run_explain_bench
+from api.measure.bench_ingest import run_ingest_bench
+from api.measure.bench_query import run_query_bench
 from api.wiring import open_services
+from ingest.nezha import plan
+from samples import sample_path
 
 bench_app = typer.Typer(help="Benchmarks (throughput, latency, memory); JSON results with --json.")
-eval_app = typer.Typer(help="Accuracy evaluations on labelled data sets; JSON results with --json.")
-eval_detect_app = typer.Typer(help="Scheduled detection replayed over a labelled data set.")
-eval_app.add_typer(eval_detect_app, name="detect")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
-    app.add_typer(eval_app, name="eval")
 
 
-def _print(d: dict) -> None:
+def _print(d: dict[str, Any]) -> None:
     console.print_json(data=d)
 
 
@@ -31,9 +37,6 @@ def bench_ingest(
     as_json: bool = JsonOpt,
 ) -> None:
     """End-to-end ingest throughput (parse, template, dedup, store, embed new templates) and peak RSS."""
-    from bench.ingest import run_ingest_bench
-    from ingest.nezha import plan
-
     total = len([f for f in plan(directory).files if f.kind in ("logs", "spans")])
     with progress(not as_json) as bar:
         task = bar.add_task("bench ingest", total=total, status="")
@@ -54,8 +57,6 @@ def bench_query(
     as_json: bool = JsonOpt,
 ) -> None:
     """Query and semantic-search latency over a temporary store filled with EVENTS synthetic events."""
-    from bench.query import run_query_bench
-
     with progress(not as_json) as bar:
         task = bar.add_task("bench query", total=None, status="filling")
         result = run_query_bench(
@@ -68,57 +69,47 @@ def bench_query(
     emit(result, as_json, _print)
 
 
-@eval_app.command("templates")
-def eval_templates(
-    directory: Path = typer.Argument(..., help="Loghub-layout folder: <Sys>/<Sys>_2k.log_structured_corrected.csv"),
-    system: list[str] | None = typer.Option(None, "--system", help="Only these systems (repeat)."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Grouping accuracy of the template miner per system (Loghub definition) and the average."""
-    from bench.eval_templates import evaluate_templates
-
-    result = evaluate_templates(directory, systems=system or None)
-    emit(result, as_json, _print)
-
-
-@eval_detect_app.command("nezha")
-def eval_detect_nezha(
-    ctx: typer.Context,
-    directory: Path = typer.Argument(..., help="Nezha-layout folder (date folders with a fault list)."),
-    home: Path | None = typer.Option(None, help="Home to import into (default: a new temporary one)."),
-    reuse: bool = typer.Option(False, help="Reuse the data already imported into --home."),
-    explain: bool = typer.Option(False, help="Run the whole agent team for each incident (slower)."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Replay detection once a minute over the data; faults detected within 3 minutes, top-1, false incidents."""
-    import tempfile
-
-    from bench.eval_detect import evaluate_detect_nezha
-
-    with tempfile.TemporaryDirectory(prefix="devmesh-eval-") as tmp, progress(not as_json) as bar:
-        settings = state(ctx).settings.model_copy(update={"home": home or Path(tmp)})
-        task = bar.add_task("detect", total=None, status="")
-        result = evaluate_detect_nezha(
-            directory,
-            settings,
-            open_fn=open_services,
-            reuse=reuse,
-            explain=explain,
-            on_run=lambda n, total: bar.update(task, completed=n, total=total),
-        )
-    emit(result, as_json, _print)
-
-
 @bench_app.command("explain")
 def bench_explain(
+    ctx: typer.Context,
     directory: Path | None = typer.Argument(None, help="Nezha-layout folder (default: the bundled sample)."),
-    faults: int | None = typer.Option(None, help="Use the first N labelled faults' times."),
+    faults: int | None = typer.Option(None, min=1, help="Use the first N labelled faults' times (default all)."),
     runs: int = typer.Option(20, min=1, help="Timed POST /explain calls."),
+    embedder: str = typer.Option("minilm", help="minilm (as installed), ollama:<model> or none."),
+    client: str = typer.Option("uvicorn", help="uvicorn (the app on 127.0.0.1) or testclient (in process)."),
     demo: bool = typer.Option(False, help="Also time `devmesh demo` in a fresh home."),
+    demo_warm_models: bool = typer.Option(
+        False, help="Time the demo with the shared model folder (no model export) instead of a fresh one."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """POST /explain latency (p50, p95) in evidence-only mode on an imported Nezha case, and peak RSS."""
-    from bench.explain_latency import REPO, run
+    if client not in ("uvicorn", "testclient"):
+        raise typer.BadParameter("uvicorn or testclient", param_hint="--client")
+    result = run_explain_bench(
+        (directory or sample_path() / "nezha").resolve(),
+        state(ctx).settings,
+        faults=faults,
+        runs=runs,
+        embedder=embedder,
+        client=client,
+        demo=demo,
+        fresh_demo_models=not demo_warm_models,
+    )
+    emit(result, as_json, _print)
 
-    result = run(directory or REPO / "samples" / "nezha", faults=faults, runs=runs, demo=demo)
+
+@bench_app.command("chat")
+def bench_chat(
+    requests: int = typer.Option(60, min=1, help="Slash commands to send."),
+    concurrency: int = typer.Option(6, min=1, help="Slash commands in flight at once."),
+    explain_ms: float = typer.Option(500, min=0, help="How long the stand-in port's explain takes."),
+    workers: int = typer.Option(4, min=1, help="The bot's worker threads."),
+    closed_loop: bool = typer.Option(False, help="Each client waits for its answer before its next command."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Chat bot latency on 127.0.0.1: slash command to acknowledgement (Slack wants < 3 s) and to the answer."""
+    result = run_chat_bench(
+        requests=requests, concurrency=concurrency, explain_ms=explain_ms, workers=workers, closed_loop=closed_loop
+    )
     emit(result, as_json, _print)

@@ -1,11 +1,11 @@
-"""`devmesh eval rca nezha DIR`: root-cause ranking accuracy on a Nezha-layout data set (JSON with --json).
+"""`devmesh eval templates|rca nezha|detect nezha`: accuracy on labelled data sets (one JSON object with --json).
 
-Register with `register(eval_app)` (adds the `rca` group with its `nezha` command) or add
-`eval_rca_nezha` to a group yourself.
+The harnesses are in `api.measure`; the scoring they apply in `detect.scoring` and `ingest.templates.scoring`.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +13,40 @@ import typer
 from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, progress, state
+from api.measure.eval_detect import evaluate_detect_nezha
+from api.measure.eval_rca import evaluate_rca_nezha
 from api.wiring import open_services
+from detect.rank.windows import IncidentOptions
+from ingest.nezha import load_faults, plan
+from ingest.templates.scoring import evaluate_templates
 
+eval_app = typer.Typer(help="Accuracy evaluations on labelled data sets; JSON results with --json.")
 rca_app = typer.Typer(help="Root-cause ranking accuracy on labelled fault-injection data sets.")
+detect_app = typer.Typer(help="Scheduled detection replayed over a labelled data set.")
+eval_app.add_typer(rca_app, name="rca")
+eval_app.add_typer(detect_app, name="detect")
 
 
-def register(eval_app: typer.Typer) -> None:
-    eval_app.add_typer(rca_app, name="rca")
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
 
 
-def _render(d: dict[str, Any]) -> None:
+def _print(d: dict[str, Any]) -> None:
+    console.print_json(data=d)
+
+
+@eval_app.command("templates")
+def eval_templates(
+    directory: Path = typer.Argument(..., help="Loghub-layout folder: <Sys>/<Sys>_2k.log_structured_corrected.csv"),
+    system: list[str] | None = typer.Option(None, "--system", help="Only these systems (repeat)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Grouping accuracy of the template miner per system (Loghub definition) and the average."""
+    result = evaluate_templates(directory, systems=system or None)
+    emit(result, as_json, _print)
+
+
+def _render_rca(d: dict[str, Any]) -> None:
     t = Table(title=f"root-cause ranking on {d['dataset']} ({', '.join(d['modalities'])})")
     for col in ("fault", "type", "truth", "rank", "top 3", "s"):
         t.add_column(col)
@@ -66,10 +90,6 @@ def eval_rca_nezha(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import DIR, rank each labelled fault from its start time alone (as POST /explain would), score."""
-    from bench.eval_rca import evaluate_rca_nezha
-    from detect.rank.windows import IncidentOptions
-    from ingest.nezha import load_faults, plan
-
     settings = state(ctx).settings
     mods = [m for m, off in (("logs", no_logs), ("traces", no_traces), ("metrics", no_metrics)) if not off]
     if not mods:
@@ -93,4 +113,28 @@ def eval_rca_nezha(
             on_import=lambda name: bar.update(imp, advance=1, status=name),
             on_case=lambda r: bar.update(cases, advance=1, status=f"{r['fault']} rank {r['rank'] or '-'}"),
         )
-    emit(result, as_json, _render)
+    emit(result, as_json, _render_rca)
+
+
+@detect_app.command("nezha")
+def eval_detect_nezha(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="Nezha-layout folder (date folders with a fault list)."),
+    home: Path | None = typer.Option(None, help="Home to import into (default: a new temporary one)."),
+    reuse: bool = typer.Option(False, help="Reuse the data already imported into --home."),
+    explain: bool = typer.Option(False, help="Run the whole agent team for each incident (slower)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replay detection once a minute over the data; faults detected within 3 minutes, top-1, false incidents."""
+    with tempfile.TemporaryDirectory(prefix="devmesh-eval-") as tmp, progress(not as_json) as bar:
+        settings = state(ctx).settings.model_copy(update={"home": home or Path(tmp)})
+        task = bar.add_task("detect", total=None, status="")
+        result = evaluate_detect_nezha(
+            directory,
+            settings,
+            open_fn=open_services,
+            reuse=reuse,
+            explain=explain,
+            on_run=lambda n, total: bar.update(task, completed=n, total=total),
+        )
+    emit(result, as_json, _print)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
-from api.cli import bench_cmds, data_cmds, detect_cmds, eval_cmds, incident_cmds, query_cmds, serve_cmds
+from api.cli import bench_cmds, data_cmds, demo_cmds, detect_cmds, eval_cmds, incident_cmds, query_cmds, serve_cmds
 from api.cli.common import State, err_console, setup_logging
 from core.errors import DevMeshError
 
@@ -36,10 +36,11 @@ def _root(
 
 
 serve_cmds.register(app)
+demo_cmds.register(app)
 data_cmds.register(app)
 query_cmds.register(app)
 bench_cmds.register(app)
-eval_cmds.register(bench_cmds.eval_app)
+eval_cmds.register(app)
 incident_cmds.register(app)
 detect_cmds.register(app)
 

@@ -4,38 +4,34 @@ The data set is imported with `ingest.importers.import_nezha` into a fresh store
 already imported HOME is reused). Each labelled fault then becomes an *alert*: only its injection
 time is handed to `detect.rank.windows.rank_incident`, the same code `POST /explain` runs, and the
 store holds telemetry only (no labels, no earlier answers). The label (the service of `inject_pod`)
-is looked up after the ranking has returned, to score it: AC@k is the share of faults whose root
-service is among the first k candidates.
-
-Run: `.venv/bin/python -m bench.eval_rca DIR [--home HOME] [--reuse] [--no-logs|--no-traces|--no-metrics]`.
+is looked up after the ranking has returned, to score it (`detect.scoring`: AC@k is the share of
+faults whose root service is among the first k candidates).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import statistics
-import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.investigate import investigate
 from core.errors import DatasetError
+from core.incident import InvestigationRequest
 from core.timeutil import iso
 from detect.rank.windows import MODALITIES, IncidentOptions, rank_incident
+from detect.scoring import rank_of, rca_scores, rca_scores_by_type
 from ingest import nezha
 from ingest.importers import import_nezha
 
 log = logging.getLogger(__name__)
 
 IMPORTED_KEY = "eval:nezha:imported"
-TOP_K = (1, 3, 5)
 
 
 @dataclass(frozen=True)
@@ -50,15 +46,6 @@ def _split(faults: list[nezha.NezhaFault]) -> tuple[list[Alert], dict[int, nezha
     """Alerts for the ranking, and the labels kept apart for scoring."""
     alerts = [Alert(i, f.inject_ns) for i, f in enumerate(faults)]
     return alerts, dict(enumerate(faults))
-
-
-def _ac(ranks: list[int | None], k: int) -> float:
-    return round(sum(1 for r in ranks if r is not None and r <= k) / len(ranks), 4) if ranks else 0.0
-
-
-def _scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    ranks = [r["rank"] for r in rows]
-    return {"cases": len(rows), **{f"ac{k}": _ac(ranks, k) for k in TOP_K}}
 
 
 def evaluate_rca_nezha(
@@ -116,7 +103,7 @@ def evaluate_rca_nezha(
             ranking = [c.service for c in result.candidates]
             agents_ranking = _agents_ranking(svc, alert.alert_ns, mods) if via_agents else None
             label = labels[alert.case]  # read only now, after the ranking has returned
-            rank = ranking.index(label.service) + 1 if label.service in ranking else None
+            rank = rank_of(label.service, ranking)
             row = {
                 "fault": iso(alert.alert_ns),
                 "fault_type": label.fault_type,
@@ -130,7 +117,7 @@ def evaluate_rca_nezha(
                 "history_slices": len(result.baseline),
             }
             if agents_ranking is not None:
-                agent_rank = agents_ranking.index(label.service) + 1 if label.service in agents_ranking else None
+                agent_rank = rank_of(label.service, agents_ranking)
                 row["agents_ranking"] = agents_ranking
                 row["agents_rank"] = agent_rank
                 # the explanation lists the top 3: beyond them both say "not in the top 3"
@@ -138,15 +125,12 @@ def evaluate_rca_nezha(
             rows.append(row)
             if on_case is not None:
                 on_case(row)
-    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_type[r["fault_type"]].append(r)
     times = [r["seconds"] for r in rows]
     return {
         "dataset": str(root),
         "modalities": mods,
-        **_scores(rows),
-        "by_fault_type": {t: _scores(v) for t, v in sorted(by_type.items())},
+        **rca_scores(rows),
+        "by_fault_type": rca_scores_by_type(rows),
         "median_case_s": round(statistics.median(times), 3),
         "max_case_s": round(max(times), 3),
         "import_s": round(import_s, 3),
@@ -156,38 +140,8 @@ def evaluate_rca_nezha(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from api.wiring import open_services
-    from core.settings import Settings
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("directory", type=Path)
-    ap.add_argument("--home", type=Path, default=None, help="Where to import (default: a temporary folder).")
-    ap.add_argument("--reuse", action="store_true", help="Reuse HOME if this evaluation imported it already.")
-    for m in MODALITIES:
-        ap.add_argument(f"--no-{m}", action="store_true", help=f"Leave {m} out.")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    mods = [m for m in MODALITIES if not getattr(args, f"no_{m}")]
-    settings = Settings()
-
-    def open_fn(h: Path) -> Any:
-        return open_services(settings.model_copy(update={"home": h, "embedder": "none"}), graph=False, vectors=False)
-
-    out = evaluate_rca_nezha(args.directory, home=args.home, open_fn=open_fn, modalities=mods, reuse=args.reuse)
-    sys.stdout.write(json.dumps(out, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _agents_ranking(svc: Any, alert_ns: int, modalities: Collection[str]) -> list[str]:
     """The root causes of the explanation the agent team writes for this alert time (POST /explain's path)."""
-    from agents.investigate import investigate
-    from core.incident import InvestigationRequest
-
     _, explanation = investigate(
         svc.toolbox(modalities=tuple(modalities)), InvestigationRequest(at_ns=alert_ns), source="eval"
     )

@@ -1,11 +1,12 @@
-"""Template-mining evaluation: grouping accuracy on Loghub samples, speed against drain3.
+"""The template miner against drain3 on the same lines: lines per second, and drain3's grouping accuracy.
 
-`evaluate_templates(DIR)` reads a Loghub-2k style folder (one sub-folder per system holding
-`<Sys>_2k.log_structured_corrected.csv`), feeds the Content column to a fresh `TemplateMiner` per
-system in batches, and scores the template ids it returns against the EventTemplate column.
-`compare_with_drain3(lines)` times our miner and drain3 on the same lines.
+`compare_with_drain3(lines)` times our miner and drain3 (defaults, and with its example masks) on the same
+lines; `drain3_grouping_accuracy(DIR)` scores drain3 on a Loghub-2k folder for reference. Our own grouping
+accuracy is `devmesh eval templates` (ingest.templates.scoring).
 
-Run: `.venv/bin/python -m bench.eval_templates LOGHUB_DIR [--nezha NEZHA_LOG_DIR]` (prints JSON).
+    .venv/bin/python -m bench.templates_vs_drain3 LOGHUB_DIR [--drain3] [--nezha NEZHA_LOG_DIR] [--limit N]
+
+Prints JSON. drain3 is a development dependency (`pip install -e '.[dev]'`).
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ import logging
 import statistics
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import asdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from core.errors import DatasetError
 from ingest.templates import TemplateMiner
+from ingest.templates.scoring import (
+    DEFAULT_BATCH,
+    evaluate_templates,
+    grouping_accuracy,
+    load_loghub,
+    loghub_systems,
+    mine,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH = 2000
 
 # drain3's documented example masks (drain3.ini in its repository), for the "masked" drain3 run.
 _DRAIN3_MASKS = [
@@ -41,99 +46,6 @@ _DRAIN3_MASKS = [
     (r"((?<=[^A-Za-z0-9])|^)([\-\+]?\d+)((?=[^A-Za-z0-9])|$)", "NUM"),
     (r"(?<=executed cmd )(\".+?\")", "CMD"),
 ]
-
-
-def grouping_accuracy(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> float:
-    """Loghub grouping accuracy: share of lines whose predicted group equals their true group."""
-    if len(predicted) != len(truth):
-        raise ValueError(f"{len(predicted)} predictions for {len(truth)} lines")
-    if not truth:
-        return 0.0
-    pred_groups: dict[Hashable, list[int]] = defaultdict(list)
-    true_groups: dict[Hashable, list[int]] = defaultdict(list)
-    for i, (p, t) in enumerate(zip(predicted, truth, strict=True)):
-        pred_groups[p].append(i)
-        true_groups[t].append(i)
-    correct = 0
-    for lines in true_groups.values():
-        labels = {predicted[i] for i in lines}
-        if len(labels) == 1 and len(pred_groups[next(iter(labels))]) == len(lines):
-            correct += len(lines)
-    return correct / len(truth)
-
-
-def loghub_systems(dataset_dir: Path) -> list[str]:
-    """Names of the systems in a Loghub-2k folder."""
-    if not dataset_dir.is_dir():
-        raise DatasetError(f"{dataset_dir} is not a folder", field="dataset_dir")
-    found = sorted(d.name for d in dataset_dir.iterdir() if (d / f"{d.name}_2k.log_structured_corrected.csv").is_file())
-    if not found:
-        raise DatasetError(
-            f"{dataset_dir} holds no <Sys>/<Sys>_2k.log_structured_corrected.csv: is it a Loghub-2k folder?",
-            field="dataset_dir",
-        )
-    return found
-
-
-def load_loghub(dataset_dir: Path, system: str) -> tuple[list[str], list[str]]:
-    """(Content, EventTemplate) columns of one system."""
-    path = dataset_dir / system / f"{system}_2k.log_structured_corrected.csv"
-    if not path.is_file():
-        raise DatasetError(f"{path} does not exist", field="systems")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"Content", "EventTemplate"} <= set(reader.fieldnames):
-            raise DatasetError(f"{path} has no Content and EventTemplate columns", field="dataset_dir")
-        rows = list(reader)
-    return [r["Content"] for r in rows], [r["EventTemplate"] for r in rows]
-
-
-def mine(miner: TemplateMiner, lines: Sequence[str], batch_size: int) -> tuple[list[str], float]:
-    """Template ids for lines fed in batches, and the seconds it took."""
-    ids: list[str] = []
-    start = time.perf_counter()
-    for j in range(0, len(lines), batch_size):
-        ids.extend(m.template_id for m in miner.add_many(lines[j : j + batch_size]))
-    return ids, time.perf_counter() - start
-
-
-def evaluate_templates(
-    dataset_dir: Path,
-    *,
-    systems: list[str] | None = None,
-    batch_size: int = DEFAULT_BATCH,
-    params: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """GA per system and on average, with one parameter set for all systems.
-
-    Each system gets a fresh miner; its lines arrive in batches of `batch_size` (the default
-    covers a whole 2k sample, like an import; smaller batches parse worse, see the report).
-    """
-    dataset_dir = Path(dataset_dir)
-    names = systems or loghub_systems(dataset_dir)
-    if batch_size < 1:
-        raise DatasetError("batch_size must be at least 1", field="batch_size")
-    result: dict[str, Any] = {}
-    miner_params: dict[str, Any] = {}
-    for name in names:
-        contents, truth = load_loghub(dataset_dir, name)
-        miner = TemplateMiner(**(params or {}))
-        miner_params = asdict(miner.params)
-        ids, seconds = mine(miner, contents, batch_size)
-        result[name] = {
-            "ga": round(grouping_accuracy(ids, truth), 4),
-            "lines": len(contents),
-            "templates_true": len(set(truth)),
-            "templates_found": len(set(ids)),
-            "lines_per_s": round(len(contents) / seconds, 1) if seconds > 0 else None,
-        }
-        log.info("template evaluation", extra={"system": name, **result[name]})
-    average = sum(r["ga"] for r in result.values()) / len(result)
-    return {
-        "systems": result,
-        "average_ga": round(average, 4),
-        "parameters": {**miner_params, "batch_size": batch_size},
-    }
 
 
 def read_nezha_log_lines(log_dir: Path, *, limit: int | None = None) -> list[str]:
@@ -227,7 +139,7 @@ def drain3_grouping_accuracy(dataset_dir: Path, systems: Iterable[str] | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("loghub_dir", type=Path)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     parser.add_argument("--nezha", type=Path, help="a Nezha log folder (…/YYYY-MM-DD/log) to time on")

@@ -1,24 +1,21 @@
-"""POST /explain latency in evidence-only mode on an imported Nezha-layout data set, and `devmesh demo` end to end.
+"""`devmesh bench explain [DIR]`: POST /explain latency in evidence-only mode on an imported Nezha-layout
+data set, and `devmesh demo` end to end.
 
-A Nezha-layout folder (default: the bundled samples/nezha; or e.g. ../shared/datasets/nezha-trainticket)
-and the bundled runbooks are imported into a temporary DEVMESH_HOME with the real wiring (embedded
-FalkorDB, Qdrant Edge, DuckDB, the configured embedder; no Ollama). The real app then serves on
-127.0.0.1 (uvicorn in a thread, or FastAPI's TestClient with --client testclient) and `--runs` POST
-/explain calls are timed, each for the alert time of one of the first `--faults` labelled faults (in
-turn) with the faulty service as the alert's service. One call before the clock starts loads what a
-running server has loaded (its time is reported as `cold_ms`). Per-stage medians come from the
-explanations' own timings and their recorded tool calls. `devmesh demo` is then run as a user runs it
-(a subprocess, a fresh home, and by default a fresh model folder, so the MiniLM export is included).
+A Nezha-layout folder (default: the bundled sample; or e.g. ../shared/datasets/nezha-trainticket) and the
+bundled runbooks are imported into a temporary DEVMESH_HOME with the real wiring (embedded FalkorDB, Qdrant
+Edge, DuckDB, the configured embedder; no Ollama). The real app then serves on 127.0.0.1 (uvicorn in a
+thread, or FastAPI's TestClient with --client testclient) and `--runs` POST /explain calls are timed, each
+for the alert time of one of the first `--faults` labelled faults (in turn) with the faulty service as the
+alert's service. One call before the clock starts loads what a running server has loaded (its time is
+reported as `cold_ms`). Per-stage medians come from the explanations' own timings and their recorded tool
+calls. With --demo, `devmesh demo` is then run as a user runs it (a subprocess, a fresh home, and by default
+a fresh model folder, so the MiniLM export is included).
 
-    .venv/bin/python -m bench.explain_latency
-    .venv/bin/python -m bench.explain_latency ../shared/datasets/nezha-trainticket --faults 5 --runs 30
-
-Prints one JSON object: runs, p50_ms, p95_ms, peak_rss_mb, per_stage_ms_p50, and the import and demo figures.
+One JSON object: runs, p50_ms, p95_ms, peak_rss_mb, per_stage_ms_p50, and the import and demo figures.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,9 +32,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
+import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from api.http.app import create_app
+from api.wiring import open_services
+from core.errors import DatasetError
+from core.settings import Settings
+from graph.server import EmbeddedFalkorDB
+from ingest import nezha
+from ingest.importers import import_nezha, import_runbooks
+from samples import sample_path
 
 
 def pct(values: list[float], q: float) -> float:
@@ -64,8 +68,6 @@ def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float | None:
 
 
 def falkordb_peak_mb(settings: Settings) -> float | None:
-    from graph.server import EmbeddedFalkorDB
-
     try:
         pid = int(EmbeddedFalkorDB(settings.falkordb_dir).pid_file.read_text().strip())
     except (OSError, ValueError):
@@ -78,14 +80,11 @@ def falkordb_peak_mb(settings: Settings) -> float | None:
 
 def import_data(settings: Settings, root: Path) -> dict[str, Any]:
     """Import ROOT (Nezha layout) and the bundled runbooks into settings.home, as `devmesh import` does."""
-    from api.wiring import open_services
-    from ingest.importers import import_nezha, import_runbooks
-
     t0 = time.perf_counter()
     with open_services(settings) as svc:
         imported = import_nezha(svc.pipeline, root)
         books = import_runbooks(
-            REPO / "samples" / "runbooks",
+            sample_path() / "runbooks",
             graph=svc.graph,
             vectors=svc.vectors,
             embedder=svc.embedder,
@@ -104,11 +103,11 @@ def import_data(settings: Settings, root: Path) -> dict[str, Any]:
 
 def fault_requests(root: Path, faults: int | None) -> list[dict[str, Any]]:
     """One POST /explain body per labelled fault (the first `faults`): its time, its service as the alert's."""
-    from ingest import nezha
-
     found = sorted(nezha.load_faults(nezha.plan(root)), key=lambda f: f.inject_ns)
     if not found:
-        raise SystemExit(f"{root}: no labelled faults (a YYYY-MM-DD-fault_list.json) to take alert times from")
+        raise DatasetError(
+            f"{root}: no labelled faults (a YYYY-MM-DD-fault_list.json) to take alert times from", field="DIR"
+        )
     return [{"at_ns": f.inject_ns, "service": f.service} for f in found[: faults or len(found)]]
 
 
@@ -118,10 +117,6 @@ def fault_requests(root: Path, faults: int | None) -> list[dict[str, Any]]:
 @contextmanager
 def serving(settings: Settings, how: str) -> Iterator[Any]:
     """An HTTP client of the real app: uvicorn on 127.0.0.1 in a thread, or FastAPI's TestClient."""
-    import httpx
-
-    from api.http.app import create_app
-
     app = create_app(settings)
     if how == "testclient":
         from fastapi.testclient import TestClient
@@ -219,13 +214,13 @@ def time_demo(fresh_models: bool, model_dir: Path | None) -> dict[str, Any]:
     if proc.returncode != 0:
         out["stderr"] = proc.stderr.decode(errors="replace")[-2000:]
         return out
-    report = json.loads(proc.stdout)
+    expl = json.loads(proc.stdout).get("explanation") or {}
     out.update(
         {
-            "mode": report.get("mode"),
-            "status": report.get("status"),
-            "root_cause": (report.get("root_causes") or [{}])[0].get("service"),
-            "explain_ms": report.get("timings", {}).get("total"),
+            "mode": expl.get("mode"),
+            "status": expl.get("status"),
+            "root_cause": (expl.get("root_causes") or [{}])[0].get("service"),
+            "explain_ms": expl.get("timings", {}).get("total"),
         }
     )
     return out
@@ -234,8 +229,9 @@ def time_demo(fresh_models: bool, model_dir: Path | None) -> dict[str, Any]:
 # -- the whole ----------------------------------------------------------------------------------------------
 
 
-def run(
+def run_explain_bench(
     root: Path,
+    base: Settings,
     *,
     faults: int | None = None,
     runs: int = 20,
@@ -244,7 +240,8 @@ def run(
     demo: bool = True,
     fresh_demo_models: bool = True,
 ) -> dict[str, Any]:
-    base = Settings()
+    """Import ROOT into a temporary home (`base` settings on the embedded engines, no Ollama), time `runs` POST
+    /explain calls, and with `demo` time `devmesh demo`."""
     bodies = fault_requests(root, faults)
     with tempfile.TemporaryDirectory(prefix="devmesh-bench-explain-") as tmp:
         settings = base.model_copy(
@@ -273,31 +270,3 @@ def run(
     if demo:
         result["demo"] = time_demo(fresh_demo_models, base.model_dir)
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("root", nargs="?", type=Path, default=REPO / "samples" / "nezha", help="Nezha-layout folder")
-    p.add_argument("--faults", type=int, default=None, help="use the first N labelled faults' times (default all)")
-    p.add_argument("--runs", type=int, default=20, help="timed POST /explain calls")
-    p.add_argument("--embedder", default="minilm", help="minilm (default, as installed), ollama:<model> or none")
-    p.add_argument("--client", choices=("uvicorn", "testclient"), default="uvicorn")
-    p.add_argument("--no-demo", action="store_true", help="skip timing `devmesh demo`")
-    p.add_argument("--demo-warm-models", action="store_true", help="demo with the shared model folder (no export)")
-    a = p.parse_args(argv)
-    if a.runs < 1 or (a.faults is not None and a.faults < 1):
-        p.error("--runs and --faults must be at least 1")
-    result = run(
-        a.root.resolve(),
-        faults=a.faults,
-        runs=a.runs,
-        embedder=a.embedder,
-        client=a.client,
-        demo=not a.no_demo,
-        fresh_demo_models=not a.demo_warm_models,
-    )
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -3,11 +3,11 @@
 Imports the data into a fresh home (or reuses one), then runs detection once a minute, as a scheduler
 would, across the period the logs and traces cover. The clock is replayed: a run at time T ranks only
 telemetry from before T (its windows end at T and its history lies before them), as it would live. Only
-after all runs are the incidents compared with the labels: a fault counts as detected when a run from 60 s
-before to 180 s after its injection opened or updated an incident (the time is the run's, when a person would
-be told), and detected_top1 when the first such incident's root cause (as the later runs of its episode left
-it) is the labelled service (detected_top1_any_incident: any of them). An incident opened by no run within
-a fault's tolerance is a false incident.
+after all runs are the incidents compared with the labels (`detect.scoring.score_detection`): a fault counts
+as detected when a run from 60 s before to 180 s after its injection opened or updated an incident (the time
+is the run's, when a person would be told), and detected_top1 when the first such incident's root cause (as
+the later runs of its episode left it) is the labelled service (detected_top1_any_incident: any of them). An
+incident opened by no run within a fault's tolerance is a false incident.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from typing import Any
 
 from agents.investigate import detection_context
 from core.settings import Settings
-from core.timeutil import NS, iso
+from core.timeutil import NS
 from detect.incidents import EXPLANATIONS, INCIDENTS
 from detect.runner import RUNS, DetectionRun, DetectOptions, replay
+from detect.scoring import score_detection
 from ingest import nezha
 from ingest.importers import import_nezha
-
-BEFORE_S, AFTER_S = 60, 180
 
 
 def evaluate_detect_nezha(
@@ -67,51 +66,4 @@ def evaluate_detect_nezha(
         root_of = {i.id: i.root_cause for i in tools.book.list(limit=100_000)}
     finally:
         svc.close()
-    return score(faults, seen, root_of, hours=(hi - lo) / NS / 3600, runs=n_runs, seconds=seconds)
-
-
-def score(
-    faults: list[nezha.NezhaFault],
-    seen: list[dict[str, Any]],
-    root_of: dict[str, str],
-    *,
-    hours: float,
-    runs: int,
-    seconds: float,
-) -> dict[str, Any]:
-    results = []
-    matched_incidents: set[str] = set()
-    for f in faults:
-        hits = [s for s in seen if f.inject_ns - BEFORE_S * NS <= s["at_ns"] <= f.inject_ns + AFTER_S * NS]
-        hits.sort(key=lambda s: s["at_ns"])
-        top1 = hits[:1] if hits and root_of.get(hits[0]["incident"]) == f.service else []
-        matched_incidents |= {s["incident"] for s in hits}
-        results.append(
-            {
-                "fault": iso(f.inject_ns),
-                "truth": f.service,
-                "type": f.fault_type,
-                "detected": bool(hits),
-                "top1": bool(top1),
-                "top1_any": any(root_of.get(s["incident"]) == f.service for s in hits),
-                "incidents": sorted({s["incident"] for s in hits}),
-                "root_causes": sorted({root_of.get(s["incident"], "") for s in hits}),
-                "delay_s": round((min(s["at_ns"] for s in hits) - f.inject_ns) / NS, 1) if hits else None,
-            }
-        )
-    opened = {s["incident"] for s in seen if s["opened"]}
-    false = sorted(opened - matched_incidents)
-    return {
-        "faults": len(faults),
-        "detected": sum(r["detected"] for r in results),
-        "detected_top1": sum(r["top1"] for r in results),
-        "detected_top1_any_incident": sum(r["top1_any"] for r in results),
-        "false_incidents": len(false),
-        "incidents": len(opened),
-        "hours": round(hours, 2),
-        "runs": runs,
-        "seconds": round(seconds, 1),
-        "tolerance_s": {"before": BEFORE_S, "after": AFTER_S},
-        "false_incident_ids": false,
-        "results": results,
-    }
+    return score_detection(faults, seen, root_of, hours=(hi - lo) / NS / 3600, runs=n_runs, seconds=seconds)

@@ -1,6 +1,6 @@
 """`devmesh bench query`: log query and semantic search latency at 1,000,000 stored events.
 
-Fills a temporary store with synthetic events shaped like the TrainTicket recording (bench/query_events.py),
+Fills a temporary store with synthetic events shaped like the TrainTicket recording (retrieval.events.workload),
 embeds their templates plus `extra_templates` distractor templates with the configured embedder, then times
 the two calls users make most: a 15-minute window + service query, and a semantic search (query embedding
 included) with and without a service filter.
@@ -17,11 +17,11 @@ from typing import Any
 
 import xxhash
 
-from bench.query_events import SERVICES, TEMPLATES, _timed, bench_queries, fill_synthetic
 from core.settings import Settings
 from core.timeutil import NS
+from retrieval.collections import TEMPLATES as TEMPLATE_COLLECTION
 from retrieval.events import LogQuery
-from retrieval.search import TEMPLATES as TEMPLATE_COLLECTION
+from retrieval.events.workload import SERVICES, TEMPLATES, bench_queries, fill_synthetic, timed
 from retrieval.search import search_logs
 from retrieval.vectors import VectorPoint
 
@@ -143,9 +143,9 @@ def run_query_bench(
             results = {
                 "events": svc.events.stats()["tables"]["logs"]["rows"],
                 "templates_indexed": len(all_ids),
-                "query": _timed(window_service, runs),
-                "search_unfiltered": _timed(search(lambda: LogQuery()), runs),
-                "search_15m_service": _timed(search(window_filter), runs),
+                "query": timed(window_service, runs),
+                "search_unfiltered": timed(search(lambda: LogQuery()), runs),
+                "search_15m_service": timed(search(window_filter), runs),
                 "other_queries": bench_queries(svc.events, runs=max(10, runs // 4)),
                 "fill": fill,
                 "embed_templates_s": round(embed_s, 2),

@@ -1,24 +1,18 @@
-"""Chat latency: from a slash command to its acknowledgement (Slack wants it within 3 s) and to the answer.
+"""`devmesh bench chat`: from a slash command to its acknowledgement (Slack wants it within 3 s) and to the answer.
 
-A FastAPI app with the chat routes (as the DevMesh API mounts them) is served by uvicorn on
-127.0.0.1; clients send real signed `/devmesh explain svc-N` requests; the bot posts to the fake
-Slack Web API (tests/fakes/slack_api.py) on loopback; the port's explain sleeps `--explain-ms`
-(standing in for the agent team). ack = the HTTP round trip of the slash command; answer = from
-sending the command to the fake Slack receiving the threaded answer. Open loop (default): clients
-fire commands back to back, so answers queue behind the bot's workers. `--closed-loop`: each client
-waits for its answer before its next command (answer time = explain time + the bot's overhead).
-Prints JSON.
-
-    .venv/bin/python -m bench.chat_latency --requests 60 --concurrency 6 --explain-ms 500
-    .venv/bin/python -m bench.chat_latency --requests 20 --concurrency 2 --explain-ms 500 --closed-loop
+A FastAPI app with the chat routes (as the DevMesh API mounts them) is served by uvicorn on 127.0.0.1;
+clients send real signed `/devmesh explain svc-N` requests; the bot posts to a stand-in Slack Web API on
+loopback (`chat_stubs.SlackRecorder`); the port's explain sleeps `explain_ms` (`chat_stubs.SleepingPort`,
+standing in for the agent team). ack = the HTTP round trip of the slash command; answer = from sending the
+command to the Slack stand-in receiving the threaded answer. Open loop (default): clients fire commands back
+to back, so answers queue behind the bot's workers. `closed_loop`: each client waits for its answer before
+its next command (answer time = explain time + the bot's overhead).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
-import json
 import statistics
 import threading
 import time
@@ -37,8 +31,7 @@ from api.chat.routes import router as chat_router
 from api.chat.slack_app import BUSY, SlackBot
 from api.http.errors import install_error_handlers
 from api.http.limits import BodyLimitMiddleware
-from tests.fakes.devmesh_port import FakePort
-from tests.fakes.slack_api import FakeSlackAPI, SlackCall
+from api.measure.chat_stubs import SlackCall, SlackRecorder, SleepingPort
 
 TOKEN = "xoxb-bench-token"
 SECRET = "bench-signing-secret"
@@ -105,11 +98,11 @@ def _is_answer(i: int | None = None) -> Any:
     return where
 
 
-def run(
+def run_chat_bench(
     *, requests: int = 60, concurrency: int = 6, explain_ms: float = 500, workers: int = 4, closed_loop: bool = False
 ) -> dict[str, Any]:
-    port = FakePort(explain_delay_s=explain_ms / 1000)
-    with FakeSlackAPI(token=TOKEN) as slack:
+    port = SleepingPort(explain_ms / 1000)
+    with SlackRecorder(TOKEN) as slack:
         config = SlackConfig(
             bot_token=SecretStr(TOKEN),
             signing_secret=SecretStr(SECRET),
@@ -172,25 +165,3 @@ def run(
         "answer_ms_mean": round(statistics.fmean(answer_ms), 1),
         "wall_s": round(elapsed, 2),
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--concurrency", type=int, default=6, help="Slash commands in flight at once.")
-    parser.add_argument("--explain-ms", type=float, default=500, help="How long the port's explain takes.")
-    parser.add_argument("--workers", type=int, default=4, help="The bot's worker threads.")
-    parser.add_argument("--closed-loop", action="store_true", help="Each client waits for its answer first.")
-    args = parser.parse_args(argv)
-    result = run(
-        requests=args.requests,
-        concurrency=args.concurrency,
-        explain_ms=args.explain_ms,
-        workers=args.workers,
-        closed_loop=args.closed_loop,
-    )
-    print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main()
