@@ -12,6 +12,7 @@ from agents.toolbox import Toolbox
 from core.explanation import RunbookLink
 from core.rca import FaultKind, RankingResult
 from core.steps import record
+from graph.neighborhood import neighborhood
 from retrieval.collections import RUNBOOKS
 
 MIN_SCORE = 0.45  # cosine below which a runbook section is not taken as applying
@@ -32,8 +33,6 @@ def investigate_runbooks(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         links[url] = RunbookLink(id=f"url:{url}", title=f"Runbook of the alert {alert}".strip(), url=url)
     graph = tools.graph
     if graph is not None and (services or alert):
-        from graph.neighborhood import neighborhood
-
         seeds = [("Service", s) for s in services] + ([("Alert", alert)] if alert else [])
         sub, step = record(
             "runbooks",

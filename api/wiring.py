@@ -20,7 +20,8 @@ from graph.schema import ensure_schema
 from graph.server import EmbeddedFalkorDB, connect_url
 from graph.store import GraphStore
 from ingest.pipeline import Pipeline
-from retrieval.embedders import Embedder, make_embedder
+from retrieval.embedder_factory import make_embedder
+from retrieval.embedders import Embedder
 from retrieval.events import EventStore
 from retrieval.qdrant_server import open_vector_store
 from retrieval.vectors import VectorStore

@@ -13,6 +13,7 @@ from ingest import batch, nezha
 from ingest.pipeline import IngestReport, Pipeline
 from ingest.runbooks import Runbook, read_runbooks, services_mentioned
 from retrieval.collections import RUNBOOKS
+from retrieval.vectors import VectorPoint
 
 if TYPE_CHECKING:
     from graph.store import GraphStore
@@ -108,8 +109,6 @@ def import_runbooks(
     on_runbook: Callable[[Runbook], None] | None = None,
 ) -> RunbookImport:
     """Read, embed (section by section) and link runbooks: COVERS edges to the alerts and services they name."""
-    from retrieval.vectors import VectorPoint
-
     books, warnings = read_runbooks(root, base_url=base_url)
     out = RunbookImport(warnings=warnings)
     if vectors is not None and embedder is not None:

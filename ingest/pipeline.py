@@ -23,6 +23,7 @@ from ingest.canonical import clean_text
 from ingest.templates import TemplateMiner
 from retrieval.collections import TEMPLATES
 from retrieval.events import normalize
+from retrieval.vectors import VectorPoint
 
 if TYPE_CHECKING:
     from graph.store import GraphStore
@@ -226,8 +227,6 @@ class Pipeline:
             return 0, exc.message
 
     def _embed_rows(self, rows: Sequence[StoredTemplate]) -> int:
-        from retrieval.vectors import VectorPoint
-
         assert self.vectors is not None and self.embedder is not None
         if not rows:
             return 0

@@ -10,13 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from core.settings import Settings
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+")
 
@@ -70,28 +66,3 @@ class HashingEmbedder:
         empty = ~out.any(axis=1)  # every feature cancelled out: fall back to a fixed unit vector
         out[empty, 0] = 1.0
         return l2_normalize(out)
-
-
-def make_embedder(settings: Settings, cache_dir: Path) -> Embedder | None:
-    """The embedder the settings ask for, wrapped in a persistent cache under `cache_dir`.
-
-    `cache_dir` (normally `DEVMESH_HOME/models`) holds `embeddings.sqlite`; the ONNX export of MiniLM is
-    kept in `settings.model_dir`, shared by every DEVMESH_HOME. Returns None for `embedder = 'none'`.
-    Nothing is loaded until the first embed.
-    """
-    from retrieval.embedding_cache import EmbeddingCache
-
-    inner: Embedder
-    if settings.embedder == "none":
-        return None
-    if settings.embedder == "minilm":
-        from retrieval.embedder_minilm import MiniLMEmbedder
-
-        inner = MiniLMEmbedder(cache_dir=settings.model_dir)
-    elif settings.embedder.startswith("ollama:"):
-        from retrieval.embedder_ollama import OllamaEmbedder
-
-        inner = OllamaEmbedder(host=settings.ollama_host, model=settings.embedder.removeprefix("ollama:"))
-    else:  # Settings validates the value; this is a programming error
-        raise ValueError(f"unknown embedder {settings.embedder!r}")
-    return EmbeddingCache(inner, cache_dir / "embeddings.sqlite")

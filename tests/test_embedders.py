@@ -18,9 +18,10 @@ import pytest
 from core.errors import EmbedderUnavailable
 from core.settings import Settings
 from retrieval import embedder_minilm
+from retrieval.embedder_factory import make_embedder
 from retrieval.embedder_minilm import MiniLMEmbedder
 from retrieval.embedder_ollama import OllamaEmbedder
-from retrieval.embedders import HashingEmbedder, make_embedder
+from retrieval.embedders import HashingEmbedder
 from retrieval.embedding_cache import EmbeddingCache
 
 REPO = Path(__file__).resolve().parents[1]
