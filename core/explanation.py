@@ -1,7 +1,7 @@
 """The Explanation of an incident: one model for the API, the CLI and the chat bot.
 
 Built by `agents.explain_fallback` (evidence-only) or `agents.explain_llm` (a language model wrote
-the prose, code checked its citations); rendered by `agents.render`. Every evidence id cited by a
+the prose, code checked its citations); rendered by `api.render`. Every evidence id cited by a
 root cause, a propagation step or a runbook is meant to resolve to an item of `evidence`.
 """
 
