@@ -1,8 +1,9 @@
 """`EnginePort`: the `DevMeshPort` over the real engines (event store, graph, vectors) and the agent team.
 
 Built once per process (server start-up, CLI command) from the opened `Services`; it builds the agents'
-toolbox once and keeps it. Logic lives below api/: this class only picks the function to call and
-shapes its answer.
+toolbox (stores, incident book, LLM client) once and keeps it. Each investigation gets its own prompt
+masker (its placeholders are numbered per explanation, `agents.masking.Masker`). Logic lives below api/:
+this class only picks the function to call and shapes its answer.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from agents.investigate import Investigation, InvestigationEvent, detection_context, investigate, stream_investigation
+from agents.masking import Masker
+from agents.toolbox import Toolbox
 from api.info import backend_info
 from api.port import LogLine, Topology, TopologyEdge, TopologyNode, log_lines
 from api.wiring import Services
@@ -43,12 +47,17 @@ class EnginePort:
 
     # -- incidents and explanations --------------------------------------------------------------------
 
+    def _investigation_tools(self) -> Toolbox:
+        """The toolbox with a masker of its own (placeholders numbered per investigation, none shared)."""
+        masker = self.tools.masker
+        return replace(self.tools, masker=Masker(masker.options) if masker is not None else None)
+
     def explain(self, req: InvestigationRequest, *, source: str) -> Investigation:
-        incident, explanation = investigate(self.tools, req, source=source)
+        incident, explanation = investigate(self._investigation_tools(), req, source=source)
         return Investigation(incident=incident, explanation=explanation)
 
     def explain_stream(self, req: InvestigationRequest, *, source: str) -> Iterator[InvestigationEvent]:
-        return stream_investigation(self.tools, req, source=source)
+        return stream_investigation(self._investigation_tools(), req, source=source)
 
     def incident(self, incident_id: str) -> Incident:
         return self.tools.book.get(incident_id)
@@ -84,7 +93,7 @@ class EnginePort:
     def detect(self, *, end_ns: int, options: DetectOptions) -> list[DetectionRun]:
         """One run at a time: a second caller (the server's schedule, POST /detect/run) waits its turn."""
         with self._detecting:
-            ctx = detection_context(self.tools, explain=options.explain)
+            ctx = detection_context(self._investigation_tools(), explain=options.explain)
             return run_once(ctx, end_ns=end_ns, options=options, notify=self.notify)
 
     # -- telemetry -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute
 
+from api.engine_port import EnginePort
 from api.http.app import create_app
 from api.wiring import Services
 from core.settings import Settings
@@ -368,6 +369,15 @@ def test_detect_run_runs_detection_from_where_the_last_run_ended(client: TestCli
     assert [r["start_ns"] for r in later] == [end, end + 60 * NS, end + 120 * NS]  # no gap, no overlap
     bad = client.post("/detect/run", json={"window_s": 5})
     assert (bad.status_code, bad.json()["field"]) == (422, "window_s")
+
+
+def test_the_port_shares_its_stores_but_gives_each_investigation_its_own_masker(services: Services) -> None:
+    """Placeholders (<IP_1>, ...) are numbered per explanation; a shared masker would mix incidents."""
+    port = EnginePort(services)
+    first, second = port._investigation_tools(), port._investigation_tools()
+    assert first.book is second.book is port.tools.book and first.events is services.events
+    assert first.masker is not None and second.masker is not None and first.masker is not second.masker
+    assert first.masker is not port.tools.masker
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
