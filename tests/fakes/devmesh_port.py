@@ -1,4 +1,4 @@
-"""An in-memory DevMeshPort for front-end tests (chat, alerts, MCP) and the chat latency bench.
+"""An in-memory `ConversationPort` for the front-end tests (chat, alerts, MCP).
 
 The port is DevMesh's own boundary (api.port), so the front ends are tested against this stand-in;
 the engines behind the real port have their own tests. It answers what the chat bot, the alert intake
