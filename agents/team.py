@@ -7,8 +7,6 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
-
 from agents.explainer import explain
 from agents.log_agent import investigate_logs
 from agents.planner import plan
@@ -37,6 +35,9 @@ def _after_topology(state: TeamState) -> list[str]:
 
 
 def build_team(tools: Toolbox) -> Any:
+    # LangGraph (about 1.5 s to import) loads with the first investigation, not with every CLI command
+    from langgraph.graph import END, START, StateGraph
+
     g = StateGraph(TeamState)
     for name, fn in NODES.items():
         g.add_node(name, partial(fn, tools))

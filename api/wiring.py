@@ -23,7 +23,7 @@ from ingest.pipeline import Pipeline
 from retrieval.embedder_factory import make_embedder
 from retrieval.embedders import Embedder
 from retrieval.events import EventStore
-from retrieval.qdrant_server import open_vector_store
+from retrieval.vector_factory import open_vector_store
 from retrieval.vectors import VectorStore
 
 log = logging.getLogger(__name__)

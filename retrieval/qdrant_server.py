@@ -20,7 +20,6 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from core.errors import EngineUnavailable, InvalidInput, NotFound
 from retrieval.qdrant_edge import (
-    EdgeVectorStore,
     as_vector,
     check_collection_name,
     check_dim,
@@ -28,10 +27,10 @@ from retrieval.qdrant_edge import (
     filter_fields,
     filter_is_empty_set,
 )
-from retrieval.vectors import VectorFilter, VectorHit, VectorPoint, VectorStore, point_uuid
+from retrieval.vectors import VectorFilter, VectorHit, VectorPoint, point_uuid
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -195,12 +194,3 @@ class ServerVectorStore:
                 self.client.create_payload_index(name, field_name=key, field_schema=_SCHEMA[kind], wait=True)
             indexed.add(key)
             logger.info("created payload index", extra={"collection": name, "field": key, "kind": kind})
-
-
-def open_vector_store(settings: Settings) -> VectorStore:
-    """Qdrant server when `settings.qdrant_url` is set, else Qdrant Edge under `settings.qdrant_dir`."""
-    if settings.qdrant_url:
-        # no background version probe: an unreachable server surfaces as EngineUnavailable on first use
-        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key, check_compatibility=False)
-        return ServerVectorStore(client)
-    return EdgeVectorStore(settings.qdrant_dir)

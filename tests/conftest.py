@@ -107,7 +107,7 @@ def embedder(request: pytest.FixtureRequest) -> Embedder:
 def open_test_services(settings: Settings, embedder: Embedder | None) -> Services:
     """api.wiring.open_services with `embedder` (None: no vectors) in place of the one settings name."""
     from api.wiring import open_services
-    from retrieval.qdrant_server import open_vector_store
+    from retrieval.vector_factory import open_vector_store
 
     svc = open_services(settings.model_copy(update={"embedder": "none"}), graph=True, vectors=False)
     if embedder is not None:

@@ -17,7 +17,8 @@ from qdrant_client import QdrantClient
 from core.errors import EngineUnavailable, InvalidInput, NotFound
 from core.settings import Settings
 from retrieval.qdrant_edge import EdgeVectorStore
-from retrieval.qdrant_server import ServerVectorStore, open_vector_store
+from retrieval.qdrant_server import ServerVectorStore
+from retrieval.vector_factory import open_vector_store
 from retrieval.vectors import VectorFilter, VectorPoint, VectorStore
 
 DIM = 4

@@ -8,7 +8,6 @@ from api.cli.common import JsonOpt, console, emit, opened, state
 from api.engine_port import EnginePort
 from api.http.app import create_app
 from api.info import backend_info
-from api.mcp_server import run_stdio
 
 
 def register(app: typer.Typer) -> None:
@@ -44,4 +43,7 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 def mcp(ctx: typer.Context) -> None:
     """Serve DevMesh's tools (explain, search logs, topology, incidents) over MCP on stdin/stdout."""
     with opened(ctx) as svc:
+        # the MCP SDK (about 1 s to import) loads only for this command
+        from api.mcp_server import run_stdio
+
         run_stdio(EnginePort(svc))
