@@ -1,9 +1,9 @@
-"""Getting data in: `devmesh ingest`, `devmesh import nezha|runbooks|topology`, `devmesh backfill`."""
+"""Getting data in: `devmesh ingest`, `devmesh import nezha|runbooks|topology`, `devmesh backfill` (and
+`devmesh export`, registered with them, in `api.cli.export_cmds`)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -11,12 +11,14 @@ from typing import Any
 
 import typer
 
+from api.cli import export_cmds
 from api.cli.common import JsonOpt, console, emit, err_console, opened, progress, state
 from core.errors import InvalidInput
 from core.timeutil import now_ns
 from ingest.devmesh_json import EventError, Limits, events_of, parse_events
+from ingest.feed import FeedOptions, LineFormat, feed_lines
 from ingest.importers import import_nezha, import_runbooks
-from ingest.journald import chunks, parse_journald
+from ingest.jsonlines import Readable, loads, numbered_lines, open_input
 from ingest.pipeline import IngestReport
 from ingest.topology_yaml import read_topology
 
@@ -26,12 +28,14 @@ import_app = typer.Typer(help="Import data sets: a Nezha-layout folder, Markdown
 class Format(StrEnum):
     json = "json"
     journald = "journald"
+    otlp = "otlp"
 
 
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.add_typer(import_app, name="import")
     app.command("backfill")(backfill)
+    export_cmds.register(app)
 
 
 def _limits(ctx: typer.Context) -> Limits:
@@ -41,66 +45,76 @@ def _limits(ctx: typer.Context) -> Limits:
 
 def ingest(
     ctx: typer.Context,
-    file: str = typer.Argument("-", help="File to read, or - for standard input."),
+    file: str = typer.Argument("-", help="File to read (plain or gzip), or - for standard input."),
     fmt: Format = typer.Option(
-        Format.json, "--format", "-f", help="json: DevMesh batch; journald: journalctl -o json."
+        Format.json,
+        "--format",
+        "-f",
+        help="json: DevMesh batch or JSON Lines; journald: journalctl -o json; "
+        "otlp: OTLP/JSON lines (a Collector file exporter's output).",
     ),
     batch_size: int = typer.Option(5000, min=1, help="Events per write."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Ingest logs from a file or stdin. Invalid events are reported by index (or line) and skipped.
+    """Ingest telemetry from a file or stdin: logs, or with --format otlp logs, spans and metrics.
 
+    Files may be gzip. Invalid events are reported by index or line, and the rest stored.
     Exit status: 0 all stored, 2 some events rejected, 1 nothing could be read.
     """
-    limits = _limits(ctx)
-    total = IngestReport(kind="logs")
-    with contextlib.ExitStack() as stack:
-        if file == "-":
-            stream: Any = sys.stdin.buffer
-        else:
-            path = Path(file)
-            if not path.is_file():
-                raise InvalidInput(f"no such file: {file}", field="FILE")
-            stream = stack.enter_context(path.open("rb"))
-        items: list[Any] = []
-        line_of: list[int] | None = None
+    with contextlib.closing(open_input(sys.stdin.buffer if file == "-" else Path(file))) as stream:
         if fmt == Format.json:
-            items, line_of, bad_lines = _read_json(stream.read())
-            total.rejected += len(bad_lines)
-            total.received += len(bad_lines)
-            total.errors.extend(e.as_dict() for e in bad_lines[:100])
-        svc = stack.enter_context(opened(ctx))
-        bar = stack.enter_context(progress(not as_json))
-        task = bar.add_task(f"ingest {fmt.value}", total=None, status="")
-        if fmt == Format.journald:
-            for first, lines in chunks(stream, batch_size):
-                parsed = parse_journald(lines, limits, now_ns=now_ns(), first_line=first)
-                _one(svc, parsed, total)
-                bar.update(task, advance=len(lines), status=f"{total.stored} stored")
+            data = _ingest_json(ctx, stream.read(), batch_size, as_json)
         else:
-            for start in range(0, len(items), batch_size):
-                chunk = items[start : start + batch_size]
-                parsed = parse_events(chunk, limits, default_source="file", now_ns=now_ns(), index_offset=start)
-                if line_of is not None:
-                    parsed.errors = [_on_line(e, line_of[e.index]) for e in parsed.errors]
-                _one(svc, parsed, total)
-                bar.update(task, advance=len(chunk), status=f"{total.stored} stored")
-    emit(total.as_dict(), as_json, _render_report)
+            data = _ingest_lines(ctx, stream, LineFormat(fmt.value), file, batch_size, as_json)
+    emit(data, as_json, _render_report)
     # SystemExit, not typer.Exit: the entry point runs typer with standalone_mode=False, where a
     # typer.Exit's code is returned (and was dropped) instead of becoming the process's exit status
-    if total.rejected and not total.stored and not total.duplicates:
+    if data["rejected"] and not data["stored"] and not data["duplicates"]:
         raise SystemExit(1)
-    if total.rejected:
+    if data["rejected"]:
         raise SystemExit(2)
 
 
-def _loads(text: bytes) -> Any:
-    """json.loads, refusing NaN/Infinity (not JSON); ValueError (or RecursionError) when it is not JSON."""
+def _ingest_lines(
+    ctx: typer.Context, stream: Readable, fmt: LineFormat, file: str, batch_size: int, as_json: bool
+) -> dict[str, Any]:
+    """Line formats (journald, OTLP), streamed a batch at a time through the pipeline."""
+    opts = FeedOptions.from_settings(state(ctx).settings, batch_rows=batch_size)
+    with opened(ctx) as svc, progress(not as_json) as bar:
+        task = bar.add_task(f"ingest {fmt.value}", total=None, status="")
+        report = feed_lines(
+            svc.pipeline,
+            numbered_lines(stream, opts.max_line_bytes),
+            fmt,
+            opts,
+            source=file,
+            on_batch=lambda r: bar.update(task, completed=r.lines, status=f"line {r.lines}"),
+        )
+        if svc.pipeline.spans_since_refresh:  # the call graph from new spans, as the server does on its timer
+            svc.pipeline.refresh_topology()
+    if not report.lines:
+        raise InvalidInput(f"nothing to read in {file}", field="FILE")
+    return report.as_dict()
 
-    def not_json(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON value")
 
-    return json.loads(text, parse_constant=not_json)
+def _ingest_json(ctx: typer.Context, raw: bytes, batch_size: int, as_json: bool) -> dict[str, Any]:
+    """A DevMesh JSON batch, or JSON Lines of events."""
+    limits = _limits(ctx)
+    total = IngestReport(kind="logs")
+    items, line_of, bad_lines = _read_json(raw)
+    total.rejected += len(bad_lines)
+    total.received += len(bad_lines)
+    total.errors.extend(e.as_dict() for e in bad_lines[:100])
+    with opened(ctx) as svc, progress(not as_json) as bar:
+        task = bar.add_task("ingest json", total=len(items), status="")
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            parsed = parse_events(chunk, limits, default_source="file", now_ns=now_ns(), index_offset=start)
+            if line_of is not None:
+                parsed.errors = [_on_line(e, line_of[e.index]) for e in parsed.errors]
+            _one(svc, parsed, total)
+            bar.update(task, advance=len(chunk), status=f"{total.stored} stored")
+    return total.as_dict()
 
 
 def _read_json(raw: bytes) -> tuple[list[Any], list[int] | None, list[EventError]]:
@@ -109,7 +123,7 @@ def _read_json(raw: bytes) -> tuple[list[Any], list[int] | None, list[EventError
     Returns (events, line number of each event or None for a batch, errors of lines that are not JSON).
     """
     try:
-        return events_of(_loads(raw)), None, []
+        return events_of(loads(raw)), None, []
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         first_error = exc
     items: list[Any] = []
@@ -119,7 +133,7 @@ def _read_json(raw: bytes) -> tuple[list[Any], list[int] | None, list[EventError
         if not line.strip():
             continue
         try:
-            items.append(_loads(line))
+            items.append(loads(line))
             line_of.append(n)
         except (ValueError, RecursionError) as exc:
             bad.append(EventError(n, f"line {n}", f"not JSON: {exc}"))
@@ -146,6 +160,8 @@ def _render_report(r: dict[str, Any]) -> None:
         f"received {r['received']}, stored {r['stored']}, duplicates {r['duplicates']}, rejected {r['rejected']}, "
         f"new templates {r['new_templates']}, embedded {r['embedded']} ({r['seconds']:.2f}s)"
     )
+    for kind, k in r.get("kinds", {}).items():
+        console.print(f"  {kind}: received {k['received']}, stored {k['stored']}, rejected {k['rejected']}")
     for e in r.get("errors", [])[:20]:
         err_console.print(f"  rejected {e['field']}: {e['problem']}")
     if r.get("embed_error"):
