@@ -1,6 +1,6 @@
 """The vector store interface. Backends: Qdrant Edge (embedded, default) and qdrant-client (server).
 
-Both pass the same conformance suite (`tests/test_vectorstore_conformance.py`).
+Both pass the same conformance suite (`tests/integration/test_vectorstore_conformance.py`).
 Point ids are DevMesh string ids; backends map them to UUIDs and keep the original in the payload
 under `_id`.
 """

@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     from retrieval.embedders import Embedder
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "minilm: use the real all-MiniLM-L6-v2 embedder in the `services` fixtures")
-
-
 # -- engines shared by the session (process state only, no data shared between tests) ---------------
 
 
@@ -262,3 +258,11 @@ def live_server(
     from api.http.app import create_app
 
     return serve(create_app(settings, open_fn=open_fn))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its tier (its folder): `-m unit`, `-m integration`, `-m e2e`."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))

@@ -7,18 +7,15 @@ Each test has its own DEVMESH_HOME and graph name on the session's FalkorDB serv
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.settings import Settings
+from tests.cli import devmesh, out
 
-REPO = Path(__file__).resolve().parents[1]
-DEVMESH = Path(sys.executable).parent / "devmesh"
+REPO = Path(__file__).resolve().parents[2]
 T_US = 1_760_000_000_000_000  # 2025-10-09T08:53:20Z in µs, journald's unit
 
 
@@ -26,44 +23,6 @@ T_US = 1_760_000_000_000_000  # 2025-10-09T08:53:20Z in µs, journald's unit
 def _model_dir(minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI keeps the exported MiniLM in DEVMESH_MODEL_DIR: the session's, never the user's cache."""
     monkeypatch.setenv("DEVMESH_MODEL_DIR", str(minilm_dir))
-
-
-def env_of(settings: Settings, *, embedder: str = "none") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVMESH_") and k != "OLLAMA_HOST"}
-    env.update(
-        {
-            "DEVMESH_MODEL_DIR": os.environ["DEVMESH_MODEL_DIR"],
-            "DEVMESH_HOME": str(settings.home),
-            "DEVMESH_FALKORDB_URL": str(settings.falkordb_url),
-            "DEVMESH_GRAPH_NAME": settings.graph_name,
-            "DEVMESH_EMBEDDER": embedder,
-            "DEVMESH_LOG_LEVEL": "WARNING",
-            "NO_COLOR": "1",
-            "COLUMNS": "200",
-        }
-    )
-    return env
-
-
-def devmesh(
-    settings: Settings, *args: str, stdin: bytes | None = None, embedder: str = "none", expect: int = 0
-) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(
-        [str(DEVMESH), *args],
-        input=stdin,
-        capture_output=True,
-        env=env_of(settings, embedder=embedder),
-        cwd=settings.home.parent,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == expect, (proc.returncode, proc.stdout.decode()[-2000:], proc.stderr.decode()[-4000:])
-    assert b"Traceback" not in proc.stderr, proc.stderr.decode()
-    return proc
-
-
-def out(proc: subprocess.CompletedProcess[bytes]) -> Any:
-    return json.loads(proc.stdout)
 
 
 def journald(*messages: tuple[str, str, str], start: int = 0) -> bytes:

@@ -28,8 +28,8 @@ from ingest.jsonlines import numbered_lines, open_input
 from ingest.pipeline import Pipeline
 from retrieval.events import EventStore
 from tests import cases
+from tests.cli import devmesh, out
 from tests.conftest import ImportedSample, drop_graph, open_test_services, unique_graph_name
-from tests.test_cli import devmesh, out
 
 T = 1_760_000_000 * NS  # 2025-10-09T08:53:20Z
 LIMITS = Limits(max_events=10_000, max_message_chars=65_536, min_year=2000, max_future_skew_s=86_400)
@@ -422,7 +422,7 @@ def test_the_nezha_sample_round_trips_through_a_bundle(
 def test_cli_ingests_otlp_lines_and_exports_them_as_a_case(
     settings: Settings, tmp_path: Path, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DEVMESH_MODEL_DIR", str(minilm_dir))  # as tests/test_cli.py runs the CLI
+    monkeypatch.setenv("DEVMESH_MODEL_DIR", str(minilm_dir))  # as tests/e2e/test_cli.py runs the CLI
     settings.home.mkdir(parents=True)
     good = jsonl(log_request("web", T - NS, T), span_request("web", T - NS, T), metric_request("db"))
     collector = tmp_path / "collector.jsonl.gz"

@@ -1,7 +1,7 @@
 """The ingestion pipeline on real engines: a DuckDB file, the embedded FalkorDB server, Qdrant Edge.
 
 The embedder is the HashingEmbedder (the model is not what is tested here); search quality on the real
-MiniLM is tested in tests/test_api.py.
+MiniLM is tested in tests/integration/test_api.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ingest.pipeline import TEMPLATES, Pipeline
 from retrieval.embedders import HashingEmbedder
 from retrieval.events import LogQuery
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NS = 10**9
 MS = 10**6
 T = 1_760_000_000 * NS  # 2025-10-09T08:53:20Z

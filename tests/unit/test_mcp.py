@@ -16,7 +16,7 @@ from api.mcp_server import build_mcp_server
 from core.incident import IncidentStatus, InvestigationRequest
 from tests.fakes.devmesh_port import T0, FakePort
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"explain_incident", "search_logs", "query_topology", "list_incidents", "incident_logs", "node_changes"}
 
 

@@ -380,7 +380,7 @@ def test_the_port_shares_its_stores_but_gives_each_investigation_its_own_masker(
     assert first.masker is not port.tools.masker
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _route_key(method: str, path: str) -> tuple[str, str]:

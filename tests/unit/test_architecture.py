@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("core", "graph", "retrieval", "ingest", "detect", "agents", "api", "bench", "prompts", "samples")
 MAX_LINES = 400
 # Imports of our own packages inside a function, each with its reason: optional parts that load a heavy

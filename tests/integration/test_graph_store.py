@@ -1,5 +1,5 @@
 """GraphStore and the schema, against one real embedded FalkorDB per session (neighborhoods:
-tests/test_graph_neighborhood.py).
+tests/integration/test_graph_neighborhood.py).
 
 Each test works in its own graph (named after the test), so tests share the server, not state. The
 session's server is the `falkordb_url` fixture of tests/conftest.py.

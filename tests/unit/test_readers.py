@@ -24,7 +24,7 @@ from ingest.lineparse import looks_like_error, split_head
 from ingest.runbooks import parse_runbook, read_runbooks, services_mentioned
 from ingest.topology_yaml import parse_topology, read_topology
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NEZHA = REPO / "samples" / "nezha"
 DAY = NEZHA / "2023-01-29"
 RUNBOOKS = REPO / "samples" / "runbooks"

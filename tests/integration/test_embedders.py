@@ -24,7 +24,7 @@ from retrieval.embedder_ollama import OllamaEmbedder
 from retrieval.embedders import HashingEmbedder
 from retrieval.embedding_cache import EmbeddingCache
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:

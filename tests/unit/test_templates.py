@@ -14,7 +14,7 @@ from core.errors import InvalidInput
 from ingest.templates import TemplateMatch, TemplateMiner, mask_fast, normalize
 from ingest.templates.scoring import evaluate_templates, grouping_accuracy
 
-SAMPLES = Path(__file__).parent / "data" / "loghub_sample"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "loghub_sample"
 ID = re.compile(r"^T[0-9a-f]{12}$")
 
 SSH_LINES = [

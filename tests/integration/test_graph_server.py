@@ -18,7 +18,7 @@ from core.settings import Settings
 from graph.schema import existing_indexes, wanted_indexes
 from graph.server import EmbeddedFalkorDB, connect_graph, connect_url
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

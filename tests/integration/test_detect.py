@@ -94,7 +94,7 @@ def test_catch_up_is_bounded(services: Services, gap_minutes: int) -> None:
 def test_demo_sample_is_detected_with_its_root_cause(services: Services) -> None:
     from ingest.importers import import_nezha
 
-    import_nezha(services.pipeline, Path(__file__).resolve().parents[1] / "samples" / "nezha")
+    import_nezha(services.pipeline, Path(__file__).resolve().parents[2] / "samples" / "nezha")
     span = services.events.stats()["tables"]["logs"]
     runs = replay(services.detection(explain=False), span["min_ns"], span["max_ns"], DetectOptions(explain=False))
     assert services.events.kv.get(MARK) is None  # a replay leaves the live schedule alone

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose.yaml"
 SERVICES = {"falkordb", "qdrant", "ollama", "api", "worker"}
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
