@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from agents.investigate import detection_context, investigate
 from api.cli.common import JsonOpt, console, emit, progress, state
@@ -159,9 +161,10 @@ def _render_demo(s: dict[str, Any]) -> None:
     for c in s["calls"]:
         t.add_row(c["caller"], c["callee"], str(c["calls"]), f"{c['mean_ms']:.1f}", f"{c['p95_ms']:.1f}")
     console.print(t)
-    t = Table(title="Top warning and error templates")
-    for col in ("count", "level", "services", "template"):
-        t.add_column(col)
+    # a list, not a table: templates are long and read badly in a narrow column at 80 columns
+    console.print("\n[bold]Top warning and error templates[/bold]")
     for row in s["top_error_templates"]:
-        t.add_row(str(row["count"]), row["level"], ", ".join(row.get("services", [])), row["text"][:100])
-    console.print(t)
+        services = list(row.get("services", []))
+        shown = ", ".join(services[:2]) + (f" +{len(services) - 2} more" if len(services) > 2 else "")
+        console.print(f"{row['count']:>6}  {row['level']:<5}  {shown}", markup=False)
+        console.print(Padding(Text(row["text"][:160]), (0, 0, 0, 8)))
