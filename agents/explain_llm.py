@@ -3,8 +3,10 @@
 The evidence-only explanation is built first and is what the caller gets whenever the model cannot
 be used: no client, `LLMUnavailable` (unreachable, timeouts, breaker open), an answer that does not
 match the schema, or an answer none of whose claims cite valid evidence. Otherwise the model's
-summary and reasoning replace the generated prose; the ranking's candidates, confidence, fault kinds
-and propagation path stay as code computed them.
+summary and reasoning replace the generated prose; the ranking's candidates, confidence, fault kinds,
+ties and propagation path stay as code computed them. When the evidence cannot separate the first
+candidates (a tie), the model is told (a `tied_with` attribute on each) and the summary starts with the
+code-written tie sentence, whatever the model wrote after it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agents.citations import Claim, verify_claims
 from agents.evidence_text import EvidenceLimits, RenderedEvidence, escape_attr, render_block, render_evidence
-from agents.explain_fallback import explain_from_evidence, path_services
+from agents.explain_fallback import explain_from_evidence, path_services, tie_sentences, top_tie
 from agents.llm import ChatMessage, LLMClient, LLMReply
 from agents.masking import Masker
 from core.errors import LLMUnavailable
@@ -102,6 +104,7 @@ def build_messages(
 ) -> tuple[list[ChatMessage], RenderedEvidence]:
     """System and user messages for the explainer, and which evidence ids they show."""
     rendered = render_evidence(_prioritized(base.evidence, base.root_causes), limits=limits, masker=masker)
+    tied = {s: [o for o in t.services if o != s] for t in base.ties for s in t.services}
     candidates = "\n".join(
         render_block(
             "candidate",
@@ -111,6 +114,7 @@ def build_messages(
                 "pod": rc.pod,
                 "confidence": f"{rc.confidence:.2f}",
                 "fault_kind": rc.fault_kind.value,
+                "tied_with": " ".join(tied.get(rc.service, [])),
                 "evidence": " ".join(rc.evidence_ids),
             },
             rc.reasoning,
@@ -272,6 +276,10 @@ def explain_with_llm(
         result = merged.model_copy(update={"fallback_reason": reason})
     else:
         result = merged.model_copy(update={"mode": ExplanationMode.LLM, "model": reply.model, "fallback_reason": ""})
+        head = top_tie(ranking, base.ties)
+        lead = tie_sentences(head, ranking.candidates) if head is not None else ""
+        if lead and not result.summary.startswith(lead):  # the model's summary was kept: the tie comes first
+            result = result.model_copy(update={"summary": f"{lead} {result.summary}"})
     result = result.model_copy(
         update={
             "usage": _usage(reply),

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from core.rca import FaultKind, PropagationStep, TimeRange
+from core.rca import FaultKind, PropagationStep, TieGroup, TimeRange
 from core.timeutil import iso
 
 
@@ -153,6 +153,11 @@ class Explanation(BaseModel):
     summary: str
     summary_evidence_ids: list[str] = Field(default_factory=list, description="Evidence the summary rests on.")
     root_causes: list[RootCause] = Field(default_factory=list)
+    ties: list[TieGroup] = Field(
+        default_factory=list,
+        description="Candidates the evidence cannot separate (their order is no more than an order), "
+        "with what evidence would separate them.",
+    )
     propagation_path: list[PropagationStep] = Field(default_factory=list)
     evidence: list[EvidenceItem] = Field(default_factory=list)
     runbooks: list[RunbookLink] = Field(default_factory=list)

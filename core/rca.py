@@ -134,6 +134,42 @@ class Candidate(BaseModel):
     )
 
 
+class SeparatorKind(StrEnum):
+    """What tied candidates lack or share, and so what evidence would tell them apart."""
+
+    NO_TRACES = "no_traces"
+    NO_METRICS = "no_metrics"
+    NO_LOGS = "no_logs"
+    NO_CALL_GRAPH = "no_call_graph"
+    NO_CALLS_BETWEEN = "no_calls_between"
+    SAME_ERRORS = "same_errors"
+    ONSET = "onset"
+    """Nothing else applies: which of them changed first."""
+
+
+class Separator(BaseModel):
+    """Evidence that would separate tied candidates, named after what they lack."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: SeparatorKind
+    text: str = Field(description="What is lacking, then what would show the difference ('no traces: spans ...').")
+
+
+class TieGroup(BaseModel):
+    """Candidates the evidence cannot separate: confidence, mass and own evidence within the tie tolerance
+    of the first one's (`detect.rank.ties`). Their order is kept, but none of them is the more likely."""
+
+    model_config = ConfigDict(frozen=True)
+
+    services: list[str] = Field(description="The tied candidates, in rank order.")
+    confidence: float = Field(
+        ge=0.0, le=1.0, description="The first one's confidence; the others are within tolerance."
+    )
+    shared_kinds: list[SignalKind] = Field(default_factory=list, description="Kinds of signal every one of them has.")
+    separators: list[Separator] = Field(default_factory=list, description="What evidence would separate them.")
+
+
 class TimeRange(BaseModel):
     """[start_ns, end_ns) in nanoseconds since the epoch; `start` and `end` are the same times as ISO text."""
 
@@ -168,6 +204,9 @@ class RankingResult(BaseModel):
     modalities_used: list[Modality] = Field(default_factory=list)
     modalities_missing: list[Modality] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list, description="All signals found, strongest first.")
+    ties: list[TieGroup] = Field(
+        default_factory=list, description="Groups of candidates the evidence cannot separate, in rank order."
+    )
     notes: list[str] = Field(default_factory=list, description="What was skipped or missing, and why.")
 
     @property

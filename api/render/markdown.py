@@ -64,6 +64,12 @@ def to_markdown(expl: Explanation) -> str:
         )
         out.append("")
         out += [f"{rc.rank}. **{md(rc.service)}**: {md(rc.reasoning)}" for rc in expl.root_causes]
+    if expl.ties:
+        out += ["", "## Not separated by the evidence", ""]
+        for tie in expl.ties:
+            names = ", ".join(f"**{md(s)}**" for s in tie.services)
+            out.append(f"- {names}: about {tie.confidence:.0%} each; what would separate them:")
+            out += [f"  - {md(sep.text)}" for sep in tie.separators]
     if expl.propagation_path:
         out += ["", "## Propagation path", "", " → ".join(md(s) for s in path_services(expl.propagation_path)), ""]
         for step in expl.propagation_path:

@@ -19,6 +19,7 @@ from rich.text import Text
 from agents.explain_fallback import path_services
 from api.render.text import mode_line, plain
 from core.explanation import AgentStep, EvidenceItem, Explanation, ExplanationMode, RootCause
+from core.rca import TieGroup
 
 EVIDENCE_TEXT_CHARS = 240
 EVIDENCE_SHOWN = 30
@@ -66,6 +67,14 @@ def root_cause_lines(rc: RootCause) -> list[RenderableType]:
         out.append(Indented(Text(f"evidence: {shown}{more}", style="dim")))
     if rc.reasoning:
         out.append(Indented(Text(plain(rc.reasoning, REASONING_CHARS))))
+    return out
+
+
+def tie_lines(tie: TieGroup) -> list[RenderableType]:
+    """The tied services and their shared confidence, then what would separate them, one per line."""
+    names = ", ".join(plain(s) for s in tie.services)
+    out: list[RenderableType] = [Indented(Text(f"{names}: about {tie.confidence:.0%} each", style="bold"), prefix="- ")]
+    out += [Indented(Text(plain(sep.text)), prefix="  · ") for sep in tie.separators]
     return out
 
 
@@ -118,6 +127,10 @@ def terminal_renderable(expl: Explanation) -> RenderableType:
         parts.append(heading("Root causes"))
         for rc in expl.root_causes:
             parts += root_cause_lines(rc)
+    if expl.ties:
+        parts.append(heading("Not separated by the evidence"))
+        for tie in expl.ties:
+            parts += tie_lines(tie)
     if expl.propagation_path:
         chain = " -> ".join(plain(s) for s in path_services(expl.propagation_path))
         parts += [heading("Propagation path"), Text(chain, overflow="ellipsis")]

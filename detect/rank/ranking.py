@@ -19,6 +19,8 @@
    re-orders candidates afterwards.
 4. Each candidate gets a confidence (its share of the mass times the strength of the evidence), a
    guessed fault kind from the families of its signals, and the path from it to the symptoms.
+5. Candidates that nothing above separates form tie groups (`detect.rank.ties`), with what evidence
+   would separate them; the order stays as it is.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from core.rca import (
 from core.telemetry import CallEdge
 from detect.kinds import KIND_TRAITS, Trigger
 from detect.rank.callgraph import call_graph, propagation_path, reach_of
+from detect.rank.ties import find_ties
 from detect.signals import SignalOptions, TableLike, compute_signals
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,16 @@ METRIC_FAMILY_WEIGHT: dict[str, float] = {
     "network": 0.3,
     "workload": 0.2,
     "other": 0.2,
+}
+# the fault kind a metric family suggests: a resource running out, or errors (the metric twin of error
+# spans); latency, traffic and network byte counts say that something changed, not what
+METRIC_FAMILY_FAULT: dict[str, FaultKind] = {
+    "cpu": FaultKind.RESOURCE_SATURATION,
+    "memory": FaultKind.RESOURCE_SATURATION,
+    "node": FaultKind.RESOURCE_SATURATION,
+    "io": FaultKind.RESOURCE_SATURATION,
+    "error": FaultKind.CODE_ERROR,
+    "success": FaultKind.CODE_ERROR,
 }
 
 
@@ -197,16 +210,16 @@ def blame_walk(
 
 def fault_kind(signals: list[Signal], opt: RankOptions) -> FaultKind:
     """The fault kind the strongest signals suggest (`detect.kinds.KIND_TRAITS`); a signal about a failing
-    dependency, or an error that names one, suggests a dependency failure; a CPU, memory or node metric
-    suggests saturation."""
+    dependency, or an error that names one, suggests a dependency failure; a metric suggests the kind of its
+    family (`METRIC_FAMILY_FAULT`). UNKNOWN only when no signal suggests a kind."""
     score: dict[FaultKind, float] = defaultdict(float)
     for s in signals:
         v = signal_strength(s, opt)
         traits = KIND_TRAITS[s.kind]
         if s.dependency:
             k = FaultKind.DEPENDENCY_FAILURE
-        elif s.modality == Modality.METRICS and s.family in ("cpu", "memory", "node"):
-            k = FaultKind.RESOURCE_SATURATION
+        elif s.modality == Modality.METRICS and s.family in METRIC_FAMILY_FAULT:
+            k = METRIC_FAMILY_FAULT[s.family]
         elif traits.fault is None:
             continue
         elif traits.fault == FaultKind.CODE_ERROR and traits.trigger == Trigger.ERRORS and _mentions_dependency(s):
@@ -359,5 +372,6 @@ def rank_window(
         modalities_used=found.used,
         modalities_missing=found.missing,
         signals=found.signals,
+        ties=find_ties(candidates, graph, found.used),
         notes=notes,
     )

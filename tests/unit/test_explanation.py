@@ -163,7 +163,8 @@ SUMMARY = (
     "ts-order-service is the most likely root cause (62% confidence, fault kind: code error, "
     f"pod {POD}). Strongest signal: new error template: java.sql.SQLException Connection refused "
     "(0 -> 12.0 per 100 requests). The fault propagates ts-order-service -> ts-travel-service -> "
-    "ts-ui-dashboard. Other candidates: ts-travel-service (21%), ts-auth-service (5%)."
+    "ts-ui-dashboard. Other candidates: ts-travel-service (21%, dependency failure), "
+    "ts-auth-service (5%, kind unknown)."
 )
 
 
