@@ -29,31 +29,15 @@ from core.rca import RankingResult, TimeRange
 from core.telemetry import CallEdge, columns
 from core.timeutil import NS
 from detect.rank.ranking import RankOptions, rank_window
+from detect.signals.logs import LOG_SCHEMA
+from detect.signals.spans import SPAN_SCHEMA
 from retrieval.events import EventStore
 
 log = logging.getLogger(__name__)
 
-# The columns fetched for the ranking, picked from the row contract.
-LOG_COLUMNS = columns(
-    "logs", ("event_id", "ts_ns", "service", "pod", "level", "message", "trace_id", "span_id", "template_id")
-)
-SPAN_COLUMNS = columns(
-    "spans",
-    (
-        "trace_id",
-        "span_id",
-        "parent_id",
-        "service",
-        "pod",
-        "operation",
-        "start_ns",
-        "end_ns",
-        "duration_us",
-        "status",
-        "kind",
-        "attributes",
-    ),
-)
+# The columns fetched for the ranking: what the signals read (their schemas are picked from the row contract).
+LOG_COLUMNS = tuple(LOG_SCHEMA.names)
+SPAN_COLUMNS = tuple(SPAN_SCHEMA.names)
 METRIC_COLUMNS = columns("metrics", ("ts_ns", "name", "value", "service", "pod", "host"))
 MODALITIES = ("logs", "traces", "metrics")
 
