@@ -250,7 +250,7 @@ def _render_rca_cases(d: dict[str, Any]) -> None:
         top = ", ".join(f"{c['service']} {c['confidence']:.2f}" for c in r["ranking"][:3])
         kind = "" if not r["ranking"] else r["ranking"][0]["fault_kind"]
         mark = {True: " (right)", False: " (wrong)", None: ""}[r["kind_right"]]
-        truth = ", ".join(r["truth"]["services"][:1] + r["truth"]["hosts"][:1])
+        truth = " on ".join(n for n in (r["truth"]["service"], r["truth"]["host"]) if n)
         t.add_row(
             r["id"], r["system"], r["kind"], truth, str(r["rank"] or "-"), top, kind + mark, f"{r['seconds']:.2f}"
         )
@@ -295,7 +295,7 @@ def _render_detect_cases(d: dict[str, Any]) -> None:
         t.add_row(
             r["id"],
             r["kind"],
-            ", ".join(r["truth"][:1]),
+            " on ".join(n for n in (r["truth"]["service"], r["truth"]["host"]) if n),
             "yes" if r["detected"] else "no",
             delay,
             r["root_cause"] or "-",

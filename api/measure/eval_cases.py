@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,28 @@ def find_cases(root: Path) -> list[Path]:
     return found
 
 
-def label_of(root: Path) -> tuple[CaseLabel, int | None, list[int]]:
-    """The scorer's label of a bundle: the names of its root cause, its fault time, other labelled faults."""
+@dataclass(frozen=True)
+class Label:
+    """The scorer's reading of truth.json: the names a right answer may carry, the fault's time, the other
+    labelled faults in the bundle, and (for people) the root cause as the label names it."""
+
+    names: CaseLabel
+    service: str | None
+    host: str | None
+    fault_ns: int | None
+    others: list[int]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "host": self.host,
+            "names": sorted(self.names.services | self.names.hosts),
+            "fault_time": iso(self.fault_ns) if self.fault_ns is not None else None,
+        }
+
+
+def label_of(root: Path) -> Label:
+    """The scorer's label of a bundle (`Label`), from its truth.json."""
     truth = load_truth(root)
     raw = json.loads((root / TRUTH_FILE).read_text(encoding="utf-8"))
     extra = raw.get("root_cause", {}).get("host_aliases") or []  # not (yet) in ingest.cases.RootCause
@@ -70,7 +91,7 @@ def label_of(root: Path) -> tuple[CaseLabel, int | None, list[int]]:
             raise DatasetError(
                 f"{root / TRUTH_FILE}: other_faults[{i}].fault_time is not a time", field="other_faults"
             ) from None
-    return label, truth.fault_time_ns, others
+    return Label(label, rc.service, rc.host, truth.fault_time_ns, others)
 
 
 def _run_each(
@@ -119,8 +140,8 @@ def evaluate_rca_cases(
         t0 = time.perf_counter()
         done = explain_case(case, settings, hindsight=hindsight, embedder=embedder)
         total = time.perf_counter() - t0
-        label, fault_ns, _ = label_of(path)  # read only now: the explanation is made
-        return _rca_row(case, done, label, fault_ns, total)
+        label = label_of(path)  # read only now: the explanation is made
+        return _rca_row(case, done, label, total)
 
     rows, errors = _run_each(paths, run, on_case)
     return {
@@ -138,22 +159,19 @@ def evaluate_rca_cases(
     }
 
 
-def _rca_row(case: Case, done: CaseExplained, label: CaseLabel, fault_ns: int | None, total: float) -> dict[str, Any]:
-    rank = rank_in(label, [(r.service, r.pod) for r in done.ranking])
+def _rca_row(case: Case, done: CaseExplained, label: Label, total: float) -> dict[str, Any]:
+    names = label.names
+    rank = rank_in(names, [(r.service, r.pod) for r in done.ranking])
     top = done.ranking[0] if done.ranking else None
     return {
         "id": case.id,
         "system": case.system,
-        "kind": label.kind or "unknown",
-        "truth": {
-            "services": sorted(label.services),
-            "hosts": sorted(label.hosts),
-            "fault_time": iso(fault_ns) if fault_ns is not None else None,
-        },
+        "kind": names.kind or "unknown",
+        "truth": label.summary(),
         "asked_at": iso(case.asked_at_ns),
         "ranking": [r.as_dict() for r in done.ranking],
         "rank": rank,
-        "kind_right": kind_right(label.kind, top.fault_kind) if top is not None and rank == 1 else None,
+        "kind_right": kind_right(names.kind, top.fault_kind) if top is not None and rank == 1 else None,
         "status": done.status,
         "tail_agrees": done.tail_agrees,
         "ingested": {k: r.stored for k, r in done.ingested.kinds().items()},
@@ -169,17 +187,17 @@ def evaluate_detect_cases(root: Path, settings: Settings, *, on_case: OnCase | N
 
     def run(path: Path, case: Case) -> dict[str, Any]:
         done = detect_case(case, settings)
-        label, fault_ns, others = label_of(path)  # read only now: detection has run
+        label = label_of(path)  # read only now: detection has run
+        fault_ns = label.fault_ns
         if fault_ns is None:
             raise DatasetError(f"{path / TRUTH_FILE}: fault_time is needed to score detection", field="fault_time")
-        scored = score_case_detection(label, fault_ns, done.seen, done.root_of, other_faults_ns=others)
+        scored = score_case_detection(label.names, fault_ns, done.seen, done.root_of, other_faults_ns=label.others)
         before_h = max(0, min(done.end_ns, fault_ns - 60 * NS) - done.start_ns) / NS / 3600
         return {
             "id": case.id,
             "system": case.system,
-            "kind": label.kind or "unknown",
-            "truth": sorted(label.services | label.hosts),
-            "fault_time": iso(fault_ns),
+            "kind": label.names.kind or "unknown",
+            "truth": label.summary(),
             **scored,
             "replayed_h": round((done.end_ns - done.start_ns) / NS / 3600, 3),
             "before_h": round(before_h, 3),

@@ -142,6 +142,7 @@ def test_live_sees_only_up_to_asked_at_and_hindsight_sees_all(cases_dir: Path, b
     seen, after = by_id["db-seen"], by_id["db-after"]
     assert seen["rank"] == 1 and seen["ranking"][0]["service"] == "db" and seen["ranking"][0]["from"] == "explanation"
     assert after["rank"] is None and after["later"] > 0 and seen["later"] > 0
+    assert seen["truth"] == {"service": "db", "host": None, "names": ["db", PODS["db"]], "fault_time": iso(fault_of(3))}
     assert (seen["kind"], seen["ranking"][0]["fault_kind"], seen["kind_right"]) == ("exception", "code_error", True)
     assert (live["kind_accuracy"], live["kind_cases"]) == (1.0, 1)
     assert live["by_system"]["devmesh"]["cases"] == 2 and live["by_kind"]["exception"]["ac1"] == 0.5
