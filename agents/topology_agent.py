@@ -36,6 +36,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         "rank services over the call graph from log, trace and metric signals around alert_ns",
         {
             "alert_ns": inc.alert_ns,
+            "end_ns": inc.end_ns,
             "service_hint": inc.service or None,
             "modalities": list(tools.modalities),
             "call_edges": len(edges),
@@ -43,6 +44,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         lambda: rank_incident(
             tools.events,
             alert_ns=inc.alert_ns,
+            end_ns=inc.end_ns,
             service_hint=inc.service or None,
             modalities=tools.modalities,
             call_edges=edges,

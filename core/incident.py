@@ -67,7 +67,12 @@ class InvestigationRequest(BaseModel):
     incident_id: str | None = Field(default=None, max_length=128)
     service: str | None = Field(default=None, max_length=256)
     start_ns: int | None = Field(default=None, gt=0, description="Start of the window, ns since the epoch.")
-    end_ns: int | None = Field(default=None, gt=0, description="End of the window, ns since the epoch.")
+    end_ns: int | None = Field(
+        default=None,
+        gt=0,
+        description="End of the window, ns since the epoch. Alone, it asks what was going on up to then: the change "
+        "under way is looked for in the minutes before it.",
+    )
     at_ns: int | None = Field(default=None, gt=0, description="When it started (defaults to the window's start).")
     alert: AlertIn | None = None
     question: str | None = Field(default=None, max_length=2000, description="Follow-up question, as data.")
@@ -82,8 +87,8 @@ class InvestigationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_subject(self) -> InvestigationRequest:
-        if not (self.incident_id or self.service or self.start_ns or self.at_ns or self.alert):
-            raise ValueError("give an incident_id, a service, a time (start_ns/at_ns) or an alert")
+        if not (self.incident_id or self.service or self.start_ns or self.at_ns or self.end_ns or self.alert):
+            raise ValueError("give an incident_id, a service, a time (start_ns/at_ns/end_ns) or an alert")
         return self
 
 

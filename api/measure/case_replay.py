@@ -31,8 +31,6 @@ from api.port import DevMeshPort, Investigation
 from api.wiring import Services, open_services
 from core.incident import InvestigationRequest
 from core.settings import Settings
-from core.timeutil import NS
-from detect.incidents import AFTER_S
 from detect.rank.callgraph import stored_call_edges
 from detect.rank.windows import rank_incident
 from detect.runner import DetectionRun, DetectOptions, replay
@@ -116,12 +114,11 @@ def case_home(base: Settings, embedder: Embedder | None) -> Iterator[Services]:
 
 
 def request_body(case: Case) -> dict[str, Any]:
-    """The `POST /explain` body for a case: its alert when it has one; else the question "what happened up to
-    `asked_at`", the window the incident book takes for an end time alone (`{"end_ns": asked_at}`, which
-    InvestigationRequest refuses without a start): from `AFTER_S` before it."""
+    """The `POST /explain` body for a case: its alert when it has one; else the question "what was going on up
+    to `asked_at`" (`{"end_ns": asked_at}`)."""
     if case.alert is not None:
         return {"alert": case.alert.model_dump(mode="json", exclude_none=True)}
-    return {"at_ns": case.asked_at_ns - AFTER_S * NS, "end_ns": case.asked_at_ns}
+    return {"end_ns": case.asked_at_ns}
 
 
 def ask(port: DevMeshPort, case: Case) -> Investigation:
@@ -145,6 +142,7 @@ def explain_case(case: Case, settings: Settings, *, hindsight: bool, embedder: E
         again = rank_incident(
             svc.events,
             alert_ns=inc.alert_ns,
+            end_ns=inc.end_ns,
             service_hint=inc.service or None,
             modalities=port.tools.modalities,
             call_edges=stored_call_edges(svc.graph),

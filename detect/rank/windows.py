@@ -3,8 +3,9 @@
 
 Given only the alert time, `choose_windows` asks the event store where telemetry exists around it:
 
-- the incident window runs from the alert (minus `lead_s`) for as long as logs and spans keep coming
-  without a gap of `gap_s`, at most `max_window_s`;
+- the incident window runs from the alert (minus `lead_s`) to the end of the question when the caller
+  gives one (`end_ns`: "what happened up to then", through any pause in the telemetry), else for as long
+  as logs and spans keep coming without a gap of `gap_s`; at most `max_window_s` either way;
 - the history is the rest of the store within `history_s` of the window, cut into slices as long as
   the window, nearest first (at most `max_slices`), leaving out `guard_slices` on each side (an
   incident often starts before its alert and outlasts the window);
@@ -103,8 +104,11 @@ def _occupied(events: EventStore, lo: int, hi: int, bucket_s: int) -> list[int]:
     return sorted(seen)
 
 
-def choose_windows(events: EventStore, alert_ns: int, opt: IncidentOptions | None = None) -> IncidentWindows:
-    """The incident window, history slices and metric windows for an alert (see module doc)."""
+def choose_windows(
+    events: EventStore, alert_ns: int, opt: IncidentOptions | None = None, *, end_ns: int | None = None
+) -> IncidentWindows:
+    """The incident window, history slices and metric windows for an alert (see module doc); `end_ns`, the end
+    of the question, when the caller has one."""
     o = opt or IncidentOptions()
     if not isinstance(alert_ns, int) or isinstance(alert_ns, bool) or alert_ns <= 0:
         raise InvalidInput("alert_ns must be a positive integer (nanoseconds since the epoch)", field="alert_ns")
@@ -113,12 +117,13 @@ def choose_windows(events: EventStore, alert_ns: int, opt: IncidentOptions | Non
     buckets = _occupied(events, lo, hi, o.bucket_s)
     start = alert_ns - o.lead_s * NS
     end = alert_ns
+    limit = alert_ns + o.max_window_s * NS if end_ns is None else min(end_ns, alert_ns + o.max_window_s * NS)
     for t in buckets:
         if t + b <= alert_ns:
             continue
-        if t - end > o.gap_s * NS or t >= alert_ns + o.max_window_s * NS:
+        if (end_ns is None and t - end > o.gap_s * NS) or t >= limit:
             break
-        end = min(t + b, alert_ns + o.max_window_s * NS)
+        end = min(t + b, limit)
     if end - start < o.min_window_s * NS:
         start = end - o.min_window_s * NS
     min_slice = o.rank.signals.min_slice_s * NS
@@ -153,19 +158,21 @@ def rank_incident(
     modalities: Collection[str] = MODALITIES,
     call_edges: Iterable[CallEdge | tuple[str, str]] | None = None,
     options: IncidentOptions | None = None,
+    end_ns: int | None = None,
 ) -> RankingResult:
     """Ranked root causes for an alert at `alert_ns`, from what the event store holds around it.
 
     `modalities` limits the telemetry read ('logs', 'traces', 'metrics'). `service_hint` (the service
     the alert is about) counts inside the score: candidates it does not reach through calls keep
     `RankOptions.off_focus_weight` of their mass. `call_edges`: the call graph known besides the spans
-    (the declared topology and stored CALLS edges of the graph store).
+    (the declared topology and stored CALLS edges of the graph store). `end_ns`: the end of the question, when
+    the caller has one (the window runs to it; see `choose_windows`).
     """
     bad = [m for m in modalities if m not in MODALITIES]
     if bad:
         raise InvalidInput(f"unknown modality {bad[0]!r}; use any of {', '.join(MODALITIES)}", field="modalities")
     o = options or IncidentOptions()
-    w = choose_windows(events, alert_ns, o)
+    w = choose_windows(events, alert_ns, o, end_ns=end_ns)
     ranges = w.history_ranges()
     empty = pa.table({})
 

@@ -253,7 +253,7 @@ def test_the_request_is_the_alert_or_the_minutes_before_asked_at(cases_dir: Path
         }
     }
     quiet = case.model_copy(update={"alert": None})
-    assert request_body(quiet) == {"at_ns": case.asked_at_ns - 300 * NS, "end_ns": case.asked_at_ns}
+    assert request_body(quiet) == {"end_ns": case.asked_at_ns}
 
 
 # -- scoring ------------------------------------------------------------------------------------------

@@ -172,6 +172,20 @@ def test_windows_follow_the_data_and_leave_a_guard(store: EventStore) -> None:
         choose_windows(store, -5)
 
 
+def test_the_end_of_a_question_carries_the_window_through_a_pause(store: EventStore) -> None:
+    # "what happened up to then": the window runs to the end asked about, across the recording's pauses,
+    # and never past it or past max_window_s
+    alert = alert_of(3) - 60 * NS  # the block's start: data now, a pause after the block
+    block_end = T0 + (3 * EVERY_S + BLOCK_S) * NS
+    after_pause = T0 + 4 * EVERY_S * NS + 20 * NS  # some way into the next block
+    free = choose_windows(store, alert)
+    assert free.window[1] <= block_end + 5 * NS  # without an end, the pause ends the window
+    asked = choose_windows(store, alert, IncidentOptions(max_window_s=EVERY_S * 2), end_ns=after_pause)
+    assert after_pause - 5 * NS <= asked.window[1] <= after_pause
+    capped = choose_windows(store, alert, IncidentOptions(max_window_s=BLOCK_S // 2), end_ns=after_pause)
+    assert capped.window[1] <= alert + BLOCK_S // 2 * NS
+
+
 def test_rank_incident_finds_the_injected_service(store: EventStore) -> None:
     res = rank_incident(store, alert_ns=alert_of(5))
     assert res.status == "ok"

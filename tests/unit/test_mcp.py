@@ -85,7 +85,7 @@ def test_errors_come_back_as_tool_errors() -> None:
     assert [r.is_error for r in results] == [True] * 5
     texts = [r.content[0].text for r in results]
     assert "no incident 'inc-404'; list them with `devmesh incidents`" in texts[0]
-    assert "give an incident_id, a service, a time (start_ns/at_ns) or an alert" in texts[1]
+    assert "give an incident_id, a service, a time (start_ns/at_ns/end_ns) or an alert" in texts[1]
     assert "not a time: 'last tuesday'" in texts[2] and "(field: since)" in texts[2]
     assert "hops" in texts[3]
     assert "no incident 'inc-404'" in texts[4]
