@@ -124,13 +124,14 @@ class Pipeline:
                 messages[i] = clean_text(m, self.max_message_chars)[0]
         with self._lock:
             matches = self.miner.add_many(messages)
+            merges = self.miner.take_merges()  # templates merged late: old ids become aliases
             template_ids = [m.template_id for m in matches]
             table = batch.to_table("logs", cols).append_column("template_id", pa.array(template_ids, pa.string()))
             table = normalize("logs", table)  # event ids computed once, for the store and the examples
             aggs = self._aggregate_templates(cols, matches)
-            changed = {m.template_id for m in matches if m.is_new or m.changed}
+            changed = {m.template_id for m in matches if m.is_new or m.changed} | set(merges.values())
             report.new_templates = sum(1 for m in matches if m.is_new)
-            if changed:
+            if changed or merges:
                 self._miner_dirty = True
             with self.events.transaction():  # one commit a batch: lines, examples, templates, miner state
                 result = self.events.append_logs(table)
@@ -138,6 +139,9 @@ class Pipeline:
                 if result.inserted:
                     self.events.remember_examples(table)
                     self._store_templates(aggs, exact=result.duplicates == 0)
+                if merges:
+                    live = {tid: text for tid, text, _ in self.miner.templates() if tid in set(merges.values())}
+                    self.events.alias_templates(merges, live)
                 if self._miner_dirty:
                     self.save_state()
             self._learn_placements(cols)

@@ -23,7 +23,7 @@ from core.errors import InvalidInput
 from core.timeutil import NS, parse_duration
 from detect.rank.windows import IncidentOptions
 from ingest.nezha import load_faults, plan
-from ingest.templates.scoring import evaluate_templates
+from ingest.templates.scoring import DEFAULT_BATCH, evaluate_templates
 from retrieval.embedder_factory import make_embedder
 
 eval_app = typer.Typer(help="Accuracy evaluations on labelled data sets; JSON results with --json.")
@@ -47,10 +47,21 @@ def _print(d: dict[str, Any]) -> None:
 def eval_templates(
     directory: Path = typer.Argument(..., help="Loghub-layout folder: <Sys>/<Sys>_2k.log_structured_corrected.csv"),
     system: list[str] | None = typer.Option(None, "--system", help="Only these systems (repeat)."),
+    hold_out: list[str] | None = typer.Option(
+        None, "--hold-out", help="Systems not tuned on (repeat): marked, and averaged apart."
+    ),
+    batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", help="Lines a batch (1 = one at a time)."),
+    stream: bool = typer.Option(False, "--stream", help="Also mine each system one line at a time."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Grouping accuracy of the template miner per system (Loghub definition) and the average."""
-    result = evaluate_templates(directory, systems=system or None)
+    result = evaluate_templates(
+        directory,
+        systems=system or None,
+        batch_size=batch_size,
+        stream_batch_size=1 if stream else None,
+        hold_out=hold_out or (),
+    )
     emit(result, as_json, _print)
 
 

@@ -1,5 +1,5 @@
-"""A template as the miner keeps it (`Cluster`: tokens, count, id) and what a line is told
-(`TemplateMatch`)."""
+"""A template as the miner keeps it (`Cluster`: tokens, count, id, the distinct token rows it was
+built from) and what a line is told (`TemplateMatch`)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ class TemplateMatch:
 
 
 class Cluster:
-    """One template: its tokens (variables as `<*>`), lines seen, and the match handed out for it."""
+    """One template: its tokens (variables as `<*>`), lines seen, the match handed out for it, and
+    up to `max_rows` distinct token rows with their line counts (what a later regrouping reads)."""
 
-    __slots__ = ("id", "tokens", "count", "n_const", "hit")
+    __slots__ = ("id", "tokens", "count", "n_const", "hit", "rows")
 
     def __init__(self, cluster_id: str, tokens: list[str], count: int = 0) -> None:
         self.id = cluster_id
@@ -30,6 +31,7 @@ class Cluster:
         self.count = count
         self.n_const = 0
         self.hit = TemplateMatch(cluster_id, "", False, False)
+        self.rows: dict[tuple[str, ...], int] = {}
         self._refresh()
 
     def _refresh(self) -> None:
@@ -54,3 +56,13 @@ class Cluster:
     def accepts(self, tokens: Sequence[str]) -> bool:
         """Every constant of the template is in `tokens` at the same position."""
         return all(mine in (theirs, WILDCARD) for mine, theirs in zip(self.tokens, tokens, strict=True))
+
+    def remember(self, row: tuple[str, ...], lines: int, max_rows: int) -> bool:
+        """Count `lines` lines of token row `row`; True if the row is new and was kept."""
+        if row in self.rows:
+            self.rows[row] += lines
+            return False
+        if len(self.rows) >= max_rows:
+            return False
+        self.rows[row] = lines
+        return True

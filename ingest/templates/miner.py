@@ -17,11 +17,16 @@ How a line finds its template:
 4. Streams of single new lines. When a new template would be the (`max_values`+1)-th that differs
    from existing ones in one and the same position only, that position is a variable: the largest
    of those siblings is generalized instead of creating another template.
+5. Late merging. Each template remembers up to `max_rows` distinct token rows with their line
+   counts. When a token count has gained new rows, all its rows are grouped again as in step 3, as
+   if they had come in one batch (`ingest.templates.regroup`); templates that grouping puts
+   together are merged into the oldest, whose id stays, and the others become its aliases
+   (`resolve`, `aliases`). So lines that came one at a time end up grouped as a batch would group
+   them, and every id ever handed out still resolves.
 
 Ids are `T` + 12 hex digits of a hash of the first template text, fixed at creation and never
 reused; two miners fed the same lines assign the same ids, and so does a miner restored from
-`state()`. Lines given together to `add_many` are grouped with each other's help, so bigger
-batches parse better; `add` is `add_many` of one line.
+`state()`. `add` is `add_many` of one line.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ from typing import Any
 from core.errors import InvalidInput
 from ingest.templates.cluster import Cluster, TemplateMatch
 from ingest.templates.grouping import group_new_lines, holds_data
+from ingest.templates.regroup import clusters_to_merge
 from ingest.templates.variables import WILDCARD, mask_fast, normalize
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class MinerParams:
     """Share of equal positions a new group needs to generalize an existing template."""
     cache_size: int = 50_000
     """Masked lines remembered for the hot path; the oldest tenth is dropped when full."""
+    max_rows: int = 32
+    """Distinct token rows a template remembers for late merging (bounds memory and state size)."""
 
     def __post_init__(self) -> None:
         if self.max_chars < 16:
@@ -69,6 +77,8 @@ class MinerParams:
             raise InvalidInput("similarity must be between 0 and 1", field="similarity")
         if self.cache_size < 1:
             raise InvalidInput("cache_size must be at least 1", field="cache_size")
+        if self.max_rows < 1:
+            raise InvalidInput("max_rows must be at least 1", field="max_rows")
 
 
 class TemplateMiner:
@@ -89,6 +99,9 @@ class TemplateMiner:
         self._cache: dict[str, Cluster] = {}
         self._by_len: dict[int, list[Cluster]] = defaultdict(list)
         self._by_id: dict[str, Cluster] = {}
+        self._aliases: dict[str, str] = {}  # merged id -> id it was merged into (always a live one)
+        self._merged: dict[str, str] = {}  # aliases made since `take_merges`
+        self._dirty: set[int] = set()  # token counts with rows not yet regrouped
         self.revision = 0
 
     # -- public API ---------------------------------------------------------------------------
@@ -120,7 +133,40 @@ class TemplateMiner:
                 pending[key] = [i]
         if pending:
             self._learn(pending, out)
+            self.regroup()
         return out  # type: ignore[return-value]
+
+    def regroup(self) -> dict[str, str]:
+        """Regroup the token counts that gained rows and merge what the grouping puts together.
+
+        Returns the aliases it made (merged id -> surviving id). `add_many` calls it.
+        """
+        made: dict[str, str] = {}
+        for n in sorted(self._dirty):
+            for members in clusters_to_merge(self._by_len.get(n, []), self.params.max_values, self.params.min_gain):
+                made.update(self._merge(members[0], members[1:]))
+        self._dirty.clear()
+        if made:
+            self.revision += 1
+            gone = {old for old in made}
+            for key, cluster in self._cache.items():
+                if cluster.id in gone:
+                    self._cache[key] = self._by_id[made[cluster.id]]
+            self._merged.update(made)
+        return made
+
+    def resolve(self, template_id: str) -> str:
+        """The live id a template id stands for now (itself unless it was merged)."""
+        return self._aliases.get(template_id, template_id)
+
+    def aliases(self) -> dict[str, str]:
+        """Every merged id and the live id it resolves to."""
+        return dict(self._aliases)
+
+    def take_merges(self) -> dict[str, str]:
+        """Aliases made since the last call (merged id -> live id), for whoever stores the ids."""
+        made, self._merged = self._merged, {}
+        return {old: self.resolve(new) for old, new in made.items()}
 
     def match(self, message: str) -> str | None:
         """Template id for a line without learning from it; None if no template fits."""
@@ -141,23 +187,29 @@ class TemplateMiner:
         return {
             "version": STATE_VERSION,
             "params": asdict(self.params),
-            "clusters": [[c.id, c.tokens, c.count] for c in self._by_id.values()],
+            "clusters": [
+                [c.id, c.tokens, c.count, [[list(r), n] for r, n in c.rows.items()]] for c in self._by_id.values()
+            ],
             "cache": {key: c.id for key, c in self._cache.items()},
+            "aliases": dict(self._aliases),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TemplateMiner:
         """Rebuild a miner from `state()` output."""
         try:
-            if state["version"] != STATE_VERSION:
+            if state["version"] not in (1, STATE_VERSION):
                 raise InvalidInput(
                     f"template miner state version {state['version']!r} is not {STATE_VERSION}",
                     field="version",
                 )
             miner = cls(**state["params"])
-            for cluster_id, tokens, count in state["clusters"]:
-                miner._add_cluster(Cluster(str(cluster_id), [str(t) for t in tokens], int(count)))
+            for cluster_id, tokens, count, *rows in state["clusters"]:
+                cluster = Cluster(str(cluster_id), [str(t) for t in tokens], int(count))
+                cluster.rows = {tuple(str(t) for t in r): int(n) for r, n in (rows[0] if rows else [])}
+                miner._add_cluster(cluster)
             miner._cache = {str(key): miner._by_id[cid] for key, cid in state["cache"].items()}
+            miner._aliases = {str(k): str(v) for k, v in state.get("aliases", {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"template miner state is malformed: {exc!r}", field="state") from exc
         return miner
@@ -179,6 +231,7 @@ class TemplateMiner:
                 self._cache[key] = cluster
                 cluster.count += len(lines)
                 assigned.append((cluster, lines))
+                self._remember(cluster, tokens, len(lines))
         by_len: dict[int, list[tuple[tuple[str, ...], list[str]]]] = defaultdict(list)
         for tokens, keys in new_rows.items():
             by_len[len(tokens)].append((tokens, keys))
@@ -191,6 +244,7 @@ class TemplateMiner:
                 for j in members:
                     for key in rows[j][1]:
                         self._cache[key] = cluster
+                    self._remember(cluster, rows[j][0], weights[j])
                 cluster.count += len(lines)
                 assigned.append((cluster, lines))
                 if (created or changed) and cluster.id not in events:
@@ -201,6 +255,28 @@ class TemplateMiner:
         for cluster_id, (i, is_new, changed) in events.items():
             out[i] = TemplateMatch(cluster_id, self._by_id[cluster_id].text, is_new, changed)
         self._trim_cache()
+
+    def _remember(self, cluster: Cluster, row: tuple[str, ...], lines: int) -> None:
+        if cluster.remember(row, lines, self.params.max_rows):
+            self._dirty.add(len(row))
+
+    def _merge(self, survivor: Cluster, others: Sequence[Cluster]) -> dict[str, str]:
+        """Fold `others` into `survivor` (same token count); their ids become its aliases."""
+        made: dict[str, str] = {}
+        for other in others:
+            survivor.generalize(other.tokens)
+            survivor.count += other.count
+            for row, lines in other.rows.items():
+                if row in survivor.rows or len(survivor.rows) < self.params.max_rows:
+                    survivor.rows[row] = survivor.rows.get(row, 0) + lines
+            self._by_len[len(other.tokens)].remove(other)
+            del self._by_id[other.id]
+            made[other.id] = survivor.id
+        for old, new in self._aliases.items():
+            if new in made:
+                self._aliases[old] = survivor.id
+        self._aliases.update(made)
+        return made
 
     def _find(self, tokens: Sequence[str]) -> Cluster | None:
         """Most specific existing template whose constants the tokens carry (oldest on ties)."""

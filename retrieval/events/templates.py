@@ -2,7 +2,8 @@
 and example lines (cached at ingest, or looked up in the stored lines).
 
 `TemplateTables` is mixed into `EventStore` and works on its DuckDB file (tables `templates`,
-`template_examples` and `logs`).
+`template_examples` and `logs`). Templates the miner merged late keep their ids on the stored lines;
+their aliases (merged id -> live id) are kept in the key-value store (`alias_templates`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pyarrow as pa
 from core.errors import InvalidInput
 from core.timeutil import NS
 from retrieval.events.db import Database
+from retrieval.events.kv import KeyValueStore
 from retrieval.events.query import LogQuery, in_clause, levels_at_least, where_clause
 from retrieval.events.schema import LOG_SELECT, log_row, normalize
 
@@ -44,10 +46,15 @@ class StoredTemplate:
     embedded: bool
 
 
+ALIASES_KEY = "template_aliases"
+"""Key-value entry holding {merged template id: live template id}."""
+
+
 class TemplateTables:
     """Template bookkeeping and example lines; mixed into `EventStore`, which sets `_db`."""
 
     _db: Database
+    kv: KeyValueStore
     _example_writes = 0  # remember_examples calls, to trim old examples now and then
 
     def upsert_templates(self, rows: Iterable[TemplateDelta | Mapping[str, Any]]) -> int:
@@ -93,6 +100,33 @@ class TemplateTables:
             finally:
                 cur.unregister("_tpl")
         return len(merged)
+
+    def alias_templates(self, aliases: Mapping[str, str], texts: Mapping[str, str]) -> None:
+        """Record merged templates (old id -> live id, `texts` the live ids' texts).
+
+        Lines stored under an old id keep it, and its template row now shows the live text, so every
+        stored line still joins its template; `resolve_templates` maps old ids to live ones.
+        """
+        if not aliases:
+            return
+        known: dict[str, str] = self.kv.get(ALIASES_KEY, {})
+        known.update(aliases)
+        known = {old: aliases.get(new, new) for old, new in known.items()}  # keep it one step deep
+        self.kv.set(ALIASES_KEY, known)
+        with self._db.write() as cur:
+            for tid, text in texts.items():  # the live template's text changed with the merge: embed it again
+                cur.execute(
+                    "UPDATE templates SET embedded = embedded AND text = ?, text = ? WHERE template_id = ?",
+                    [text, text, tid],
+                )
+            for old, new in known.items():
+                if new in texts:
+                    cur.execute("UPDATE templates SET text = ? WHERE template_id = ?", [texts[new], old])
+
+    def resolve_templates(self, ids: Sequence[str]) -> dict[str, str]:
+        """The live template id of each id (itself unless the miner merged it into another)."""
+        known: dict[str, str] = self.kv.get(ALIASES_KEY, {})
+        return {i: known.get(i, i) for i in ids}
 
     def templates(self, ids: Sequence[str] | None = None) -> list[StoredTemplate]:
         """Stored templates (all, or those with the given ids), most frequent first."""
