@@ -33,6 +33,9 @@ class SignalKind(StrEnum):
     LOG_TEMPLATE_SHIFT = "log_template_shift"
     """After a step of a request, the next log statement changed: one no longer reached, another
     reached instead, a request that stopped logging."""
+    LOG_FAULT_PHRASE = "log_fault_phrase"
+    """The service's own lines name a fault (disk full, killed for memory, connection limit, certificate, name
+    resolution, clock, crash loop: `detect.signals.faulttext`) more often than in its history."""
     LOG_VOLUME = "log_volume"
     """The service's share of all log lines fell sharply: it went quiet while the others did not."""
     SPAN_SELF_LATENCY = "span_self_latency"
@@ -126,6 +129,14 @@ class Candidate(BaseModel):
     score: float = Field(description="Ranking score (random-walk mass); comparable within one result.")
     confidence: float = Field(ge=0.0, le=1.0, description="Probability-like belief this is the root cause.")
     fault_kind: FaultKind = FaultKind.UNKNOWN
+    fault_detail: str = Field(
+        default="", description="What the candidate's own lines name, when they name it ('disk full', 'out of memory')."
+    )
+    host: str = Field(
+        default="",
+        description="Host the candidate's lines were written on; equal to `service` when the candidate is the host "
+        "itself (a fault on the machine: its kernel's lines).",
+    )
     own_evidence: float = Field(default=0.0, description="Strength of the service's own anomaly, 0..1.")
     evidence_ids: list[str] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list, description="The service's strongest signals.")

@@ -40,6 +40,8 @@ class KindTraits:
 KIND_TRAITS: dict[SignalKind, KindTraits] = {
     SignalKind.LOG_ERROR_TEMPLATE: KindTraits(1.0, FaultKind.CODE_ERROR, trigger=Trigger.ERRORS),
     SignalKind.LOG_TEMPLATE_SHIFT: KindTraits(0.8, FaultKind.CODE_ERROR, 0.8, Trigger.PATH),
+    # its fault kind is the one its phrase names (detect.signals.faulttext), put on the candidate by the ranking
+    SignalKind.LOG_FAULT_PHRASE: KindTraits(1.0, None, trigger=Trigger.ERRORS),
     SignalKind.LOG_VOLUME: KindTraits(0.8, None),
     SignalKind.SPAN_SELF_LATENCY: KindTraits(1.0, FaultKind.RESOURCE_SATURATION, 0.8, Trigger.LATENCY),
     SignalKind.SPAN_ERROR: KindTraits(0.8, FaultKind.CODE_ERROR, trigger=Trigger.ERRORS),

@@ -47,6 +47,7 @@ from detect.kinds import KIND_TRAITS, Trigger
 from detect.rank.callgraph import call_graph, propagation_path, reach_of
 from detect.rank.ties import find_ties
 from detect.signals import SignalOptions, TableLike, compute_signals
+from detect.signals.faulttext import with_text_kinds
 
 logger = logging.getLogger(__name__)
 
@@ -357,7 +358,11 @@ def rank_window(
     if graph.number_of_edges() == 0:
         notes.append("no call graph: services ranked by their own evidence only")
     linked = found.anomalous_traces if found.anomalous_traces else None
+    if focus and reach_of(graph, focus) & found.peers.unresolved:
+        notes.append(f"{focus} calls addresses no host here owns: its reach is unknown, so it weighs no candidate")
+        focus = None
     candidates = rank_signals(found.signals, graph, opt, linked, found.activity, focus)
+    candidates = with_text_kinds(candidates, found.text_kinds, found.peers.hosts)
     if not candidates:
         return insufficient("every signal names a failing dependency that is itself active: nothing to rank")
     logger.info(

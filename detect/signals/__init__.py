@@ -15,8 +15,10 @@ import pyarrow as pa
 
 from core.rca import Modality, Signal
 from detect.signals.common import SignalOptions, TableLike, as_table, check_table, n_rows
+from detect.signals.faulttext import Phrase
 from detect.signals.logs import LOG_SCHEMA, log_signals
 from detect.signals.metrics import metric_signals
+from detect.signals.peers import PeerCalls, read_peers
 from detect.signals.slices import EXCLUDED_SLICE, slice_of
 from detect.signals.spans import SPAN_SCHEMA, SpanFold, fold_spans, span_slices
 from detect.signals.stats import poisson_lower_tail, z_from_p
@@ -44,6 +46,11 @@ class WindowSignals:
     the drop is; 0 for a service as busy as usual (see `_activity`)."""
     window: tuple[int, int] = (0, 0)
     slice_ns: int = 0
+    peers: PeerCalls = field(default_factory=PeerCalls)
+    """Without spans: the calls log lines name (`detect.signals.peers`), hosts of the services, callees
+    nobody here owns."""
+    text_kinds: dict[str, Phrase] = field(default_factory=dict)
+    """Per service (or host, or callee nobody owns), the fault its own window lines name."""
 
 
 def infer_window(*tables: tuple[TableLike, str]) -> tuple[int, int]:
@@ -124,6 +131,10 @@ def compute_signals(
         behind += traces
     lw = as_table(logs_window, LOG_SCHEMA)
     lb = as_table(logs_base, LOG_SCHEMA)
+    # without spans, who calls whom is read from the lines, which are given to what they are about first
+    lw, lb, peers, kinds, phrases = read_peers(
+        lw, lb, width_ns=window[1] - window[0], min_z=opt.min_z, spans=not fold.empty
+    )
     for data in (lw, lb):
         services.update(data.column("service").unique().to_pylist())
     metric_services: set[str] = set()
@@ -138,10 +149,18 @@ def compute_signals(
         logs = pa.concat_tables([lw, lb])
         in_window = np.arange(logs.num_rows) < lw.num_rows
         found, traces = log_signals(
-            logs, in_window, window[0], width, fold if not fold.empty else None, s_slices, names, opt
+            logs,
+            in_window,
+            window[0],
+            width,
+            fold if not fold.empty else None,
+            s_slices,
+            names,
+            opt,
+            peers.deps or None,
         )
-        signals += found
-        behind += traces
+        signals += found + phrases
+        behind += traces + [{} for _ in phrases]
     signals = _inherit_dependencies(signals, behind, fold.edges)
     anomalous: dict[str, set[str]] = {}
     first_seen: dict[str, dict[str, int]] = {}
@@ -151,15 +170,20 @@ def compute_signals(
             mine = first_seen.setdefault(sig.service, {})
             for tr, ts in ids.items():
                 mine[tr] = min(ts, mine.get(tr, ts))
-    edges = set(fold.edges) if not fold.empty else precedence_edges(first_seen)
-    if fold.empty and edges:
-        notes.append(f"no spans: {len(edges)} call(s) inferred from which service's change came first in shared traces")
+    edges = set(fold.edges) if not fold.empty else precedence_edges(first_seen) | peers.edges
+    if peers.edges:
+        notes.append(f"no spans: {len(peers.edges)} call(s) read from the peers log lines name")
+    if fold.empty and edges - peers.edges:
+        notes.append(
+            f"no spans: {len(edges - peers.edges)} call(s) inferred from which service's change came first in "
+            "shared traces"
+        )
     if have(metrics_window, metrics_base, Modality.METRICS):
         signals.extend(metric_signals(metrics_window, metrics_base, opt))
     activity = _activity(fold, s_slices, lw, lb, window, width)
     signals.sort(key=lambda s: (-s.score, s.service, s.kind.value, s.key))
     logger.debug("signals", extra={"count": len(signals), "window": window})
-    return WindowSignals(signals, used, missing, notes, edges, anomalous, activity, window, width)
+    return WindowSignals(signals, used, missing, notes, edges, anomalous, activity, window, width, peers, kinds)
 
 
 def precedence_edges(first_seen: dict[str, dict[str, int]], min_shared: int = 3) -> set[tuple[str, str]]:

@@ -34,7 +34,7 @@ from detect.signals.tokens import ERR_MARK, EVENT_SCHEMA, LOG_KINDS, START
 # The log columns the signals read, from the row contract; event ids as text ('' when a row has none).
 LOG_SCHEMA = row_schema(
     "logs",
-    ("event_id", "ts_ns", "service", "pod", "level", "message", "trace_id", "span_id", "template_id"),
+    ("event_id", "ts_ns", "service", "pod", "host", "level", "message", "trace_id", "span_id", "template_id"),
     as_text=("event_id",),
 )
 _MASK = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|0x[0-9a-fA-F]+|\b\w*\d\w*\b|\d+")
@@ -46,7 +46,11 @@ def statement(message: str, words: int) -> str:
 
 
 def _tokens(
-    t: pa.Table, services: list[str], callees: dict[str, set[str]] | None, opt: SignalOptions
+    t: pa.Table,
+    services: list[str],
+    callees: dict[str, set[str]] | None,
+    opt: SignalOptions,
+    peer_deps: list[str] | None = None,
 ) -> tuple[pa.Array, np.ndarray, pa.Array]:
     """Statement token, error flag and named dependency of every line. A dependency is a known service
     named in an error line; when the calls between services are known, only one the writer calls,
@@ -88,6 +92,9 @@ def _tokens(
                 if ok:
                     dep[i] = name
                     break
+    if peer_deps is not None:  # the peer an error line names by address (detect.signals.peers)
+        for i in np.nonzero(err)[0].tolist():
+            dep[i] = dep[i] or peer_deps[i]
     deps = pa.array(dep, pa.string())
     named = pc.not_equal(deps, "")
     tok = pc.if_else(named, pc.binary_join_element_wise(tok, pc.binary_join_element_wise("@", deps, ""), " "), tok)
@@ -117,10 +124,11 @@ def log_signals(
     span_slices: np.ndarray | None,
     services: list[str],
     opt: SignalOptions,
+    peer_deps: list[str] | None = None,
 ) -> tuple[list[Signal], list[dict[str, int]]]:
     """Signals from log lines (window rows flagged by `in_window`; the rest is history) and for each
     the window trace ids of the requests behind it. `fold`/`span_slices` describe the spans of the
-    same window and history, when there are any."""
+    same window and history, when there are any; `peer_deps` names, per row, the peer its line names."""
     t = as_table(logs, LOG_SCHEMA)
     n = t.num_rows
     if n == 0:
@@ -134,7 +142,7 @@ def log_signals(
         callees = {}
         for a, b in fold.edges:
             callees.setdefault(a, set()).add(b)
-    tok, err, dep = _tokens(t, services, callees, opt)
+    tok, err, dep = _tokens(t, services, callees, opt, peer_deps)
     svc = t.column("service").combine_chunks()
     trace = t.column("trace_id").combine_chunks()
     pods = t.column("pod").combine_chunks()
