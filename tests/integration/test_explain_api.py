@@ -104,6 +104,18 @@ def test_explain_at_a_time_uses_the_default_window(sample: ImportedSample, clien
     assert again["incident"]["explanation_id"] != inc["explanation_id"]
 
 
+def test_explain_up_to_a_time_looks_at_the_minutes_before_it(sample: ImportedSample, client: TestClient) -> None:
+    # an end alone: "what was going on up to then"; the ranked window ends there
+    end = sample.fault_ns + 180 * NS
+    out = explain(client, {"end_ns": end, "service": SERVICE})
+    inc = out["incident"]
+    assert (inc["alert_ns"], inc["start_ns"], inc["end_ns"]) == (end - 300 * NS, end - 900 * NS, end)
+    ranked = next(n for n in out["explanation"]["notes"] if n.startswith("window "))
+    first, last = (int(x) for x in ranked.split()[1].split("-"))
+    assert first == end - 300 * NS and sample.fault_ns < last <= end
+    assert out["explanation"]["root_causes"][0]["service"] == SERVICE
+
+
 def test_explain_an_alertmanager_alert(sample: ImportedSample, client: TestClient) -> None:
     alert = {
         "status": "firing",
