@@ -2,8 +2,10 @@
 
 The whole folder is imported once (`ingest.importers.import_nezha`) into a temporary home; the call graph
 of its `metric/dependency.csv` files, when there are any, is added to the graph as a declared topology
-(the importer skips those files). Then each labelled fault becomes one bundle written by the product's own
-export (`ingest.cases.export_case`): asked at the fault's start plus `asked_after`, telemetry from
+(the importer skips those files). Those files mix two relations in one table: a row whose target is an
+IP address is a placement (the source service's pods run on that host), not a call; it fills the host of
+the service's pods where the import left it empty, and only service -> service rows become calls.
+Then each labelled fault becomes one bundle written by the product's own export (`ingest.cases.export_case`): asked at the fault's start plus `asked_after`, telemetry from
 `before` ahead of that to `after` past it, no alert, no runbooks, secrets masked. `modalities` keeps only
 those kinds of telemetry in the bundles (the other files the export wrote are removed; the declared
 topology stays). Only `truth.json` holds the label: the service (the injected pod's, with the pod as an
@@ -14,6 +16,7 @@ alias), the fault type as `kind`, and the other labelled faults inside the bundl
 from __future__ import annotations
 
 import csv
+import ipaddress
 import json
 import logging
 import tempfile
@@ -25,7 +28,7 @@ from typing import Any
 from api.wiring import open_services
 from core.errors import DatasetError, InvalidInput
 from core.settings import Settings
-from core.telemetry import CallEdge, Topology
+from core.telemetry import CallEdge, PodPlacement, Topology
 from core.timeutil import NS, from_ns
 from graph.store import GraphStore
 from ingest import nezha
@@ -87,6 +90,7 @@ def make_nezha_cases(
             )
             declared = declared_calls(src)
             if declared is not None and svc.graph is not None:
+                declared = with_pods(declared, svc.graph)
                 svc.graph.upsert_topology(declared, calls_mode="accumulate")
             for fault, case_id in zip(faults, case_ids(faults, spec.id_prefix), strict=True):
                 row = _write_case(svc.events, svc.graph, out / case_id, case_id, fault, faults, spec, src)
@@ -118,21 +122,50 @@ def case_ids(faults: list[nezha.NezhaFault], prefix: str) -> list[str]:
 
 
 def declared_calls(src: Path) -> Topology | None:
-    """The service call graph of the `metric/dependency.csv` files (Source,Target,Weight), if any."""
+    """The declared topology of the `metric/dependency.csv` files (Source,Target,Weight), if any.
+
+    Service -> service rows are calls. A row whose Target is an IP address places the Source's pods on
+    that host: it becomes a `PodPlacement` with the service's name as a stand-in pod (`with_pods` puts
+    the service's real pods there), never a call and never a service.
+    """
     files = sorted({*src.glob("metric/dependency.csv"), *src.glob("[0-9]*/metric/dependency.csv")})
     pairs: set[tuple[str, str]] = set()
+    hosts: dict[str, set[str]] = {}
     for path in files:
         with path.open(encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):
                 caller, callee = (row.get("Source") or "").strip(), (row.get("Target") or "").strip()
-                if caller and callee and caller != callee:
+                if not caller or not callee or caller == callee:
+                    continue
+                if _is_address(callee):
+                    hosts.setdefault(caller, set()).add(callee)
+                else:
                     pairs.add((caller, callee))
-    if not pairs:
+    if not pairs and not hosts:
         return None
     return Topology(
-        services=sorted({s for p in pairs for s in p}),
+        services=sorted({s for p in pairs for s in p} | set(hosts)),
+        pods=[PodPlacement(pod=svc, service=svc, host=h) for svc in sorted(hosts) for h in sorted(hosts[svc])],
         calls=[CallEdge(caller=a, callee=b) for a, b in sorted(pairs)],
     )
+
+
+def with_pods(declared: Topology, graph: GraphStore) -> Topology:
+    """`declared` with each service-level placement moved onto the service's known pods that have no host
+    yet (pods with a host keep theirs); a service with no known pod keeps no placement (no invented pod)."""
+    pods: list[PodPlacement] = []
+    for placement in declared.pods:
+        known = graph.pods_of(placement.service)
+        pods.extend(PodPlacement(pod=p.pod, service=p.service, host=placement.host) for p in known if not p.host)
+    return declared.model_copy(update={"pods": pods})
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_case(
