@@ -1,16 +1,17 @@
 """Case bundles from a Nezha-layout data set: `devmesh eval make-cases nezha SRC OUT`.
 
-The whole folder is imported once (`ingest.importers.import_nezha`) into a temporary home; the call graph
-of its `metric/dependency.csv` files, when there are any, is added to the graph as a declared topology
-(the importer skips those files). Those files mix two relations in one table: a row whose target is an
-IP address is a placement (the source service's pods run on that host), not a call; it fills the host of
-the service's pods where the import left it empty, and only service -> service rows become calls.
-Then each labelled fault becomes one bundle written by the product's own export (`ingest.cases.export_case`): asked at the fault's start plus `asked_after`, telemetry from
-`before` ahead of that to `after` past it, no alert, no runbooks, secrets masked. `modalities` keeps only
-those kinds of telemetry in the bundles (the other files the export wrote are removed; the declared
-topology stays). Only `truth.json` holds the label: the service (the injected pod's, with the pod as an
-alias), the fault type as `kind`, and the other labelled faults inside the bundle's window
-(`other_faults`, for the detection scorer, which must not count them as false incidents).
+The whole folder is imported once (`ingest.importers.import_nezha`) into a temporary home; the call
+graph of its `metric/dependency.csv` files, when there are any, is added to the graph as a declared
+topology (the importer skips those files). Those files mix two relations in one table: a row whose
+target is an IP address is a placement (the source service's pods run on that host), not a call; it
+fills the host of the service's pods where the import left it empty, and only service -> service rows
+become calls. Then each labelled fault becomes one bundle written by the product's own export
+(`ingest.cases.export_case`): asked at the fault's start plus `asked_after`, telemetry from `before`
+ahead of that to `after` past it, no alert, no runbooks, secrets masked. `modalities` keeps only those
+kinds of telemetry in the bundles (the other files the export wrote are removed; the declared topology
+stays). Only `truth.json` holds the label: the service (the injected pod's, with the pod as an alias),
+the fault type as `kind`, and the other labelled faults inside the bundle's window (`other_faults`, for
+the detection scorer, which must not count them as false incidents).
 """
 
 from __future__ import annotations
