@@ -1,4 +1,5 @@
-"""The LLM explainer: prompt from `prompts/`, JSON answer to a schema, citations checked, merged.
+"""The LLM explainer: a prompt fitted to the model (`agents.explain_prompt`), a JSON answer to a bounded
+schema, citations checked, merged.
 
 The evidence-only explanation is built first and is what the caller gets whenever the model cannot
 be used: no client, `LLMUnavailable` (unreachable, timeouts, breaker open), an answer that does not
@@ -6,7 +7,8 @@ match the schema, or an answer none of whose claims cite valid evidence. Otherwi
 summary and reasoning replace the generated prose; the ranking's candidates, confidence, fault kinds,
 ties and propagation path stay as code computed them. When the evidence cannot separate the first
 candidates (a tie), the model is told (a `tied_with` attribute on each) and the summary starts with the
-code-written tie sentence, whatever the model wrote after it.
+code-written tie sentence, whatever the model wrote after it. An answer cut at the token limit is asked
+for again once, shorter; cut again, the explanation is evidence-only and says why.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from agents.answer_stream import SummaryWords, current_sink
 from agents.citations import Claim, verify_claims
-from agents.evidence_text import EvidenceLimits, RenderedEvidence, escape_attr, render_block, render_evidence
-from agents.explain_fallback import explain_from_evidence, path_services, tie_sentences, top_tie
-from agents.llm import ChatMessage, LLMClient, LLMReply
+from agents.evidence_text import EvidenceLimits
+from agents.explain_fallback import explain_from_evidence, tie_sentences, top_tie
+from agents.explain_prompt import AnswerBounds, PromptBudget, answer_schema, build_messages, fit_prompt
+from agents.llm import LLMClient, LLMReply
 from agents.masking import Masker
 from core.errors import LLMUnavailable
 from core.explanation import (
@@ -31,7 +34,6 @@ from core.explanation import (
     Explanation,
     ExplanationMode,
     LLMUsage,
-    RootCause,
     RunbookLink,
     SimilarIncident,
     StepStatus,
@@ -39,7 +41,8 @@ from core.explanation import (
 )
 from core.rca import RankingResult, TimeRange
 from core.timeutil import now_ns
-from prompts import render_prompt
+
+__all__ = ["answer_schema", "build_messages", "explain_with_llm", "merge_answer", "parse_answer"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,92 +61,6 @@ class ExplainerAnswer(BaseModel):
     summary: str
     summary_evidence_ids: list[str] = Field(default_factory=list)
     root_causes: list[AnswerRootCause] = Field(default_factory=list)
-
-
-def answer_schema(services: Sequence[str], evidence_ids: Sequence[str], max_root_causes: int) -> dict[str, Any]:
-    """JSON schema sent as Ollama's `format`: services and ids limited to those shown."""
-    ids: dict[str, Any] = {"type": "string", "enum": list(evidence_ids)} if evidence_ids else {"type": "string"}
-    service: dict[str, Any] = {"type": "string", "enum": list(services)} if services else {"type": "string"}
-    return {
-        "type": "object",
-        "properties": {
-            "summary": {"type": "string"},
-            "summary_evidence_ids": {"type": "array", "items": ids},
-            "root_causes": {
-                "type": "array",
-                "maxItems": max_root_causes,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "service": service,
-                        "reasoning": {"type": "string"},
-                        "evidence_ids": {"type": "array", "items": ids},
-                    },
-                    "required": ["service", "reasoning", "evidence_ids"],
-                },
-            },
-        },
-        "required": ["summary", "summary_evidence_ids", "root_causes"],
-    }
-
-
-def _prioritized(evidence: Sequence[EvidenceItem], root_causes: Sequence[RootCause]) -> list[EvidenceItem]:
-    """Evidence the candidates cite first (so it is shown and citable), then the rest in order."""
-    cited = [i for rc in root_causes for i in rc.evidence_ids]
-    rank = {eid: n for n, eid in reversed(list(enumerate(cited)))}
-    return sorted(evidence, key=lambda e: rank.get(e.id, len(rank)))
-
-
-def build_messages(
-    base: Explanation,
-    *,
-    alert_text: str = "",
-    masker: Masker | None = None,
-    limits: EvidenceLimits | None = None,
-    max_root_causes: int = 3,
-) -> tuple[list[ChatMessage], RenderedEvidence]:
-    """System and user messages for the explainer, and which evidence ids they show."""
-    rendered = render_evidence(_prioritized(base.evidence, base.root_causes), limits=limits, masker=masker)
-    tied = {s: [o for o in t.services if o != s] for t in base.ties for s in t.services}
-    candidates = "\n".join(
-        render_block(
-            "candidate",
-            {
-                "rank": rc.rank,
-                "service": rc.service,
-                "pod": rc.pod,
-                "confidence": f"{rc.confidence:.2f}",
-                "fault_kind": rc.fault_kind.value,
-                "tied_with": " ".join(tied.get(rc.service, [])),
-                "evidence": " ".join(rc.evidence_ids),
-            },
-            rc.reasoning,
-            masker=masker,
-        )
-        for rc in base.root_causes
-    )
-    chain = path_services(base.propagation_path)
-    propagation = render_block("signal", {"kind": "propagation"}, " → ".join(chain)) if len(chain) > 1 else ""
-    runbooks = "\n".join(
-        render_block("runbook", {"id": rb.id, "title": rb.title}, " | ".join(rb.steps), masker=masker)
-        for rb in base.runbooks
-    )
-    window = base.window
-    user = render_prompt(
-        "explainer_user",
-        incident_id=escape_attr(base.incident_id or "(ad hoc)"),
-        window_start=window.start if window else "unknown",
-        window_end=window.end if window else "unknown",
-        alert_block=render_block("alert", {}, alert_text, max_chars=2000, masker=masker) if alert_text else "",
-        candidates_block=candidates or "(none)",
-        propagation_block=propagation,
-        shown_count=len(rendered.shown_ids),
-        omitted_count=len(rendered.omitted_ids),
-        evidence_block=rendered.text or "(none)",
-        runbooks_block=runbooks,
-    )
-    system = render_prompt("explainer_system", max_root_causes=max_root_causes)
-    return [ChatMessage("system", system), ChatMessage("user", user)], rendered
 
 
 def parse_answer(content: str) -> ExplainerAnswer:
@@ -218,8 +135,15 @@ def explain_with_llm(
     masker: Masker | None = None,
     limits: EvidenceLimits | None = None,
     max_root_causes: int = 3,
+    budget: PromptBudget | None = None,
+    bounds: AnswerBounds | None = None,
 ) -> Explanation:
-    """The explanation of an incident, written by `llm` when it can be used, evidence-only otherwise."""
+    """The explanation of an incident, written by `llm` when it can be used, evidence-only otherwise.
+
+    The prompt is fitted to the model's context (`budget`: its context length is asked from the server);
+    an answer cut at the token limit is asked again once with `bounds.shorter()`, then given up on.
+    Inside `agents.answer_stream.words_to(...)` the summary's words are streamed as the model writes them.
+    """
     started = time.perf_counter()
     base = explain_from_evidence(
         ranking,
@@ -238,11 +162,13 @@ def explain_with_llm(
         reason = "no root-cause candidate for a language model to explain"
         return _timed(base.model_copy(update={"fallback_reason": reason}), started)
 
-    messages, rendered = build_messages(
-        base, alert_text=alert_text, masker=masker, limits=limits, max_root_causes=max_root_causes
+    call_started = time.perf_counter()
+    budget = budget or llm.prompt_budget()
+    fitted = fit_prompt(
+        base, llm, budget, alert_text=alert_text, masker=masker, limits=limits, max_root_causes=max_root_causes
     )
+    rendered = fitted.rendered
     services = [rc.service for rc in base.root_causes]
-    schema = answer_schema(services, rendered.shown_ids, max_root_causes)
     step = AgentStep(
         agent="explainer",
         tool="llm.chat",
@@ -250,22 +176,45 @@ def explain_with_llm(
         params={
             "evidence_shown": len(rendered.shown_ids),
             "evidence_omitted": len(rendered.omitted_ids),
-            "prompt_chars": sum(len(m.content) for m in messages),
+            "prompt_chars": sum(len(m.content) for m in fitted.messages),
+            "prompt_tokens": fitted.prompt_tokens,
+            "prompt_budget_tokens": fitted.budget_tokens,
+            "context_tokens": budget.context_tokens,
+            "tokens_counted_by": fitted.counted_by,
             "masked_values": masker.masked_count if masker else 0,
         },
         started_ns=now_ns(),
     )
-    call_started = time.perf_counter()
-    try:
-        reply = llm.chat(messages, schema=schema)
-    except LLMUnavailable as exc:
-        return _fallback(base, started, call_started, step, str(exc))
+    sink = current_sink()
+    words = SummaryWords(sink, masker.unmask if masker else None) if sink is not None else None
+    bounds = bounds or AnswerBounds()
+    replies: list[LLMReply] = []
+    for shorter in (False, True):
+        schema = answer_schema(services, rendered.shown_ids, max_root_causes, bounds)
+        try:
+            reply = llm.chat(fitted.messages, schema=schema, max_tokens=budget.answer_tokens, on_text=words)
+        except LLMUnavailable as exc:
+            return _fallback(base, started, call_started, step, str(exc), usage=_usage(replies))
+        replies.append(reply)
+        if not reply.truncated:
+            break
+        logger.warning(
+            "LLM answer cut at the token limit", extra={"tokens": reply.completion_tokens, "retry": not shorter}
+        )
+        bounds = bounds.shorter()
+    usage = _usage(replies)
+    if reply.truncated:
+        reason = (
+            f"the language model's answer was cut at its limit of {budget.answer_tokens} tokens, "
+            "also when asked for a shorter one"
+        )
+        return _fallback(base, started, call_started, step, reason, usage=usage)
     try:
         answer = parse_answer(reply.content)
     except ValidationError as exc:
         first = exc.errors()[0]
         reason = f"the language model's answer did not match the schema ({first['type']} at {first['loc']})"
-        return _fallback(base, started, call_started, step, reason, usage=_usage(reply))
+        return _fallback(base, started, call_started, step, reason, usage=usage)
 
     merged, flags, supported = merge_answer(base, answer, rendered.shown_ids, masker=masker)
     llm_ms = (time.perf_counter() - call_started) * 1000
@@ -282,16 +231,30 @@ def explain_with_llm(
             result = result.model_copy(update={"summary": f"{lead} {result.summary}"})
     result = result.model_copy(
         update={
-            "usage": _usage(reply),
+            "usage": usage,
             "run": [*result.run, done],
-            "timings": {**result.timings, "llm_ms": llm_ms},
+            "timings": {**result.timings, **_llm_timings(replies, llm_ms)},
         }
     )
     return _timed(result, started)
 
 
-def _usage(reply: LLMReply) -> LLMUsage:
-    return LLMUsage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens, calls=1)
+def _usage(replies: Sequence[LLMReply]) -> LLMUsage | None:
+    if not replies:
+        return None
+    return LLMUsage(
+        prompt_tokens=sum(r.prompt_tokens for r in replies),
+        completion_tokens=sum(r.completion_tokens for r in replies),
+        calls=len(replies),
+    )
+
+
+def _llm_timings(replies: Sequence[LLMReply], llm_ms: float) -> dict[str, float]:
+    out = {"llm_ms": llm_ms}
+    first = replies[0].first_text_ms if replies else None
+    if first is not None:
+        out["llm_first_text_ms"] = first
+    return out
 
 
 def _fallback(

@@ -1,34 +1,70 @@
-"""The language-model client: a small protocol and its Ollama implementation.
+"""The language-model clients: one protocol, the retry and breaker logic they share, and Ollama's.
 
-`OllamaLLM.chat` sends one non-streaming `/api/chat` request (with a JSON schema as `format` when
-structured output is wanted), retries transient failures (connection errors, timeouts, HTTP 5xx
-and 429) with exponential backoff, and counts failed calls in a `CircuitBreaker`: after
-`failure_threshold` failed calls in a row it stops calling for `cooldown_s`, then lets one trial
-call through (half-open). Every failure reaches the caller as `core.errors.LLMUnavailable`, which
-the explainer answers with an evidence-only explanation.
+`LLMClient` is what the agents use: `chat` (a JSON schema as structured output, an answer-length cap,
+optionally the answer as it is written through `on_text`), `context_length` (what the server says, or
+the configured fallback) and `count_tokens` (the model's own tokenizer when the server offers one).
+`RetryingLLM` retries transient failures (refused or dropped connections, timeouts, HTTP 5xx and 429)
+with exponential backoff and counts failed calls in a `CircuitBreaker`. Every failure reaches the
+caller as `core.errors.LLMUnavailable`, which the explainer answers with an evidence-only explanation.
+
+`OllamaLLM` speaks Ollama's `/api/chat` through the `ollama` client (context length from `/api/show`,
+sent back as `options.num_ctx`); `agents.llm_openai.OpenAICompatLLM` speaks `/v1/chat/completions`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import httpx
 import ollama
 
+from agents.llm_breaker import BreakerState, CircuitBreaker
 from core.errors import LLMUnavailable
+
+__all__ = [
+    "BreakerState",
+    "ChatMessage",
+    "CircuitBreaker",
+    "LLMClient",
+    "LLMReply",
+    "OllamaLLM",
+    "PromptBudget",
+    "RetryingLLM",
+    "TextSink",
+    "TransientLLMError",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS: dict[str, Any] = {"temperature": 0.0}
+DEFAULT_CONTEXT_TOKENS = 4096
 # Worth retrying: refused or dropped connections, timeouts (the ollama client turns httpx.ConnectError
 # into ConnectionError and lets other httpx transport errors through).
 _TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, httpx.TransportError)
+
+TEMPLATE_MARGIN = 48  # chat-template tokens around the messages, and rounding
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """Tokens for the prompt: the context less the answer's share (and a margin), capped for speed."""
+
+    context_tokens: int = 4096
+    answer_tokens: int = 400
+    max_prompt_tokens: int | None = 1500
+
+    @property
+    def prompt_tokens(self) -> int:
+        room = self.context_tokens - self.answer_tokens - TEMPLATE_MARGIN
+        return max(0, min(room, self.max_prompt_tokens) if self.max_prompt_tokens else room)
+
+
+TextSink = Callable[[str], None]
+"""Called with the answer written so far (the whole text each time; it starts again after a retry)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +82,12 @@ class LLMReply:
     duration_ms: float = 0.0
     attempts: int = 1
     done_reason: str = ""
+    first_text_ms: float | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The model stopped at the token limit, so the answer is cut (Ollama and OpenAI both say "length")."""
+        return self.done_reason == "length"
 
 
 class LLMClient(Protocol):
@@ -60,6 +102,8 @@ class LLMClient(Protocol):
         *,
         schema: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        on_text: TextSink | None = None,
     ) -> LLMReply:
         """The model's answer; raises LLMUnavailable when it cannot be had."""
         ...
@@ -68,78 +112,35 @@ class LLMClient(Protocol):
         """Whether the model can be called now (server reachable, model present, breaker closed)."""
         ...
 
+    def context_length(self) -> int:
+        """Tokens of context the model runs with (asked from the server once; the configured value otherwise)."""
+        ...
 
-class BreakerState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
+    def count_tokens(self, text: str) -> int | None:
+        """`text` in the model's own tokens, or None when the server has no tokenizer endpoint."""
+        ...
 
-
-class CircuitBreaker:
-    """Opens after `failure_threshold` consecutive failed calls; half-open after `cooldown_s`."""
-
-    def __init__(
-        self, failure_threshold: int = 3, cooldown_s: float = 30.0, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if failure_threshold < 1:
-            raise ValueError("failure_threshold must be at least 1")
-        self.failure_threshold = failure_threshold
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_running = False
-        self._lock = threading.Lock()
-
-    @property
-    def state(self) -> BreakerState:
-        with self._lock:
-            return self._state()
-
-    def _state(self) -> BreakerState:
-        if self._opened_at is None:
-            return BreakerState.CLOSED
-        if self._clock() - self._opened_at >= self.cooldown_s:
-            return BreakerState.HALF_OPEN
-        return BreakerState.OPEN
-
-    def allow(self) -> bool:
-        """True if a call may go out now (closed, or the one trial call of half-open)."""
-        with self._lock:
-            state = self._state()
-            if state is BreakerState.CLOSED:
-                return True
-            if state is BreakerState.HALF_OPEN and not self._trial_running:
-                self._trial_running = True
-                return True
-            return False
-
-    def retry_in_s(self) -> float:
-        with self._lock:
-            if self._opened_at is None:
-                return 0.0
-            return max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
-
-    def record_success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial_running = False
-
-    def record_failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._trial_running or self._failures >= self.failure_threshold:
-                self._opened_at = self._clock()
-            self._trial_running = False
+    def prompt_budget(self) -> PromptBudget:
+        """How many tokens a prompt and its answer may take with this model (context asked from the server)."""
+        ...
 
 
-class OllamaLLM:
-    """An Ollama model through the `ollama` client (`/api/chat`), with retries and a circuit breaker."""
+class TransientLLMError(Exception):
+    """One attempt failed in a way worth retrying; `cause` says how."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class RetryingLLM:
+    """Breaker, retries and backoff around one attempt (`_attempt`, written by each backend)."""
+
+    kind = "LLM server"
 
     def __init__(
         self,
-        host: str | None,
+        host: str,
         model: str,
         *,
         timeout_s: float = 120.0,
@@ -147,24 +148,27 @@ class OllamaLLM:
         backoff_s: float = 0.5,
         breaker: CircuitBreaker | None = None,
         options: Mapping[str, Any] | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        answer_tokens: int = 400,
+        prompt_tokens: int | None = 1500,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.host = host or "http://127.0.0.1:11434"
+        self.host = host
         self._model = model
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.breaker = breaker or CircuitBreaker()
         self.options = dict(DEFAULT_OPTIONS if options is None else options)
+        self.context_tokens = context_tokens
+        self.answer_tokens = answer_tokens
+        self.prompt_tokens = prompt_tokens
         self._sleep = sleep
-        self._client = ollama.Client(host=self.host, timeout=timeout_s)
+        self._context: int | None = None
 
     @property
     def model(self) -> str:
         return self._model
-
-    def close(self) -> None:
-        self._client.close()
 
     def chat(
         self,
@@ -172,58 +176,155 @@ class OllamaLLM:
         *,
         schema: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        on_text: TextSink | None = None,
     ) -> LLMReply:
         if not self.breaker.allow():
             raise LLMUnavailable(
-                f"Ollama at {self.host} failed {self.breaker.failure_threshold} times in a row; not calling it "
+                f"{self.kind} at {self.host} failed {self.breaker.failure_threshold} times in a row; not calling it "
                 f"for another {self.breaker.retry_in_s():.0f} s (circuit breaker open)",
                 details={"breaker": "open"},
             )
         payload = [{"role": m.role, "content": m.content} for m in messages]
         opts = {**self.options, **(options or {})}
         try:
-            reply = self._call(payload, dict(schema) if schema else None, opts)
+            reply = self._call(payload, dict(schema) if schema else None, opts, max_tokens, on_text)
         except BaseException:
             self.breaker.record_failure()
             raise
         self.breaker.record_success()
         return reply
 
-    def _call(self, payload: list[dict[str, str]], schema: dict[str, Any] | None, opts: dict[str, Any]) -> LLMReply:
+    def _call(
+        self,
+        payload: list[dict[str, str]],
+        schema: dict[str, Any] | None,
+        opts: dict[str, Any],
+        max_tokens: int | None,
+        on_text: TextSink | None,
+    ) -> LLMReply:
         started = time.perf_counter()
         last: Exception | None = None
         for attempt in range(1, self.retries + 2):
             try:
-                response = self._client.chat(model=self._model, messages=payload, format=schema, options=opts)
-            except _TRANSIENT_ERRORS as exc:
-                last = exc
-            except ollama.ResponseError as exc:
-                if exc.status_code < 500 and exc.status_code not in (408, 429):
-                    raise LLMUnavailable(self._refused(exc), details={"status": exc.status_code}) from exc
-                last = exc
-            except ValueError as exc:  # a body that is not JSON, or JSON that is not a chat response
-                raise LLMUnavailable(f"Ollama at {self.host} sent an answer that is not a chat reply: {exc}") from exc
+                reply = self._attempt(payload, schema, opts, max_tokens, on_text, started)
+            except TransientLLMError as exc:
+                last = exc.cause
             else:
-                return LLMReply(
-                    content=response.message.content or "",
-                    model=response.model or self._model,
-                    prompt_tokens=response.prompt_eval_count or 0,
-                    completion_tokens=response.eval_count or 0,
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    attempts=attempt,
-                    done_reason=response.done_reason or "",
-                )
+                duration = (time.perf_counter() - started) * 1000
+                return replace(reply, duration_ms=duration, attempts=attempt)
             logger.warning(
                 "LLM call failed",
-                extra={"host": self.host, "model": self._model, "attempt": attempt, "error": _describe(last)},
+                extra={"host": self.host, "model": self._model, "attempt": attempt, "error": describe(last)},
             )
             if attempt <= self.retries:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
         raise LLMUnavailable(
-            f"cannot get an answer from Ollama at {self.host} with {self._model!r} after {self.retries + 1} "
-            f"attempt(s) ({_describe(last)}); start Ollama, check OLLAMA_HOST, or use the evidence-only explanation",
+            f"cannot get an answer from the {self.kind} at {self.host} with {self._model!r} after "
+            f"{self.retries + 1} attempt(s) ({describe(last)}); start the server, check its address "
+            "(OLLAMA_HOST or DEVMESH_LLM_URL), or use the evidence-only explanation",
             details={"attempts": self.retries + 1},
         ) from last
+
+    def _attempt(
+        self,
+        payload: list[dict[str, str]],
+        schema: dict[str, Any] | None,
+        opts: dict[str, Any],
+        max_tokens: int | None,
+        on_text: TextSink | None,
+        started: float,
+    ) -> LLMReply:
+        raise NotImplementedError
+
+    def context_length(self) -> int:
+        if self._context is None:
+            found = self._ask_context_length()
+            if not found:  # not cached: the server may be back, or reachable, next time
+                return self.context_tokens
+            self._context = min(found, self.context_tokens)
+        return self._context
+
+    def _ask_context_length(self) -> int | None:
+        return None
+
+    def prompt_budget(self) -> PromptBudget:
+        return PromptBudget(self.context_length(), self.answer_tokens, self.prompt_tokens)
+
+    def count_tokens(self, text: str) -> int | None:
+        return None
+
+
+class OllamaLLM(RetryingLLM):
+    """An Ollama model through the `ollama` client (`/api/chat`), with retries and a circuit breaker."""
+
+    kind = "Ollama server"
+
+    def __init__(self, host: str | None, model: str, **kw: Any) -> None:
+        super().__init__(host or "http://127.0.0.1:11434", model, **kw)
+        self._client = ollama.Client(host=self.host, timeout=self.timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _attempt(
+        self,
+        payload: list[dict[str, str]],
+        schema: dict[str, Any] | None,
+        opts: dict[str, Any],
+        max_tokens: int | None,
+        on_text: TextSink | None,
+        started: float,
+    ) -> LLMReply:
+        opts = {"num_ctx": self.context_length(), **opts}  # else Ollama runs its default, cutting prompts silently
+        if max_tokens is not None:
+            opts["num_predict"] = max_tokens
+        try:
+            if on_text is None:
+                response = self._client.chat(model=self._model, messages=payload, format=schema, options=opts)
+                return self._reply(response.message.content or "", response, None)
+            text, first_ms, last_chunk = "", None, None
+            for chunk in self._client.chat(
+                model=self._model, messages=payload, format=schema, options=opts, stream=True
+            ):
+                piece = chunk.message.content or ""
+                if piece:
+                    text += piece
+                    first_ms = first_ms if first_ms is not None else (time.perf_counter() - started) * 1000
+                    on_text(text)
+                last_chunk = chunk
+            if last_chunk is None or not last_chunk.done:
+                raise TransientLLMError(ConnectionError("the answer stream ended before Ollama said it was done"))
+            return self._reply(text, last_chunk, first_ms)
+        except _TRANSIENT_ERRORS as exc:
+            raise TransientLLMError(exc) from exc
+        except ollama.ResponseError as exc:
+            if exc.status_code < 500 and exc.status_code not in (408, 429):
+                raise LLMUnavailable(self._refused(exc), details={"status": exc.status_code}) from exc
+            raise TransientLLMError(exc) from exc
+        except ValueError as exc:  # a body that is not JSON, or JSON that is not a chat response
+            raise LLMUnavailable(f"Ollama at {self.host} sent an answer that is not a chat reply: {exc}") from exc
+
+    def _reply(self, content: str, response: ollama.ChatResponse, first_ms: float | None) -> LLMReply:
+        return LLMReply(
+            content=content,
+            model=response.model or self._model,
+            prompt_tokens=response.prompt_eval_count or 0,
+            completion_tokens=response.eval_count or 0,
+            done_reason=response.done_reason or "",
+            first_text_ms=first_ms,
+        )
+
+    def _ask_context_length(self) -> int | None:
+        """`/api/show`'s `model_info["<architecture>.context_length"]`: what the model was trained for."""
+        try:
+            shown = self._client.show(self._model)
+        except (ollama.ResponseError, ValueError, ConnectionError, httpx.TransportError) as exc:
+            logger.info("no context length from Ollama", extra={"host": self.host, "error": str(exc)})
+            return None
+        info = shown.modelinfo or {}
+        found = [int(v) for k, v in info.items() if k.endswith(".context_length") and isinstance(v, int | float)]
+        return found[0] if found else None
 
     def available(self) -> bool:
         if self.breaker.state is BreakerState.OPEN:
@@ -247,7 +348,8 @@ def _canonical(name: str) -> str:
     return name if ":" in name else name + ":latest"
 
 
-def _describe(exc: Exception | None) -> str:
+def describe(exc: BaseException | None) -> str:
+    """A failure in a few words, for messages and logs."""
     if exc is None:
         return "no attempt made"
     if isinstance(exc, httpx.TimeoutException):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from agents.llm_factory import describe_llm
+
 if TYPE_CHECKING:
     from api.wiring import Services
 
@@ -27,7 +29,7 @@ def backend_info(svc: Services) -> dict[str, Any]:
             "graph": ("falkordb:" + s.falkordb_url) if s.falkordb_url else "falkordb:embedded",
             "vectors": getattr(svc.vectors, "backend", None),
             "embedder": getattr(svc.embedder, "name", None),
-            "llm": f"ollama:{s.llm_model}" if s.ollama_host else "none (evidence-only)",
+            "llm": describe_llm(s),
         },
         "events": svc.events.stats(),
     }

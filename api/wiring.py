@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.investigate import detection_context
-from agents.llm import OllamaLLM
+from agents.llm_factory import make_llm
 from agents.masking import Masker, MaskOptions
 from agents.toolbox import Budget, Toolbox
 from core.settings import Settings
@@ -61,8 +61,8 @@ class Services:
     def toolbox(self, *, modalities: tuple[str, ...] = ("logs", "traces", "metrics")) -> Toolbox:
         """What the agent team works with, built from these engines and the settings."""
         s = self.settings
-        if self._llm is None and s.ollama_host:
-            self._llm = OllamaLLM(s.ollama_host, s.llm_model, timeout_s=s.llm_timeout_s, retries=s.llm_retries)
+        if self._llm is None and (s.ollama_host or s.llm_url):
+            self._llm = make_llm(s)
             self._closers.append(self._llm.close)
         return Toolbox(
             events=self.events,

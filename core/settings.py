@@ -40,7 +40,24 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DEVMESH_OLLAMA_HOST", "OLLAMA_HOST"),
         description="Ollama server for explanations (and optional embeddings); unset means evidence-only.",
     )
-    llm_model: str = Field(default="llama3.1:8b", description="Ollama model that writes explanations.")
+    llm_model: str = Field(default="llama3.1:8b", description="Model that writes explanations (Ollama's name).")
+    llm_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible server (llama.cpp, vLLM, LM Studio, LocalAI), e.g. http://127.0.0.1:8080/v1;"
+        " used instead of Ollama when set.",
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for DEVMESH_LLM_URL, if it wants one."
+    )
+    llm_context_tokens: int = Field(
+        default=8192,
+        ge=512,
+        description="Context length when the server does not say, and the most asked of it (Ollama: num_ctx).",
+    )
+    llm_prompt_tokens: int = Field(
+        default=1500, ge=256, description="Most tokens of prompt (a CPU reads ~50 tokens/s with a 0.5B model)."
+    )
+    llm_answer_tokens: int = Field(default=400, ge=64, description="Most tokens the model may write in one answer.")
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for one LLM answer.")
     llm_retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed LLM call (with backoff).")
     mask_prompts: bool = Field(

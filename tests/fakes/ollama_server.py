@@ -1,7 +1,10 @@
 """An Ollama-compatible HTTP server on 127.0.0.1 for tests, speaking the real /api JSON.
 
 Endpoints: `POST /api/chat` and `POST /api/generate` (stream false, or NDJSON chunks when stream is
-true or absent, as Ollama does), `POST /api/embed`, `GET /api/tags`, `GET /api/version`, `GET /`.
+true or absent, as Ollama does), `POST /api/embed`, `POST /api/show` (the context length in
+`model_info`), `GET /api/tags`, `GET /api/version`, `GET /`. The same fake speaks the OpenAI-compatible
+API of llama.cpp's server too (`tests.fakes.openai_routes`: `/v1/chat/completions`, `/v1/models`,
+`/props`, `/tokenize`), from the same script, so one suite tests both clients.
 Replies to chat/generate come from a script (`FakeOllama.script(...)`), else from `responder(body)`,
 else `default_content`. Scripted failure modes: HTTP errors with Ollama's `{"error": ...}` body,
 replies delayed beyond a client's timeout, bodies that are not JSON, content that is not valid JSON
@@ -26,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.fakes.loopback import LoopbackFake
+from tests.fakes.openai_routes import OpenAIRoutes
 
 EMBED_DIM = 8
 
@@ -42,6 +46,7 @@ class Scripted:
     prompt_eval_count: int | None = None
     eval_count: int | None = None
     done_reason: str = "stop"
+    cut_after: int | None = None  # streamed: the connection drops after this many characters, unfinished
 
     @classmethod
     def reply(cls, content: str, **kw: Any) -> Scripted:
@@ -54,6 +59,11 @@ class Scripted:
     @classmethod
     def slow(cls, delay_s: float, content: str = "{}") -> Scripted:
         return cls(content=content, delay_s=delay_s)
+
+    @classmethod
+    def cut(cls, content: str, after: int) -> Scripted:
+        """A streamed answer whose server dies after `after` characters (non-streamed: before any)."""
+        return cls(content=content, cut_after=after)
 
     @classmethod
     def not_json(cls) -> Scripted:
@@ -78,6 +88,8 @@ class FakeOllama(LoopbackFake):
         default_content: str = "{}",
         responder: Callable[[dict[str, Any]], str] | None = None,
         version: str = "0.12.6",
+        context_length: int = 8192,
+        tokenizer: bool = True,
         max_requests: int = 1000,
         max_body_bytes: int = 8 * 1024 * 1024,
     ) -> None:
@@ -85,6 +97,8 @@ class FakeOllama(LoopbackFake):
         self.default_content = default_content
         self.responder = responder
         self.version = version
+        self.context_length = context_length
+        self.tokenizer = tokenizer
         self.max_body_bytes = max_body_bytes
         self._script: deque[Scripted] = deque(maxlen=max_requests)
         self._requests: deque[Recorded] = deque(maxlen=max_requests)
@@ -154,7 +168,7 @@ def _vector(text: str) -> list[float]:
     return [b / 255 - 0.5 for b in hashlib.sha256(text.encode()).digest()[:EMBED_DIM]]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(OpenAIRoutes, BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -214,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.fake.record(Recorded("GET", self.path, None, dict(self.headers)))
+        if self.openai_get():
+            return
         if self.path == "/":
             self._send_raw(200, b"Ollama is running", "text/plain; charset=utf-8")
         elif self.path == "/api/version":
@@ -224,7 +240,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_raw(404, b"404 page not found", "text/plain")
 
     def do_POST(self) -> None:
-        routes = {"/api/chat": self._generate, "/api/generate": self._generate, "/api/embed": self._embed}
+        routes = {
+            "/api/chat": self._generate,
+            "/api/generate": self._generate,
+            "/api/embed": self._embed,
+            "/api/show": self._show,
+            **self.openai_posts(),
+        }
         handler = routes.get(self.path)
         if handler is None:
             self._read_body()
@@ -234,7 +256,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         model = body.get("model")
-        if not model:
+        if self.path in self.openai_unchecked:
+            handler(body)
+        elif not model:
             self._send_json(400, {"error": "model is required"})
         elif not self.fake.has_model(str(model)):
             self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
@@ -258,6 +282,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "quantization_level": "Q4_K_M",
             },
         }
+
+    def _show(self, body: dict[str, Any]) -> None:
+        info = {"general.architecture": "llama", "llama.context_length": self.fake.context_length}
+        self._send_json(200, {"modelfile": "", "template": "", "details": {"format": "gguf"}, "model_info": info})
 
     def _embed(self, body: dict[str, Any]) -> None:
         inputs = body.get("input", "")
@@ -303,6 +331,9 @@ class _Handler(BaseHTTPRequestHandler):
             return {"message": {"role": "assistant", "content": text}} if chat else {"response": text}
 
         if body.get("stream", True) is False:
+            if reply.cut_after is not None:
+                self.close_connection = True  # the server died before answering
+                return
             self._send_json(200, {**final, **piece(reply.content)})
             return
         step = 8
@@ -310,4 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
             {"model": body["model"], "created_at": _now(), **piece(reply.content[i : i + step]), "done": False}
             for i in range(0, len(reply.content), step)
         ]
+        if reply.cut_after is not None:
+            self._send_stream(chunks[: reply.cut_after // step])  # the server died mid-answer
+            return
         self._send_stream([*chunks, {**final, **piece("")}])

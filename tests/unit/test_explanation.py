@@ -358,7 +358,10 @@ def test_llm_request_carries_the_schema_of_shown_ids_and_candidates(fake_ollama:
     expected_ids = ["log:101", "template:tpl-7", "span:t1:s1", "span:t2:s9", METRIC_ID, EDGE_ID]
     services = ["ts-order-service", "ts-travel-service", "ts-auth-service"]
     assert sent.body["format"] == answer_schema(services, expected_ids, 3)
-    assert sent.body["options"] == {"temperature": 0.0} and sent.body["stream"] is False
+    assert (
+        sent.body["options"] == {"num_ctx": 4096, "temperature": 0.0, "num_predict": 400}
+        and sent.body["stream"] is False
+    )
     system, user = sent.body["messages"]
     assert system["role"] == "system" and user["role"] == "user"
     assert "<alert>checkout p99 latency above 2 s</alert>" in user["content"]

@@ -89,7 +89,7 @@ def test_chat_sends_schema_and_options_and_returns_tokens(fake_ollama: FakeOllam
     [sent] = fake_ollama.requests_to("/api/chat")
     assert sent.body["format"] == SCHEMA
     assert sent.body["stream"] is False
-    assert sent.body["options"] == {"temperature": 0.0}
+    assert sent.body["options"] == {"num_ctx": 4096, "temperature": 0.0}
     assert sent.body["messages"] == [
         {"role": "system", "content": "You answer in JSON."},
         {"role": "user", "content": "Say hi."},

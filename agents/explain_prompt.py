@@ -1,0 +1,208 @@
+"""The explainer's prompt, fitted to the model: messages from `prompts/`, a bounded answer schema, and the
+evidence packed into a token budget.
+
+The budget is the model's context (`LLMClient.context_length`, asked from the server) less the tokens kept
+for the answer and a margin for the chat template, capped by `max_prompt_tokens` (a prompt the CPU can read
+in seconds). Evidence goes in most telling first (what the ranked candidates cite, in rank order, then the
+rest in the order given, which is by score) until the budget is spent; the rest is left out and said so.
+Tokens are counted with the model's own tokenizer when the server has one (llama.cpp `/tokenize`), else
+estimated as characters / 3.5 (conservative for log text, which tokenizes worse than prose).
+
+The schema bounds everything the model writes (`maxLength`, `maxItems`) and lists the ids it may cite and
+the services it may name as enums, so a small model can neither invent an id nor loop until the limit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agents.evidence_text import EvidenceLimits, RenderedEvidence, escape_attr, render_block, render_evidence
+from agents.explain_fallback import path_services
+from agents.llm import ChatMessage, LLMClient, PromptBudget
+from agents.masking import Masker
+from core.explanation import EvidenceItem, Explanation, RootCause
+from prompts import render_prompt
+
+CHARS_PER_TOKEN = 3.5
+
+
+@dataclass(frozen=True)
+class AnswerBounds:
+    """How much the model may write (characters and list lengths, enforced by the schema)."""
+
+    summary_chars: int = 400
+    reasoning_chars: int = 200
+    ids_per_claim: int = 3
+
+    def shorter(self) -> AnswerBounds:
+        """The bounds of the one retry after an answer was cut at the token limit."""
+        return AnswerBounds(self.summary_chars // 2, self.reasoning_chars // 2, max(1, self.ids_per_claim - 1))
+
+
+@dataclass(frozen=True)
+class FittedPrompt:
+    messages: list[ChatMessage]
+    rendered: RenderedEvidence
+    prompt_tokens: int
+    counted_by: str  # "tokenizer" or "estimate"
+    budget_tokens: int
+
+
+def answer_schema(
+    services: Sequence[str],
+    evidence_ids: Sequence[str],
+    max_root_causes: int,
+    bounds: AnswerBounds | None = None,
+) -> dict[str, Any]:
+    """JSON schema of the answer: prose bounded, services and ids limited to those shown (enums)."""
+    b = bounds or AnswerBounds()
+    ids: dict[str, Any] = {"type": "string", "enum": list(evidence_ids)} if evidence_ids else {"type": "string"}
+    service: dict[str, Any] = {"type": "string", "enum": list(services)} if services else {"type": "string"}
+    cited = {"type": "array", "items": ids, "minItems": 1 if evidence_ids else 0, "maxItems": b.ids_per_claim}
+    return {
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string", "minLength": 1, "maxLength": b.summary_chars},
+            "summary_evidence_ids": cited,
+            "root_causes": {
+                "type": "array",
+                "maxItems": max_root_causes,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "service": service,
+                        "reasoning": {"type": "string", "minLength": 1, "maxLength": b.reasoning_chars},
+                        "evidence_ids": cited,
+                    },
+                    "required": ["service", "reasoning", "evidence_ids"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["summary", "summary_evidence_ids", "root_causes"],
+        "additionalProperties": False,
+    }
+
+
+def prioritized(evidence: Sequence[EvidenceItem], root_causes: Sequence[RootCause]) -> list[EvidenceItem]:
+    """Evidence the candidates cite first, in rank order (so it is shown and citable), then the rest in order."""
+    cited = [i for rc in root_causes for i in rc.evidence_ids]
+    rank = {eid: n for n, eid in reversed(list(enumerate(cited)))}
+    return sorted(evidence, key=lambda e: rank.get(e.id, len(rank)))
+
+
+def build_messages(
+    base: Explanation,
+    *,
+    alert_text: str = "",
+    masker: Masker | None = None,
+    limits: EvidenceLimits | None = None,
+    max_root_causes: int = 3,
+    rendered: RenderedEvidence | None = None,
+) -> tuple[list[ChatMessage], RenderedEvidence]:
+    """System and user messages for the explainer, and which evidence ids they show."""
+    if rendered is None:
+        rendered = render_evidence(prioritized(base.evidence, base.root_causes), limits=limits, masker=masker)
+    tied = {s: [o for o in t.services if o != s] for t in base.ties for s in t.services}
+    candidates = "\n".join(
+        render_block(
+            "candidate",
+            {
+                "rank": rc.rank,
+                "service": rc.service,
+                "pod": rc.pod,
+                "confidence": f"{rc.confidence:.2f}",
+                "fault_kind": rc.fault_kind.value,
+                "tied_with": " ".join(tied.get(rc.service, [])),
+                "evidence": " ".join(rc.evidence_ids),
+            },
+            rc.reasoning,
+            masker=masker,
+        )
+        for rc in base.root_causes
+    )
+    chain = path_services(base.propagation_path)
+    propagation = render_block("signal", {"kind": "propagation"}, " → ".join(chain)) if len(chain) > 1 else ""
+    runbooks = "\n".join(
+        render_block("runbook", {"id": rb.id, "title": rb.title}, " | ".join(rb.steps), masker=masker)
+        for rb in base.runbooks
+    )
+    window = base.window
+    user = render_prompt(
+        "explainer_user",
+        incident_id=escape_attr(base.incident_id or "(ad hoc)"),
+        window_start=window.start if window else "unknown",
+        window_end=window.end if window else "unknown",
+        alert_block=render_block("alert", {}, alert_text, max_chars=2000, masker=masker) if alert_text else "",
+        candidates_block=candidates or "(none)",
+        propagation_block=propagation,
+        shown_count=len(rendered.shown_ids),
+        omitted_count=len(rendered.omitted_ids),
+        evidence_block=rendered.text or "(none)",
+        runbooks_block=runbooks,
+    )
+    system = render_prompt("explainer_system", max_root_causes=max_root_causes)
+    return [ChatMessage("system", system), ChatMessage("user", user)], rendered
+
+
+class TokenCounter:
+    """The model's tokenizer when the server has one (the client remembers when it has none), else
+    characters / 3.5, rounded up."""
+
+    def __init__(self, llm: LLMClient | None) -> None:
+        self.llm = llm
+        self.counted_by = "estimate"
+
+    def __call__(self, text: str) -> int:
+        counted = self.llm.count_tokens(text) if self.llm is not None else None
+        if counted is None:
+            return math.ceil(len(text) / CHARS_PER_TOKEN)
+        self.counted_by = "tokenizer"
+        return counted
+
+
+def fit_prompt(
+    base: Explanation,
+    llm: LLMClient | None,
+    budget: PromptBudget,
+    *,
+    alert_text: str = "",
+    masker: Masker | None = None,
+    limits: EvidenceLimits | None = None,
+    max_root_causes: int = 3,
+) -> FittedPrompt:
+    """The messages with as much evidence, most telling first, as the budget holds (see the module doc)."""
+    count = TokenCounter(llm)
+    full = render_evidence(prioritized(base.evidence, base.root_causes), limits=limits, masker=masker)
+    lines = full.text.split("\n") if full.text else []
+
+    def build(keep: int) -> tuple[list[ChatMessage], RenderedEvidence, int]:
+        shown = RenderedEvidence(
+            text="\n".join(lines[:keep]),
+            shown_ids=full.shown_ids[:keep],
+            omitted_ids=[*full.shown_ids[keep:], *full.omitted_ids],
+            truncated_ids=[i for i in full.truncated_ids if i in set(full.shown_ids[:keep])],
+        )
+        messages, _ = build_messages(
+            base, alert_text=alert_text, masker=masker, max_root_causes=max_root_causes, rendered=shown
+        )
+        return messages, shown, sum(count(m.content) for m in messages)
+
+    limit = budget.prompt_tokens
+    messages, shown, used = build(len(lines))
+    if used > limit and lines:
+        _, _, empty = build(0)
+        room, keep = limit - empty, 0
+        for line in lines:  # the longest prefix whose lines fit, counted one by one
+            room -= count(line) + 1
+            if room < 0:
+                break
+            keep += 1
+        messages, shown, used = build(keep)
+        while used > limit and keep > 0:  # the parts did not add up to the whole: drop from the end
+            keep -= 1
+            messages, shown, used = build(keep)
+    return FittedPrompt(messages, shown, used, count.counted_by, limit)
