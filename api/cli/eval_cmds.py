@@ -100,8 +100,10 @@ def eval_rca_nezha(
         help="Import into this (empty) folder and keep it; default a temporary folder. Not DEVMESH_HOME.",
     ),
     reuse: bool = typer.Option(False, "--reuse", help="Reuse --eval-home if this evaluation imported it before."),
-    past_only: bool = typer.Option(
-        False, "--past-only", help="History only from before each fault, as live right after an alert."
+    hindsight: bool = typer.Option(
+        False,
+        "--hindsight",
+        help="History from both sides of each fault (a post-mortem). Default: only from before it, as live.",
     ),
     via_agents: bool = typer.Option(
         False, "--via-agents", help="Also explain each fault with the agent team and compare its ranking."
@@ -125,7 +127,7 @@ def eval_rca_nezha(
                 graph=via_agents,
                 vectors=via_agents,
             ),
-            options=IncidentOptions(past_only=True) if past_only else None,
+            options=IncidentOptions(past_only=not hindsight),
             via_agents=via_agents,
             modalities=mods,
             reuse=reuse,

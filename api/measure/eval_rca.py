@@ -129,6 +129,7 @@ def evaluate_rca_nezha(
     return {
         "dataset": str(root),
         "modalities": mods,
+        "regime": "live" if (options or IncidentOptions()).past_only else "hindsight",
         **rca_scores(rows),
         "by_fault_type": rca_scores_by_type(rows),
         "median_case_s": round(statistics.median(times), 3),

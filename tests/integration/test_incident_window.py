@@ -344,7 +344,7 @@ def test_eval_harness_scores_each_fault_from_its_time_alone(tmp_path: Path, syst
     seen: list[dict[str, Any]] = []
     home = tmp_path / "eval-home"
     out = evaluate_rca_nezha(root, home=home, open_fn=open_fn, on_case=seen.append)
-    assert out["cases"] == 2 and len(seen) == 2
+    assert out["cases"] == 2 and len(seen) == 2 and out["regime"] == "hindsight"
     assert out["ac1"] == out["ac3"] == out["ac5"] == 1.0
     assert out["by_fault_type"] == {"return": {"cases": 2, "ac1": 1.0, "ac3": 1.0, "ac5": 1.0}}
     assert out["import_s"] > 0
