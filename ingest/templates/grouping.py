@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 from ingest.templates.variables import WILDCARD
 
@@ -113,13 +114,21 @@ def _split_gain(
 
 
 def holds_data(values: set[str]) -> bool:
-    """A masked value here matches a plain one: the slot carries data (`chdir(<*>)`, `chdir(pwd)`)."""
+    """A masked value here matches another value: the slot carries data.
+
+    `chdir(<*>)` matches `chdir(pwd)`, `<*>` matches `(host-<*>)`, `rhost=<*>` matches
+    `rhost=adsl-<*>`: one line's variable covers what another line holds there.
+    """
     masked = [v for v in values if WILDCARD in v]
-    if not masked:
+    if not masked or len(values) < 2:
         return False
-    plain = [v for v in values if WILDCARD not in v]
     for v in masked:
-        pattern = re.compile(".*?".join(re.escape(part) for part in v.split(WILDCARD)), re.DOTALL)
-        if any(pattern.fullmatch(other) for other in plain):
+        pattern = _pattern(v)
+        if any(other != v and pattern.fullmatch(other) for other in values):
             return True
     return False
+
+
+@lru_cache(maxsize=4096)
+def _pattern(masked: str) -> re.Pattern[str]:
+    return re.compile(".*?".join(re.escape(part) for part in masked.split(WILDCARD)), re.DOTALL)

@@ -14,15 +14,13 @@ How a line finds its template:
    words, and are variables when they hold more (or when a masked value there shows that the slot
    carries data). Each group then either generalizes a compatible template (its text gains `<*>`,
    its id stays) or becomes a new template.
-4. Streams of single new lines. When a new template would be the (`max_values`+1)-th that differs
-   from existing ones in one and the same position only, that position is a variable: the largest
-   of those siblings is generalized instead of creating another template.
-5. Late merging. Each template remembers up to `max_rows` distinct token rows with their line
+4. Late merging. Each template remembers up to `max_rows` distinct token rows with their line
    counts. When a token count has gained new rows, all its rows are grouped again as in step 3, as
    if they had come in one batch (`ingest.templates.regroup`); templates that grouping puts
    together are merged into the oldest, whose id stays, and the others become its aliases
    (`resolve`, `aliases`). So lines that came one at a time end up grouped as a batch would group
-   them, and every id ever handed out still resolves.
+   them, and every id ever handed out still resolves. Lines of the call that made a merge are
+   handed the surviving template.
 
 Ids are `T` + 12 hex digits of a hash of the first template text, fixed at creation and never
 reused; two miners fed the same lines assign the same ids, and so does a miner restored from
@@ -35,50 +33,20 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from itertools import islice
 from typing import Any
 
 from core.errors import InvalidInput
 from ingest.templates.cluster import Cluster, TemplateMatch
 from ingest.templates.grouping import group_new_lines, holds_data
+from ingest.templates.params import MinerParams
 from ingest.templates.regroup import clusters_to_merge
 from ingest.templates.variables import WILDCARD, mask_fast, normalize
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class MinerParams:
-    """Parameters of `TemplateMiner`; one set for every system."""
-
-    max_chars: int = 1024
-    """Lines are templated on their first `max_chars` characters (bounds time on huge lines)."""
-    max_values: int = 3
-    """A position holding more distinct constant words than this is a variable."""
-    min_gain: float = 1.0
-    """A position with more values is still split on when that makes, on average, this many other
-    positions constant (tells a logger name from a user name in a shared header)."""
-    similarity: float = 0.5
-    """Share of equal positions a new group needs to generalize an existing template."""
-    cache_size: int = 50_000
-    """Masked lines remembered for the hot path; the oldest tenth is dropped when full."""
-    max_rows: int = 32
-    """Distinct token rows a template remembers for late merging (bounds memory and state size)."""
-
-    def __post_init__(self) -> None:
-        if self.max_chars < 16:
-            raise InvalidInput("max_chars must be at least 16", field="max_chars")
-        if self.max_values < 1:
-            raise InvalidInput("max_values must be at least 1", field="max_values")
-        if not 0.0 <= self.similarity <= 1.0:
-            raise InvalidInput("similarity must be between 0 and 1", field="similarity")
-        if self.cache_size < 1:
-            raise InvalidInput("cache_size must be at least 1", field="cache_size")
-        if self.max_rows < 1:
-            raise InvalidInput("max_rows must be at least 1", field="max_rows")
 
 
 class TemplateMiner:
@@ -133,24 +101,24 @@ class TemplateMiner:
                 pending[key] = [i]
         if pending:
             self._learn(pending, out)
-            self.regroup()
+            made = self.regroup()
+            if made:
+                self._hand_out_live(out, made)  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
 
     def regroup(self) -> dict[str, str]:
-        """Regroup the token counts that gained rows and merge what the grouping puts together.
-
-        Returns the aliases it made (merged id -> surviving id). `add_many` calls it.
-        """
+        """Regroup the token counts that gained rows (step 4) and merge what the grouping puts
+        together; returns the aliases it made (merged id -> surviving id). `add_many` calls it."""
         made: dict[str, str] = {}
+        p = self.params
         for n in sorted(self._dirty):
-            for members in clusters_to_merge(self._by_len.get(n, []), self.params.max_values, self.params.min_gain):
+            for members in clusters_to_merge(self._by_len.get(n, []), p.max_values, p.min_gain, p.similarity):
                 made.update(self._merge(members[0], members[1:]))
         self._dirty.clear()
         if made:
             self.revision += 1
-            gone = {old for old in made}
             for key, cluster in self._cache.items():
-                if cluster.id in gone:
+                if cluster.id in made:
                     self._cache[key] = self._by_id[made[cluster.id]]
             self._merged.update(made)
         return made
@@ -256,6 +224,21 @@ class TemplateMiner:
             out[i] = TemplateMatch(cluster_id, self._by_id[cluster_id].text, is_new, changed)
         self._trim_cache()
 
+    def _hand_out_live(self, out: list[TemplateMatch], made: dict[str, str]) -> None:
+        """Lines of this call whose template was merged in it get the template it was merged into."""
+        born = {m.template_id for m in out if m.is_new}
+        told: set[str] = set()
+        for i, m in enumerate(out):
+            live = self._by_id[made.get(m.template_id, m.template_id)]
+            if live.id == m.template_id and live.text == m.template:
+                continue
+            is_new = m.is_new and live.id == m.template_id
+            out[i] = TemplateMatch(live.id, live.text, is_new, m.changed or live.id not in told)
+            told.add(live.id)
+        for old in born & set(made):  # never handed out: nobody stored it, no alias to keep
+            self._merged.pop(old, None)
+            self._aliases.pop(old, None)
+
     def _remember(self, cluster: Cluster, row: tuple[str, ...], lines: int) -> None:
         if cluster.remember(row, lines, self.params.max_rows):
             self._dirty.add(len(row))
@@ -304,33 +287,9 @@ class TemplateMiner:
                     best, best_equal = cluster, equal
         if best is not None and (n == 0 or best_equal / n >= self.params.similarity):
             return best, False, best.generalize(template)
-        sibling = self._sibling(template)
-        if sibling is not None:
-            return sibling, False, sibling.generalize(template)
         cluster = Cluster(self._new_id(template), list(template))
         self._add_cluster(cluster)
         return cluster, True, False
-
-    def _sibling(self, template: list[str]) -> Cluster | None:
-        """Largest template differing from `template` only at a position that has too many values."""
-        siblings: dict[int, list[Cluster]] = defaultdict(list)
-        for cluster in self._by_len.get(len(template), ()):
-            diff = -1
-            equal_constants = 0
-            for p, (mine, theirs) in enumerate(zip(cluster.tokens, template, strict=True)):
-                if mine == theirs:
-                    equal_constants += mine != WILDCARD
-                elif diff >= 0 or mine == WILDCARD or theirs == WILDCARD:
-                    break
-                else:
-                    diff = p
-            else:
-                if diff >= 0 and equal_constants >= 2:
-                    siblings[diff].append(cluster)
-        for members in siblings.values():
-            if len(members) >= self.params.max_values:
-                return max(members, key=lambda c: c.count)
-        return None
 
     def _new_id(self, template: Sequence[str]) -> str:
         text = " ".join(template)

@@ -10,14 +10,21 @@ from collections.abc import Sequence
 
 from ingest.templates.cluster import Cluster
 from ingest.templates.grouping import group_new_lines
+from ingest.templates.variables import WILDCARD
 
 
-def clusters_to_merge(clusters: Sequence[Cluster], max_values: int, min_gain: float) -> list[list[Cluster]]:
+def clusters_to_merge(
+    clusters: Sequence[Cluster], max_values: int, min_gain: float, similarity: float
+) -> list[list[Cluster]]:
     """Sets (of two or more, oldest first) of `clusters` whose rows one grouping puts together.
 
-    `clusters` are of one token count, in creation order. Two templates are merged when some group
-    of the regrouping holds rows of both (transitively).
+    `clusters` are of one token count, in creation order. Templates are merged when one group of
+    the regrouping holds all the rows of each, and the merged template keeps at least `similarity`
+    of its positions constant (few rows can make a grouping too coarse, and a merge is final);
+    a template whose rows the grouping spreads over several groups is left as it is.
     """
+    if len(clusters) < 2:
+        return []
     rows: list[tuple[str, ...]] = []
     weights: list[int] = []
     owner: list[int] = []
@@ -26,8 +33,6 @@ def clusters_to_merge(clusters: Sequence[Cluster], max_values: int, min_gain: fl
             rows.append(row)
             weights.append(lines)
             owner.append(k)
-    if len(clusters) < 2 or not rows:
-        return []
     parent = list(range(len(clusters)))
 
     def root(k: int) -> int:
@@ -36,10 +41,23 @@ def clusters_to_merge(clusters: Sequence[Cluster], max_values: int, min_gain: fl
             k = parent[k]
         return k
 
-    for _, members in group_new_lines(rows, weights, max_values, min_gain):
-        roots = sorted({root(owner[r]) for r in members})
-        for k in roots[1:]:
-            parent[k] = roots[0]  # the oldest survives
+    groups = group_new_lines(rows, weights, max_values, min_gain)
+    home: dict[int, int] = {}  # cluster -> the one group holding all its rows, -1 if several do
+    for g, (_, members) in enumerate(groups):
+        for r in members:
+            home[owner[r]] = g if home.get(owner[r], g) == g else -1
+    for _, members in groups:
+        whole = sorted({owner[r] for r in members if home[owner[r]] >= 0})
+        chains: list[tuple[int, list[str]]] = []  # (first cluster, merged tokens), oldest first
+        for k in whole:
+            for c, (first, tokens) in enumerate(chains):
+                merged = [a if a == b else WILDCARD for a, b in zip(tokens, clusters[k].tokens, strict=True)]
+                if sum(t != WILDCARD for t in merged) >= similarity * len(merged):
+                    chains[c] = (first, merged)
+                    parent[k] = first  # the oldest survives
+                    break
+            else:
+                chains.append((k, list(clusters[k].tokens)))
     sets: dict[int, list[Cluster]] = defaultdict(list)
     for k, cluster in enumerate(clusters):
         sets[root(k)].append(cluster)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.templates import TemplateMiner
+from ingest.templates import TemplateMiner, mask_fast, normalize
+from ingest.templates.grouping import holds_data
 from ingest.templates.scoring import evaluate_templates, grouping_accuracy
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "loghub_sample"
@@ -130,3 +131,42 @@ def test_evaluation_reports_streaming_and_held_out_systems(tmp_path: Path) -> No
     assert report["parameters"]["stream_batch_size"] == 1
     with pytest.raises(Exception, match="held-out"):
         evaluate_templates(tmp_path, hold_out=["Mac"])
+
+
+def test_sizes_durations_and_windows_paths_are_one_variable() -> None:
+    line = "app.exe - host.example.org:443 close, 1190 bytes (1.16 KB) sent, lifetime 3 sec took 12 ms"
+    assert normalize(mask_fast(line)) == [
+        "app.exe",
+        "-",
+        "host.example.org:<*>",
+        "close,",
+        "<*>",
+        "bytes",
+        "(<*>)",
+        "sent,",
+        "lifetime",
+        "<*>",
+        "took",
+        "<*>",
+    ]
+    assert normalize(mask_fast(r"Core: C:\Windows\winsxs\amd64_x\cbscore.dll, done")) == ["Core:", "<*>,", "done"]
+    assert normalize("Plan B for user s") == ["Plan", "B", "for", "user", "s"]  # a unit needs a number before it
+    # lines differing only in the unit of a size group together
+    miner = TemplateMiner()
+    ids = [
+        m.template_id for m in miner.add_many([f"sent {n} {u} to peer" for n, u in ((1, "KB"), (2, "MB"), (3, "B"))])
+    ]
+    assert len(set(ids)) == 1
+
+
+def test_a_slot_where_one_line_s_variable_covers_another_s_value_holds_data() -> None:
+    assert holds_data({"<*>", "(host-<*>)"})
+    assert holds_data({"rhost=<*>", "rhost=adsl-<*>"})
+    assert holds_data({"chdir(<*>)", "chdir(pwd)"})
+    assert not holds_data({"(uid=<*>)", "(gid=<*>)"})
+    assert not holds_data({"open", "close"})
+    assert not holds_data({"<*>"})
+    hosts = ["10.1.1.1", "lns-vlq-45-tou.adsl", "host-7"]  # masked: (<*>), (lns-vlq-<*>), (host-<*>)
+    lines = [f"connection from 10.0.0.{i} ({h}) at noon" for i, h in enumerate(hosts)]
+    miner = TemplateMiner()
+    assert len({m.template_id for m in miner.add_many(lines)}) == 1
