@@ -50,7 +50,12 @@ class SignalKind(StrEnum):
     """Within requests of the same entry operation, a step repeated in a loop is no longer followed by
     another step of the loop as many times (B per A fell): the loop ends early for some requests."""
     EDGE_LATENCY = "edge_latency"
-    """More calls on an edge are slower outside the callee (network, queueing; either end)."""
+    """More calls on an edge are slower outside the callee (the caller's client span minus the callee's server
+    span) while the callee's own time did not grow as much: on the network or in a network stack. Carried by
+    the end it is blamed on (`detect.signals.network`)."""
+    EDGE_ERROR = "edge_error"
+    """More calls on an edge fail at the caller while the callee's request shows no error (a connection or
+    timeout on the way). Carried by the end it is blamed on (`detect.signals.network`)."""
     METRIC_DEVIATION = "metric_deviation"
     """A metric left its baseline range (robust z-score)."""
 

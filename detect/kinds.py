@@ -49,6 +49,7 @@ KIND_TRAITS: dict[SignalKind, KindTraits] = {
     # a loop step no longer followed by the rest of the loop: a step no longer reached, as a path loss
     SignalKind.LOOP_SHORTENED: KindTraits(0.8, FaultKind.CODE_ERROR, 0.8, Trigger.PATH),
     SignalKind.EDGE_LATENCY: KindTraits(0.8, FaultKind.NETWORK_DELAY),
+    SignalKind.EDGE_ERROR: KindTraits(0.8, FaultKind.NETWORK_DELAY),
     SignalKind.SPAN_LATENCY: KindTraits(0.3, None, trigger=Trigger.LATENCY),
     # metric deviations are weighed by their metric family (detect.rank.ranking.METRIC_FAMILY_WEIGHT)
     SignalKind.METRIC_DEVIATION: KindTraits(0.2, None),

@@ -78,12 +78,26 @@ class SpanFold:
     def is_root(self) -> np.ndarray:
         return self.root == np.arange(len(self.root))
 
+    def own_time(self) -> np.ndarray:
+        """Per row, the time of the request it is the entry of spent in the service's own code (the self
+        times of its spans, client spans excluded: a call's time belongs to the call); 0 for other rows."""
+        if "own_time" not in self._cache:
+            own = np.where(self.client, 0.0, self.self_us)
+            self._cache["own_time"] = np.where(
+                self.is_root, np.bincount(self.root, weights=own, minlength=len(self.root)), 0.0
+            )
+        return self._cache["own_time"]
+
+    def request_error(self) -> np.ndarray:
+        """Per row, whether the request it is the entry of has an error span (False for other rows)."""
+        errs = np.bincount(self.root, weights=self.error.astype(float), minlength=len(self.root))
+        return self.is_root & (errs > 0)
+
     def requests(self) -> pa.Table:
         """One row per request: service, operation, pod, trace, span, start, local and total time, errors."""
         roots = np.nonzero(self.is_root)[0]
         n = len(self.root)
-        own = ~self.client
-        local = np.bincount(self.root, weights=np.where(own, self.self_us, 0.0), minlength=n)
+        local = self.own_time()
         errs = np.bincount(self.root, weights=self.error.astype(float), minlength=n)
         idx = pa.array(roots, pa.int64())
         start = self.column("start_ns")[roots]

@@ -4,23 +4,20 @@ Spans are folded into *requests* (`detect.signals.spans`): an entry span of a se
 is missing or in another service) and the spans below it in the same service. For each request we
 keep the time spent in the service's own code (self times of its spans; a client span's time
 belongs to the call), the end-to-end duration, and its steps in time order: internal operations,
-calls to other services (``-> service``) and error spans (``!ERR``). Two kinds of signal come out:
+calls to other services (``-> service``) and error spans (``!ERR``). Three kinds of signal come out:
 
 - paths (`detect.signals.sequences`): after a step, the share of requests taking each next step
   (a call no longer made, an error handler now reached);
 - latency: the share of an operation's requests slower than that operation's history allows (its
   `latency_quantile`), in the service's own time (SPAN_SELF_LATENCY) and end to end (SPAN_LATENCY,
   which callees also explain);
-- call latency: the share of calls on an edge whose time outside the callee grew (EDGE_LATENCY:
-  a network delay, queueing or connection trouble at either end).
+- calls seen from both ends (`detect.signals.network`): the caller's view of a call against the
+  callee's own time, blamed on one end (EDGE_LATENCY, EDGE_ERROR: a network fault).
 
 Everything is computed on Arrow columns with numpy, so a day of history folds in well under a second.
 """
 
 from __future__ import annotations
-
-from collections import defaultdict
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +25,10 @@ import pyarrow.compute as pc
 
 from core.rca import Modality, Signal, SignalKind
 from detect.signals.common import SignalOptions
+from detect.signals.network import network_signals
 from detect.signals.sequences import sequence_signals
-from detect.signals.slices import EXCLUDED_SLICE, slice_test
+from detect.signals.slices import EXCLUDED_SLICE
+from detect.signals.slow import slow_shares
 from detect.signals.spans import SpanFold
 from detect.signals.stats import family_z, share_fold
 from detect.signals.tokens import ERR_MARK, EVENT_SCHEMA, SPAN_KINDS, START
@@ -117,62 +116,10 @@ def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tup
         sigs, tr = _latency_signals(reqs, req_slice, kind, col, opt)
         found.extend(sigs)
         traces.extend(tr)
-    sigs, tr = _edge_signals(fold, slices, opt)
+    sigs, tr = network_signals(fold, slices, opt)
     found.extend(sigs)
     traces.extend(tr)
     return found, traces
-
-
-@dataclass
-class _Slow:
-    z: float
-    key: str
-    k: int
-    n: int
-    p0: float
-    median: float
-    window_median: float
-    rows: np.ndarray
-
-
-def _slow_shares(
-    owners: np.ndarray, keys: np.ndarray, values: np.ndarray, slices: np.ndarray, opt: SignalOptions
-) -> dict[str, list[_Slow]]:
-    """Per owner, for each key: the share of window items slower than the key's history allows
-    (`latency_quantile`, and at least `min_latency_delta_us` above the median), tested per slice."""
-    combined = np.char.add(np.char.add(owners.astype(str), "\x1f"), keys.astype(str))
-    uniq, inv = np.unique(combined, return_inverse=True)
-    win = slices == 0
-    hist = ~win & (slices != EXCLUDED_SLICE)
-    if opt.latency_recent_slices > 0 and hist.any():
-        # timings drift (data grows, load changes): judge them against the nearest history only
-        near = np.unique(np.abs(slices[hist]))[: opt.latency_recent_slices]
-        hist &= np.isin(np.abs(slices), near)
-    out: dict[str, list[_Slow]] = defaultdict(list)
-    for g in np.unique(inv[win]):
-        in_g = inv == g
-        hv = values[in_g & hist]
-        if len(hv) < opt.min_samples * 3:
-            continue
-        med = float(np.median(hv))
-        thr = max(float(np.quantile(hv, opt.latency_quantile)), med + opt.min_latency_delta_us)
-        slow = values > thr
-        wsel = in_g & win
-        n_win = int(wsel.sum())
-        if n_win < opt.min_samples:
-            continue
-        sl_ids, sl_inv = np.unique(slices[in_g & hist], return_inverse=True)
-        n_h = np.bincount(sl_inv, minlength=len(sl_ids))
-        k_h = np.bincount(sl_inv, weights=slow[in_g & hist].astype(float), minlength=len(sl_ids))
-        ok = n_h >= opt.min_slice_requests
-        if not ok.any():
-            continue
-        k_win = int((slow & wsel).sum())
-        t = slice_test(k_win, n_win, k_h[ok], n_h[ok].astype(float))
-        owner, key = uniq[g].split("\x1f", 1)
-        w_med = float(np.median(values[wsel]))
-        out[owner].append(_Slow(t.z, key, k_win, n_win, t.p0, med, w_med, np.nonzero(slow & wsel)[0]))
-    return out
 
 
 def _latency_signals(
@@ -183,7 +130,7 @@ def _latency_signals(
     spans = reqs.column("span_id").to_numpy(zero_copy_only=False)
     pods = reqs.column("pod").to_numpy(zero_copy_only=False)
     starts = reqs.column("start_ns").to_numpy(zero_copy_only=False)
-    tests = _slow_shares(
+    tests = slow_shares(
         services, reqs.column("operation").to_numpy(zero_copy_only=False), reqs.column(col).to_numpy(), slices, opt
     )
     out: list[Signal] = []
@@ -218,61 +165,4 @@ def _latency_signals(
                 evidence_ids=ids,
             )
         )
-    return out, blamed
-
-
-def _edge_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tuple[list[Signal], list[dict[str, int]]]:
-    """Calls whose time outside the callee (a client span's own time: network, queueing, connection
-    set-up) is slower than the edge's history allows. A delay at either end shows here, so both ends
-    get the signal, each edge its own group: the service on most slow edges gathers most evidence."""
-    if fold.empty:
-        return [], []
-    parent = fold.parent
-    remote = fold.is_root & (parent >= 0)
-    callers = parent[remote]
-    keep = fold.client[callers]
-    callers, callees = callers[keep], np.nonzero(remote)[0][keep]
-    if len(callers) == 0:
-        return [], []
-    services = fold.column("service")
-    a, b = services[callers], services[callees]
-    tests = _slow_shares(a, b, fold.self_us[callers], slices[callers], opt)
-    trace = fold.column("trace_id")
-    span = fold.column("span_id")
-    n_tests = sum(len(v) for v in tests.values())
-    out: list[Signal] = []
-    blamed: list[dict[str, int]] = []
-    for caller, ts in tests.items():
-        for t in ts:
-            za = family_z(t.z, n_tests)
-            if za < opt.min_z or t.window_median < t.median:
-                continue
-            mask = (a == caller) & (b == t.key)
-            sel = callers[mask]
-            sel_win = sel[slices[sel] == 0]
-            slow_rows = sel_win[fold.self_us[sel_win] > t.median]
-            ids = [f"edge:{caller}->{t.key}"] + [
-                f"span:{trace[r]}:{span[r]}" for r in slow_rows[: opt.max_evidence - 1]
-            ]
-            for end in (caller, t.key):
-                out.append(
-                    Signal(
-                        service=end,
-                        modality=Modality.TRACES,
-                        kind=SignalKind.EDGE_LATENCY,
-                        key=f"{caller}->{t.key}",
-                        family="network",
-                        direction="up",
-                        score=za,
-                        baseline=round(t.median / 1000.0, 4),
-                        observed=round(t.window_median / 1000.0, 4),
-                        fold=share_fold(t.k, t.n, t.p0),
-                        effect=round(min(1.0, max(0.0, t.k / t.n - t.p0)), 6),
-                        group=f"edge:{end}:{caller}->{t.key}",
-                        description=f"calls {caller} -> {t.key}: {t.k} of {t.n} slower outside the callee than "
-                        f"{1 - t.p0:.0%} of history (median {t.median / 1000:.1f} -> {t.window_median / 1000:.1f} ms)",
-                        evidence_ids=ids,
-                    )
-                )
-                blamed.append({})  # the edge is shared by both ends: it says nothing about who blames whom
     return out, blamed
