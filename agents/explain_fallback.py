@@ -140,12 +140,14 @@ def summary_of(ranking: RankingResult, root_causes: Sequence[RootCause], ties: S
         text = tie_sentences(head, ranking.candidates)
         rest = [rc for rc in root_causes if rc.service not in head.services]
     else:
-        where = f", pod {top.pod}" if top.pod else ""
-        text = (
-            f"{top.service} is the most likely root cause ({top.confidence:.0%} confidence, "
-            f"fault kind: {top.fault_kind.value.replace('_', ' ')}{where})."
-        )
         cand = ranking.candidates[0]
+        on_host = bool(cand.host) and cand.host == cand.service  # a fault on the machine: name the host
+        where = f", pod {top.pod}" if top.pod else f", host {cand.host}" if cand.host and not on_host else ""
+        detail = f" ({cand.fault_detail})" if cand.fault_detail else ""
+        text = (
+            f"{'host ' if on_host else ''}{top.service} is the most likely root cause "
+            f"({top.confidence:.0%} confidence, fault kind: {top.fault_kind.value.replace('_', ' ')}{detail}{where})."
+        )
         if cand.signals:
             text += f" Strongest signal: {signal_text(cand.signals[0]).rstrip('.')}."
         chain = path_services(cand.path)

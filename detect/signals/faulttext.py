@@ -15,6 +15,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from core.rca import Candidate, FaultKind, Modality, Signal, SignalKind
 from detect.signals.stats import count_change
 
@@ -158,6 +162,43 @@ def phrase_signals(
     return out
 
 
+def fault_lines(
+    t: pa.Table, in_window: np.ndarray, deps: list[str] | None = None, *, width_ns: int = 0, min_z: float = 3.0
+) -> tuple[dict[str, Phrase], list[Signal]]:
+    """Per service, the fault phrase its own window lines and the window lines that name it as their callee
+    (`deps`, per row) name, the deepest cause first (`text_kind`); with `width_ns` (the window's), a
+    LOG_FAULT_PHRASE signal per service and phrase of its own lines that the window has more of than
+    history."""
+    if t.num_rows == 0:
+        return {}, []
+    hit = pc.fill_null(pc.match_substring_regex(t.column("message"), PHRASE_RE, ignore_case=True), False)
+    rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]
+    idx = pa.array(rows, pa.int64())
+    by_node: dict[str, list[str]] = defaultdict(list)
+    services = t.column("service").take(idx).to_pylist()
+    msgs = t.column("message").take(idx).to_pylist()
+    eids = t.column("event_id").take(idx).to_pylist()
+    ts = t.column("ts_ns").take(idx).to_pylist()
+    found: list[tuple[str, Phrase, str, bool]] = []
+    for i, s, m, e, at in zip(rows.tolist(), services, msgs, eids, ts, strict=True):
+        p = phrase_of(m or "")
+        if p is None:
+            continue
+        found.append((s, p, f"log:{e}" if e else f"log:{at}:", bool(in_window[i])))
+        if in_window[i]:
+            by_node[s].append(m or "")
+            if deps is not None and deps[i]:  # a line naming a callee tells of the callee too
+                by_node[deps[i]].append(m or "")
+    kinds = {node: p for node, msgs_ in by_node.items() if (p := text_kind(msgs_)) is not None}
+    if not width_ns or not found:
+        return kinds, []
+    all_ts = t.column("ts_ns").to_numpy(zero_copy_only=False)[~in_window]
+    history_ns = int(all_ts.max() - all_ts.min()) if len(all_ts) else 0
+    cols = list(zip(*found, strict=True))
+    signals = phrase_signals(list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), width_ns, history_ns, min_z)
+    return kinds, signals
+
+
 def with_text_kinds(
     candidates: list[Candidate], kinds: Mapping[str, Phrase], hosts: Mapping[str, str]
 ) -> list[Candidate]:
@@ -175,4 +216,13 @@ def with_text_kinds(
     return out
 
 
-__all__ = ["PHRASES", "PHRASE_RE", "Phrase", "phrase_of", "phrase_signals", "text_kind", "with_text_kinds"]
+__all__ = [
+    "PHRASES",
+    "PHRASE_RE",
+    "Phrase",
+    "fault_lines",
+    "phrase_of",
+    "phrase_signals",
+    "text_kind",
+    "with_text_kinds",
+]

@@ -343,6 +343,7 @@ def _share_signals(
             sel = (svc == service) & (tok == k) & (slices == 0)
             ids = [r for r in ref[sel][: opt.max_evidence]]
             is_err = t.z > 0 and token_err.get(k, False)
+            dep = k.rsplit(" @", 1)[1] if is_err and " @" in k else ""  # an error naming a failing dependency
             pw = kw / n_win
             pod_list = [p for p in pods[sel] if p]
             out.append(
@@ -360,6 +361,8 @@ def _share_signals(
                     fold=share_fold(kw, n_win, t.p0),
                     effect=round(min(1.0, abs(pw - t.p0)), 6),
                     group=f"logs:{service}:share",
+                    dependency=dep,
+                    dependency_via="error" if dep else "",
                     description=f"{service}: statement {k[:90]!r} is {kw} of {n_win} lines (history {t.p0:.1%})",
                     evidence_ids=ids,
                 )

@@ -11,7 +11,8 @@
   'Killed process 811 (redis-server)' to that service.
 - `peer_calls`: caller -> callee edges (caller: the service whose line names the peer; callee: the
   service that owns it, else its host, else the peer as the line names it) and, per line, the callee it
-  names. A peer nobody here owns is given to the service whose own lines show a fault phrase
+  names; a line that cannot resolve a name calls the resolver (`RESOLVER`), not the host it names. A
+  peer nobody here owns is given to the service whose own lines show a fault phrase
   (`detect.signals.faulttext`) in the two minutes before the first failure naming the peer, when there is
   exactly one such service on one host (the callers' failures begin when it fails).
 """
@@ -29,8 +30,8 @@ import pyarrow.compute as pc
 
 from core.rca import Signal
 from core.timeutil import NS
-from detect.signals.common import is_error_line
-from detect.signals.faulttext import PHRASE_RE, Phrase, phrase_of, phrase_signals, text_kind
+from detect.signals.common import ERROR_LEVELS, ERROR_WORDS
+from detect.signals.faulttext import PHRASE_RE, PHRASES, Phrase, fault_lines
 
 _IP = r"(?:\d{1,3}\.){3}\d{1,3}"
 _NAME = r"[A-Za-z][\w-]*(?:\.[A-Za-z0-9][\w-]*)+"
@@ -43,12 +44,20 @@ _LISTEN = re.compile(
     r"(?:(" + _IP + r'|\*|\[?::\]?)"?[:,]? ?(?:port )?(\d{2,5})\b|port[= ](\d{2,5})\b)',
     re.IGNORECASE,
 )
+_SOURCE_FILE = re.compile(r"\.(?:go|py|java|kt|scala|js|ts|c|cc|cpp|h|hpp|rs|rb|php|cs|ex|exs|erl|lua)$")
+_CLIENT_BEFORE = re.compile(
+    r"(?:\bfrom|\bfor|\bclient[:=]?|\bsrc=|\bremote[_ ]?addr[:=]?|\bpeer[:=]?)\s*[\"'(\[]?$", re.I
+)
 _OWN_ADDR = re.compile(r"\baddress (" + _IP + r")/\d{1,2}\b")
 _PREFILTER = r"://|\d:\d{2,5}\b|port \d|\w\.\w+:\d|address \d"
 _UNIT = re.compile(r"^([\w.:-]+?)(?:@[\w.:-]*)?\.(?:service|socket|scope|mount|timer): ")
 _KILLED = re.compile(r"Killed process \d+ \(([^)]+)\)")
 ANY = {"0.0.0.0", "*", "::", "[::]"}
 ONSET_S = 120
+RESOLVER = "name resolver"
+"""The callee of a line that could not resolve a name, until a service is found for it."""
+_RESOLVING = next(p.pattern for p in PHRASES if p.detail == "name resolution")
+SAMPLE_PER_STATEMENT = 20
 
 
 class Peer(NamedTuple):
@@ -72,6 +81,10 @@ def peers_in(message: str) -> list[Peer]:
         out.append(Peer("", host, port) if re.fullmatch(_IP, host) else Peer(host, "", port))
     for m in _HOSTPORT.finditer(text):
         host, port = m.group(1).lower(), int(m.group(2))
+        if not port or _SOURCE_FILE.search(host) or _CLIENT_BEFORE.search(text[: m.start()]):
+            continue  # a file and line, a client's address ('from 10.0.0.5 port', 'client: ...', 'A:p -> B:q')
+        if text[m.end() : m.end() + 4].lstrip().startswith("->"):
+            continue
         out.append(Peer("", host, port) if re.fullmatch(_IP, host) else Peer(host, "", port))
     seen: set[Peer] = set()
     uniq = [p for p in out if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
@@ -208,14 +221,34 @@ def peer_calls(t: pa.Table, in_window: np.ndarray, d: Directory) -> PeerCalls:
         out.hosts[h] = h
     if n == 0:
         return out
-    hit = pc.fill_null(pc.match_substring_regex(t.column("message"), _PREFILTER), False).to_numpy(zero_copy_only=False)
+    messages = t.column("message")
+    err = pc.is_in(pc.utf8_upper(t.column("level")), value_set=pa.array(sorted(ERROR_LEVELS))).to_numpy(
+        zero_copy_only=False
+    ) | pc.fill_null(pc.match_substring_regex(messages, ERROR_WORDS.pattern), False).to_numpy(zero_copy_only=False)
+    hit = pc.fill_null(pc.match_substring_regex(messages, _PREFILTER), False).to_numpy(zero_copy_only=False)
+    hit |= err & pc.fill_null(pc.match_substring_regex(messages, _RESOLVING.pattern, ignore_case=True), False).to_numpy(
+        zero_copy_only=False
+    )
     rows = np.nonzero(hit)[0]
     idx = pa.array(rows, pa.int64())
     cache: dict[Peer, tuple[str, str]] = {}
-    msgs = t.column("message").take(idx).to_pylist()
+    msgs = messages.take(idx).to_pylist()
     services = t.column("service").take(idx).to_pylist()
     hosts = t.column("host").take(idx).to_pylist()
-    for i, msg, me, host in zip(rows.tolist(), msgs, services, hosts, strict=True):
+    tids = t.column("template_id").take(idx).to_pylist()
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    for i, msg, me, host, tid in zip(rows.tolist(), msgs, services, hosts, tids, strict=True):
+        if not err[i]:  # ordinary lines tell the calls, not which request failed: a few of each statement do
+            key = (me, tid or (msg or "")[:24])
+            seen[key] += 1
+            if seen[key] > SAMPLE_PER_STATEMENT:
+                continue
+        if err[i] and me and _RESOLVING.search((msg or "")[:2000]):
+            # a name that cannot be resolved says nothing against the host it names: the resolver failed
+            out.unresolved.add(RESOLVER)
+            out.edges.add((me, RESOLVER))
+            out.deps[i] = RESOLVER
+            continue
         for p in peers_in(msg or ""):
             if p not in cache:
                 cache[p] = d.resolve(p)
@@ -228,38 +261,38 @@ def peer_calls(t: pa.Table, in_window: np.ndarray, d: Directory) -> PeerCalls:
             out.edges.add((me, callee))
             if not out.deps[i]:
                 out.deps[i] = callee
-    _by_onset(t, in_window, out)
+    _by_onset(t, in_window, err, out)
     return out
 
 
-def _by_onset(t: pa.Table, in_window: np.ndarray, calls: PeerCalls) -> None:
+def _by_onset(t: pa.Table, in_window: np.ndarray, err: np.ndarray, calls: PeerCalls) -> None:
     """Give each unresolved callee to the one service whose own window lines show a fault phrase in the
     `ONSET_S` before the first error naming the callee (module doc)."""
     if not calls.unresolved:
         return
     ts = t.column("ts_ns").to_numpy(zero_copy_only=False)
-    services = t.column("service").to_pylist()
-    hosts = t.column("host").to_pylist()
-    levels = t.column("level").to_pylist()
-    msgs = t.column("message").to_pylist()
-    win = np.nonzero(in_window)[0].tolist()
-    faults = [(int(ts[i]), services[i], hosts[i]) for i in win if phrase_of(msgs[i] or "")]
+    phrased = pc.fill_null(pc.match_substring_regex(t.column("message"), PHRASE_RE, ignore_case=True), False)
+    rows = np.nonzero(phrased.to_numpy(zero_copy_only=False) & in_window)[0]
+    idx = pa.array(rows, pa.int64())
+    who = zip(t.column("service").take(idx).to_pylist(), t.column("host").take(idx).to_pylist(), strict=True)
+    faults = [(int(ts[i]), s, h) for i, (s, h) in zip(rows.tolist(), who, strict=True)]
     first: dict[str, int] = {}
     callers: dict[str, set[str]] = defaultdict(set)
-    for i in win:
+    named = [i for i, dep in enumerate(calls.deps) if dep in calls.unresolved and in_window[i] and err[i]]
+    writers = t.column("service").take(pa.array(named, pa.int64())).to_pylist()
+    for i, me in zip(named, writers, strict=True):
         dep = calls.deps[i]
-        if dep in calls.unresolved and is_error_line(levels[i] or "", msgs[i] or ""):
-            first[dep] = min(first.get(dep, int(ts[i])), int(ts[i]))
-            callers[dep].add(services[i])
+        first[dep] = min(first.get(dep, int(ts[i])), int(ts[i]))
+        callers[dep].add(me)
     alias: dict[str, str] = {}
     for dep, t0 in first.items():
         near = {
             (s, h) for at, s, h in faults if t0 - ONSET_S * NS <= at <= t0 + NS and s not in callers[dep] and s != dep
         }
         on_hosts = {h for _, h in near}
-        services = {s for s, _ in near if s not in on_hosts}  # the host itself (its kernel) beside one of its services
-        if len(on_hosts) == 1 and len(services) <= 1 and near:
-            alias[dep] = next(iter(services)) if services else next(iter(on_hosts))
+        own = {s for s, _ in near if s not in on_hosts}  # the host itself (its kernel) beside one of its services
+        if len(on_hosts) == 1 and len(own) <= 1:
+            alias[dep] = next(iter(own)) if own else next(iter(on_hosts))
     if not alias:
         return
     calls.deps = [alias.get(x, x) for x in calls.deps]
@@ -267,48 +300,13 @@ def _by_onset(t: pa.Table, in_window: np.ndarray, calls: PeerCalls) -> None:
     calls.unresolved -= alias.keys()
 
 
-def fault_lines(
-    t: pa.Table, in_window: np.ndarray, deps: list[str] | None = None, *, width_ns: int = 0, min_z: float = 3.0
-) -> tuple[dict[str, Phrase], list[Signal]]:
-    """Per service, the fault phrase its own window lines name (`detect.signals.faulttext`) and, per callee
-    nobody here owns (`deps` given), the phrase of the window lines that name it; with `width_ns` (the
-    window's), a LOG_FAULT_PHRASE signal per service and phrase that the window has more of than history."""
-    if t.num_rows == 0:
-        return {}, []
-    hit = pc.fill_null(pc.match_substring_regex(t.column("message"), PHRASE_RE, ignore_case=True), False)
-    rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]
-    idx = pa.array(rows, pa.int64())
-    by_node: dict[str, list[str]] = defaultdict(list)
-    services = t.column("service").take(idx).to_pylist()
-    msgs = t.column("message").take(idx).to_pylist()
-    eids = t.column("event_id").take(idx).to_pylist()
-    ts = t.column("ts_ns").take(idx).to_pylist()
-    found: list[tuple[str, Phrase, str, bool]] = []
-    for i, s, m, e, at in zip(rows.tolist(), services, msgs, eids, ts, strict=True):
-        p = phrase_of(m or "")
-        if p is None:
-            continue
-        found.append((s, p, f"log:{e}" if e else f"log:{at}:", bool(in_window[i])))
-        if in_window[i]:
-            by_node[s].append(m or "")
-            if deps is not None and deps[i]:
-                by_node[f"peer:{deps[i]}"].append(m or "")
-    kinds = {node: p for node, msgs_ in by_node.items() if (p := text_kind(msgs_)) is not None}
-    if not width_ns or not found:
-        return kinds, []
-    all_ts = t.column("ts_ns").to_numpy(zero_copy_only=False)[~in_window]
-    history_ns = int(all_ts.max() - all_ts.min()) if len(all_ts) else 0
-    cols = list(zip(*found, strict=True))
-    signals = phrase_signals(list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), width_ns, history_ns, min_z)
-    return kinds, signals
-
-
 def read_peers(
     lw: pa.Table, lb: pa.Table, *, width_ns: int, min_z: float, spans: bool
 ) -> tuple[pa.Table, pa.Table, PeerCalls, dict[str, Phrase], list[Signal]]:
-    """Window and history log tables, the calls their lines name, the fault phrase of each node (a callee
-    nobody here owns: of the lines that name it) and the fault-phrase signals. Without spans (`spans`
-    False) lines are first given to what they are about and the calls are read from them."""
+    """Window and history log tables, the calls their lines name, the fault phrase of each node (its own
+    lines and those naming it: `detect.signals.faulttext.fault_lines`) and the fault-phrase signals.
+    Without spans (`spans` False) lines are first given to what they are about and the calls are read
+    from them."""
     calls = PeerCalls()
     if not spans:
         d = directory(pa.concat_tables([lw, lb]))
@@ -318,11 +316,7 @@ def read_peers(
     if not spans:
         calls = peer_calls(logs, in_window, d)
     kinds, signals = fault_lines(logs, in_window, calls.deps if not spans else None, width_ns=width_ns, min_z=min_z)
-    own = {k: v for k, v in kinds.items() if not k.startswith("peer:")}
-    for node in calls.unresolved:
-        if f"peer:{node}" in kinds:
-            own[node] = kinds[f"peer:{node}"]
-    return lw, lb, calls, own, signals
+    return lw, lb, calls, kinds, signals
 
 
 __all__ = [
@@ -334,5 +328,4 @@ __all__ = [
     "peer_calls",
     "peers_in",
     "read_peers",
-    "fault_lines",
 ]

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 
 from core.rca import FaultKind, SignalKind
-from detect.signals.faulttext import phrase_of, text_kind
+from detect.signals.faulttext import fault_lines, phrase_of, text_kind
 from detect.signals.logs import LOG_SCHEMA
-from detect.signals.peers import Peer, attribute_lines, directory, fault_lines, peer_calls, peers_in
+from detect.signals.peers import Peer, attribute_lines, directory, peer_calls, peers_in
 
 S = 1_000_000_000
 
@@ -23,8 +23,12 @@ def test_peers_in_reads_libpq_urls_dsns_and_host_ports() -> None:
     assert peers_in(nginx) == [Peer("", "10.0.0.12", 8000)]
     assert peers_in("Cannot connect to redis://cache.lan:6379/0: Error 111") == [Peer("cache.lan", "", 6379)]
     assert peers_in("GET / 200 host=shop.lan upstream=10.0.0.11:8000 ust=200") == [Peer("", "10.0.0.11", 8000)]
-    # timestamps, dotted code paths and versions are no peers
+    # timestamps, dotted code paths, versions, files and lines, and clients are no peers
     assert peers_in("2026-03-14 10:28:00.000 UTC django.db.utils.OperationalError: Redis version=7.0.15") == []
+    assert peers_in("ts=2026-03-14T10:28:00Z caller=head.go:123 level=info") == []
+    assert peers_in("completed GET /user/events for 192.168.1.215:0, 200 OK") == []
+    assert peers_in("connect() failed, client: 192.168.1.7:5555, server: shop.lan") == []
+    assert peers_in("accepting AMQP connection (10.0.0.16:59126 -> 10.0.0.20:5672)") == [Peer("", "10.0.0.20", 5672)]
 
 
 def test_phrases_name_the_kind_and_the_deepest_cause_wins() -> None:
@@ -64,7 +68,13 @@ def test_addresses_resolve_to_the_service_that_announced_them_and_lines_go_to_wh
             (3, "h5", "other", "INFO", "hello"),
             (100, "h3", "kernel", "ERROR", "EXT4-fs warning (device sda1): ext4_dx_add_entry: Directory index full!"),
             (101, "h3", "systemd", "WARN", "postgresql@15-main.service: Failed with result 'exit-code'."),
-            (102, "h1", "app", "ERROR", 'connection to server at "db.lan" (10.0.0.13), port 5432 failed: Connection refused'),
+            (
+                102,
+                "h1",
+                "app",
+                "ERROR",
+                'connection to server at "db.lan" (10.0.0.13), port 5432 failed: Connection refused',
+            ),
             (103, "h1", "app", "ERROR", "Cannot connect to redis://cache.lan:6379/0: Connection refused"),
         ]
     )
