@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 # The CPU build of torch; install it first so nothing pulls a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
+# The real local model of `make llm` (smollm2: SmolLM2-135M, or qwen0.5b: Qwen2.5-Coder-0.5B), pinned and verified.
+LLM_MODEL ?= smollm2
 
-.PHONY: install demo test lint serve clean
+.PHONY: install demo test lint serve clean llm llm-stop test-llm
 
 install: $(VENV)/.installed
 
@@ -28,6 +30,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy core ingest graph retrieval agents detect api prompts samples bench
 	$(BIN)/lint-imports --no-cache
+
+# A real local model answering Ollama's API on 127.0.0.1:11434 (everything under .llm/, git-ignored).
+llm: install
+	$(BIN)/python -m api.llm_stack.stack start --model $(LLM_MODEL)
+
+llm-stop:
+	$(BIN)/python -m api.llm_stack.stack stop
+
+# The tests marked `llm`, against the stack `make llm` started (they skip, saying so, without it).
+test-llm: install
+	$(BIN)/python -m pytest -m llm tests/llm $(PYTEST_ARGS)
 
 serve: install
 	$(BIN)/devmesh serve

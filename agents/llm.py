@@ -276,14 +276,15 @@ class OllamaLLM(RetryingLLM):
         on_text: TextSink | None,
         started: float,
     ) -> LLMReply:
-        opts = {"num_ctx": self.context_length(), **opts}  # else Ollama runs its default, cutting prompts silently
+        opts = {"num_ctx": self.context_length(), **opts}
+        text = ""  # else Ollama runs its default, cutting prompts silently
         if max_tokens is not None:
             opts["num_predict"] = max_tokens
         try:
             if on_text is None:
                 response = self._client.chat(model=self._model, messages=payload, format=schema, options=opts)
                 return self._reply(response.message.content or "", response, None)
-            text, first_ms, last_chunk = "", None, None
+            first_ms, last_chunk = None, None
             for chunk in self._client.chat(
                 model=self._model, messages=payload, format=schema, options=opts, stream=True
             ):
@@ -303,6 +304,8 @@ class OllamaLLM(RetryingLLM):
                 raise LLMUnavailable(self._refused(exc), details={"status": exc.status_code}) from exc
             raise TransientLLMError(exc) from exc
         except ValueError as exc:  # a body that is not JSON, or JSON that is not a chat response
+            if on_text is not None and text:  # a line cut off: the server went away mid-answer
+                raise TransientLLMError(ConnectionError(f"the answer stream broke off: {exc}")) from exc
             raise LLMUnavailable(f"Ollama at {self.host} sent an answer that is not a chat reply: {exc}") from exc
 
     def _reply(self, content: str, response: ollama.ChatResponse, first_ms: float | None) -> LLMReply:
