@@ -9,7 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from api.cli.main import app
 from ingest.templates import TemplateMiner, mask_fast, normalize
 from ingest.templates.grouping import holds_data
 from ingest.templates.scoring import evaluate_templates, grouping_accuracy
@@ -111,15 +113,38 @@ def test_aliases_and_rows_survive_state_and_old_states_load() -> None:
     assert [t[0] for t in legacy.templates()] == [t[0] for t in miner.templates()]
 
 
-def test_evaluation_reports_streaming_and_held_out_systems(tmp_path: Path) -> None:
+def loghub_layout(root: Path) -> Path:
     for name in ("OpenSSH", "HDFS", "Hadoop"):
         contents, truth = read_sample(name)
-        folder = tmp_path / name
-        folder.mkdir()
+        folder = root / name
+        folder.mkdir(parents=True)
         with (folder / f"{name}_2k.log_structured_corrected.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["LineId", "Content", "EventId", "EventTemplate"])
             writer.writerows([i + 1, c, "E", t] for i, (c, t) in enumerate(zip(contents, truth, strict=True)))
+    return root
+
+
+def test_the_cli_reports_streaming_beside_batch(tmp_path: Path) -> None:
+    folder = loghub_layout(tmp_path / "loghub")
+    args = ["--home", str(tmp_path / "h"), "eval", "templates", str(folder), "--json"]
+    res = CliRunner().invoke(
+        app, [*args, "--stream", "--hold-out", "OpenSSH", "--system", "OpenSSH", "--system", "HDFS"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert set(out["systems"]) == {"OpenSSH", "HDFS"}
+    assert out["systems"]["OpenSSH"]["held_out"] and out["systems"]["OpenSSH"]["stream"]["ga"] == 1.0
+    assert out["averages"]["tuned_on"] == {"batch": 1.0, "stream": 1.0}
+    res = CliRunner().invoke(app, [*args, "--batch-size", "1"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["parameters"]["batch_size"] == 1 and "stream" not in out["systems"]["HDFS"]
+    assert out["average_ga"] == 1.0
+
+
+def test_evaluation_reports_streaming_and_held_out_systems(tmp_path: Path) -> None:
+    loghub_layout(tmp_path)
     report = evaluate_templates(tmp_path, stream_batch_size=1, hold_out=["Hadoop"])
     hadoop = report["systems"]["Hadoop"]
     assert hadoop["held_out"] and not report["systems"]["HDFS"]["held_out"]
