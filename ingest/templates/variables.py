@@ -6,10 +6,9 @@ exact-line cache, so it has to be cheap: one pass of one pattern (about 10 us fo
 
 `normalize` runs only when that key is new. It works on the masked text and goes further: dates
 written with month and day names, absolute paths (Unix and Windows), URLs, MAC-like hex pairs, long
-hex words, runs of variables joined by `:.-/`, and numbers with a unit of size or time written apart
-(`1.16 KB`, `3 ms`) become one `<*>` each; control, zero-width and bidi characters
-and lone surrogates (`core.text.strip_unsafe`) become U+FFFD, so that template text is always valid
-UTF-8 and shows where a line held something unprintable. It returns the tokens (split on white
+hex words, and runs of variables joined by `:.-/` become one `<*>` each; control, zero-width and
+bidi characters and lone surrogates (`core.text.strip_unsafe`) become U+FFFD, so that template text
+is always valid UTF-8 and shows where a line held something unprintable. It returns the tokens (split on white
 space) that the miner groups.
 
 Nothing here is specific to one system: the patterns describe kinds of values, not products.
@@ -50,8 +49,6 @@ _NORMALIZE = re.compile(
 )
 # Variables glued by separators (IP:port, times, dates): one variable.
 _JOINED = re.compile(rf"{_W}(?:[:.\-/,@#+]*{_W})+")
-# A number with a unit of size or time written apart from it (`1.16 KB`, `3 ms`): one variable.
-_UNIT = re.compile(rf"{_W} (?:[KMGTP]i?B|B|[mun\u00b5]?s|sec|secs|min|mins|h|hrs?)\b")
 # Dates written with names: [Fri] Jun <*> [<*>] [PDT] [<*>]
 _NAMED_DATE = re.compile(rf"\b(?:{_DAY},?\s+)?{_MON},?\s+{_W}(?:,?\s+{_W})*(?:\s+[A-Z]{{2,5}}\s+{_W})?(?![\w*])")
 
@@ -66,6 +63,5 @@ def normalize(masked: str) -> list[str]:
     text = strip_unsafe(masked, "\ufffd")
     text = _NORMALIZE.sub(WILDCARD, text)
     text = _JOINED.sub(WILDCARD, text)
-    text = _UNIT.sub(WILDCARD, text)
     text = _NAMED_DATE.sub(WILDCARD, text)
     return text.split()

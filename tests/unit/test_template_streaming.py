@@ -158,30 +158,9 @@ def test_evaluation_reports_streaming_and_held_out_systems(tmp_path: Path) -> No
         evaluate_templates(tmp_path, hold_out=["Mac"])
 
 
-def test_sizes_durations_and_windows_paths_are_one_variable() -> None:
-    line = "app.exe - host.example.org:443 close, 1190 bytes (1.16 KB) sent, lifetime 3 sec took 12 ms"
-    assert normalize(mask_fast(line)) == [
-        "app.exe",
-        "-",
-        "host.example.org:<*>",
-        "close,",
-        "<*>",
-        "bytes",
-        "(<*>)",
-        "sent,",
-        "lifetime",
-        "<*>",
-        "took",
-        "<*>",
-    ]
+def test_windows_paths_are_one_variable_and_units_stay_readable() -> None:
     assert normalize(mask_fast(r"Core: C:\Windows\winsxs\amd64_x\cbscore.dll, done")) == ["Core:", "<*>,", "done"]
-    assert normalize("Plan B for user s") == ["Plan", "B", "for", "user", "s"]  # a unit needs a number before it
-    # lines differing only in the unit of a size group together
-    miner = TemplateMiner()
-    ids = [
-        m.template_id for m in miner.add_many([f"sent {n} {u} to peer" for n, u in ((1, "KB"), (2, "MB"), (3, "B"))])
-    ]
-    assert len(set(ids)) == 1
+    assert normalize(mask_fast("timed out after 30 s")) == ["timed", "out", "after", "<*>", "s"]
 
 
 def test_a_slot_where_one_line_s_variable_covers_another_s_value_holds_data() -> None:
