@@ -24,7 +24,7 @@ from agents.answer_stream import SummaryWords, current_sink
 from agents.citations import Claim, verify_claims
 from agents.evidence_text import EvidenceLimits
 from agents.explain_fallback import explain_from_evidence, tie_sentences, top_tie
-from agents.explain_prompt import AnswerBounds, PromptBudget, answer_schema, build_messages, fit_prompt
+from agents.explain_prompt import AnswerBounds, FittedPrompt, PromptBudget, answer_schema, build_messages, fit_prompt
 from agents.llm import LLMClient, LLMReply
 from agents.masking import Masker
 from core.errors import LLMUnavailable
@@ -216,9 +216,17 @@ def explain_with_llm(
         reason = f"the language model's answer did not match the schema ({first['type']} at {first['loc']})"
         return _fallback(base, started, call_started, step, reason, usage=usage)
 
-    merged, flags, supported = merge_answer(base, answer, rendered.shown_ids, masker=masker)
+    answer = _stored_ids(answer, fitted)
+    merged, flags, supported = merge_answer(base, answer, fitted.stored_ids(), masker=masker)
     llm_ms = (time.perf_counter() - call_started) * 1000
-    done = step.model_copy(update={"duration_ms": llm_ms, "items": 1, "detail": f"{len(flags)} claims flagged"})
+    answered = {
+        **step.params,
+        "shown_ids": fitted.stored_ids(),
+        "answer_services": [rc.service for rc in answer.root_causes],  # in the model's order, for evaluations
+    }
+    done = step.model_copy(
+        update={"duration_ms": llm_ms, "items": 1, "detail": f"{len(flags)} claims flagged", "params": answered}
+    )
     if not supported:
         reason = "no claim of the language model's answer cited valid evidence"
         logger.warning("LLM answer unsupported", extra={"model": reply.model, "flags": len(flags)})
@@ -237,6 +245,14 @@ def explain_with_llm(
         }
     )
     return _timed(result, started)
+
+
+def _stored_ids(answer: ExplainerAnswer, fitted: FittedPrompt) -> ExplainerAnswer:
+    """The answer with the prompt's short ids (E1, ...) turned back into stored ids."""
+    causes = [rc.model_copy(update={"evidence_ids": fitted.to_stored(rc.evidence_ids)}) for rc in answer.root_causes]
+    return answer.model_copy(
+        update={"summary_evidence_ids": fitted.to_stored(answer.summary_evidence_ids), "root_causes": causes}
+    )
 
 
 def _usage(replies: Sequence[LLMReply]) -> LLMUsage | None:

@@ -5,8 +5,10 @@ The budget is the model's context (`LLMClient.context_length`, asked from the se
 for the answer and a margin for the chat template, capped by `max_prompt_tokens` (a prompt the CPU can read
 in seconds). Evidence goes in most telling first (what the ranked candidates cite, in rank order, then the
 rest in the order given, which is by score) until the budget is spent; the rest is left out and said so.
-Tokens are counted with the model's own tokenizer when the server has one (llama.cpp `/tokenize`), else
-estimated as characters / 3.5 (conservative for log text, which tokenizes worse than prose).
+Each item is shown under a short id (E1, E2, ... in that order: stored ids such as
+`metric:<pod>:cpu_usage@<ns>-<ns>` cost dozens of tokens to read and to cite), mapped back to the stored id
+when the answer comes. Tokens are counted with the model's own tokenizer when the server has one
+(llama.cpp `/tokenize`), else estimated as characters / 3.5 (conservative for log text, which tokenizes worse than prose).
 
 The schema bounds everything the model writes (`maxLength`, `maxItems`) and lists the ids it may cite and
 the services it may name as enums, so a small model can neither invent an id nor loop until the limit.
@@ -49,6 +51,14 @@ class FittedPrompt:
     prompt_tokens: int
     counted_by: str  # "tokenizer" or "estimate"
     budget_tokens: int
+    real_ids: dict[str, str]  # the short id each shown item has in the prompt (E1, E2, ...) -> its stored id
+
+    def stored_ids(self) -> list[str]:
+        return [self.real_ids[a] for a in self.rendered.shown_ids]
+
+    def to_stored(self, ids: Sequence[str]) -> list[str]:
+        """Ids as the model cited them back to stored ids (an id it made up stays as it is, to be flagged)."""
+        return [self.real_ids.get(i.strip(), i) for i in ids]
 
 
 def answer_schema(
@@ -176,18 +186,31 @@ def fit_prompt(
 ) -> FittedPrompt:
     """The messages with as much evidence, most telling first, as the budget holds (see the module doc)."""
     count = TokenCounter(llm)
-    full = render_evidence(prioritized(base.evidence, base.root_causes), limits=limits, masker=masker)
+    ordered = list({e.id: e for e in reversed(prioritized(base.evidence, base.root_causes))}.values())[::-1]
+    alias = {e.id: f"E{n}" for n, e in enumerate(ordered, 1)}  # short ids: fewer tokens in and out
+    short = [e.model_copy(update={"id": alias[e.id]}) for e in ordered]
+    full = render_evidence(short, limits=limits, masker=masker)
     lines = full.text.split("\n") if full.text else []
+    real = {a: i for i, a in alias.items()}
 
     def build(keep: int) -> tuple[list[ChatMessage], RenderedEvidence, int]:
+        kept = set(full.shown_ids[:keep])
         shown = RenderedEvidence(
             text="\n".join(lines[:keep]),
             shown_ids=full.shown_ids[:keep],
             omitted_ids=[*full.shown_ids[keep:], *full.omitted_ids],
-            truncated_ids=[i for i in full.truncated_ids if i in set(full.shown_ids[:keep])],
+            truncated_ids=[i for i in full.truncated_ids if i in kept],
         )
+        cited = [
+            rc.model_copy(update={"evidence_ids": [alias[i] for i in rc.evidence_ids if alias.get(i) in kept]})
+            for rc in base.root_causes
+        ]
         messages, _ = build_messages(
-            base, alert_text=alert_text, masker=masker, max_root_causes=max_root_causes, rendered=shown
+            base.model_copy(update={"root_causes": cited}),
+            alert_text=alert_text,
+            masker=masker,
+            max_root_causes=max_root_causes,
+            rendered=shown,
         )
         return messages, shown, sum(count(m.content) for m in messages)
 
@@ -205,4 +228,4 @@ def fit_prompt(
         while used > limit and keep > 0:  # the parts did not add up to the whole: drop from the end
             keep -= 1
             messages, shown, used = build(keep)
-    return FittedPrompt(messages, shown, used, count.counted_by, limit)
+    return FittedPrompt(messages, shown, used, count.counted_by, limit, {a: real[a] for a in shown.shown_ids})

@@ -251,6 +251,9 @@ class RetryingLLM:
     def prompt_budget(self) -> PromptBudget:
         return PromptBudget(self.context_length(), self.answer_tokens, self.prompt_tokens)
 
+    def close(self) -> None:
+        """Close the connections (the backends override this)."""
+
     def count_tokens(self, text: str) -> int | None:
         return None
 

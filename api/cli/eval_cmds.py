@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, err_console, progress, state
+from api.cli.eval_explain_cmds import explain_app
 from api.measure.eval_cases import evaluate_detect_cases, evaluate_rca_cases, find_cases
 from api.measure.eval_detect import evaluate_detect_nezha
 from api.measure.eval_rca import evaluate_rca_nezha
@@ -33,6 +34,7 @@ eval_app.add_typer(rca_app, name="rca")
 make_app = typer.Typer(help="Case bundles (CASE-BUNDLES.md) from labelled data sets, to score with `eval rca cases`.")
 eval_app.add_typer(detect_app, name="detect")
 eval_app.add_typer(make_app, name="make-cases")
+eval_app.add_typer(explain_app, name="explain")
 
 
 def register(app: typer.Typer) -> None:

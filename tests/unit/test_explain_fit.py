@@ -58,8 +58,8 @@ RANKING = RankingResult(
 )
 ANSWER = {
     "summary": "The database ran out of connections, so the API timed out.",
-    "summary_evidence_ids": ["log:30"],
-    "root_causes": [{"service": "db", "reasoning": "Its pool is exhausted.", "evidence_ids": ["log:30", "log:7"]}],
+    "summary_evidence_ids": ["E1"],
+    "root_causes": [{"service": "db", "reasoning": "Its pool is exhausted.", "evidence_ids": ["E1", "E2"]}],
 }
 
 
@@ -99,7 +99,9 @@ def test_prompt_fits_the_context_the_server_reports_with_room_for_the_answer(fak
     assert step.params["tokens_counted_by"] == ("tokenizer" if backend == "openai" else "estimate")
     assert len(prompt) / per_token <= budget
     shown = [line.split('id="')[1].split('"')[0] for line in prompt.splitlines() if line.startswith("<evidence")]
-    assert shown[:2] == ["log:30", "log:7"] and 5 < len(shown) < 40  # most telling first; the rest cut
+    assert shown == [f"E{n}" for n in range(1, len(shown) + 1)]  # short ids, in order
+    stored = step.params["shown_ids"]
+    assert stored[:2] == ["log:30", "log:7"] and 5 < len(stored) == len(shown) < 40  # most telling first
     assert f"{40 - len(shown)} more left out for length" in prompt
     assert step.params["evidence_shown"] == len(shown) and step.params["evidence_omitted"] == 40 - len(shown)
     assert expl.mode is ExplanationMode.LLM  # type: ignore[attr-defined]
@@ -163,6 +165,7 @@ def test_summary_words_stream_while_the_model_writes(fake: FakeOllama, backend: 
     with words_to(words.append):
         expl = explain(client(backend, fake.url))
     assert len(words) > 3 and "".join(words) == ANSWER["summary"] == expl.summary  # type: ignore[attr-defined]
+    assert expl.summary_evidence_ids == ["log:30"]  # type: ignore[attr-defined]  # E1, as stored
     assert "llm_first_text_ms" in expl.timings  # type: ignore[attr-defined]
 
 

@@ -352,12 +352,13 @@ def test_llm_answer_with_valid_citations_is_merged(fake_ollama: FakeOllama) -> N
 
 
 def test_llm_request_carries_the_schema_of_shown_ids_and_candidates(fake_ollama: FakeOllama) -> None:
-    explain(fake_ollama, {"summary": LLM_SUMMARY, "summary_evidence_ids": ["log:101"], "root_causes": []})
+    expl = explain(fake_ollama, {"summary": LLM_SUMMARY, "summary_evidence_ids": ["E1"], "root_causes": []})
     [sent] = fake_ollama.requests_to("/api/chat")
-    # ids the candidates cite come first, then the rest in order
+    # ids the candidates cite come first, then the rest in order; the model sees them as E1, E2, ...
     expected_ids = ["log:101", "template:tpl-7", "span:t1:s1", "span:t2:s9", METRIC_ID, EDGE_ID]
     services = ["ts-order-service", "ts-travel-service", "ts-auth-service"]
-    assert sent.body["format"] == answer_schema(services, expected_ids, 3)
+    assert sent.body["format"] == answer_schema(services, [f"E{n}" for n in range(1, 7)], 3)
+    assert expl.run[-1].params["shown_ids"] == expected_ids and expl.summary_evidence_ids == ["log:101"]
     assert (
         sent.body["options"] == {"num_ctx": 4096, "temperature": 0.0, "num_predict": 400}
         and sent.body["stream"] is False

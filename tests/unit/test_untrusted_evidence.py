@@ -149,7 +149,9 @@ def test_fake_ids_mentioned_by_hostile_lines_are_not_accepted(fake_ollama: FakeO
     expl = explain_with_llm(llm(fake_ollama), RANKING, hostile_evidence(), alert_text=HOSTILE[0])
     [sent] = fake_ollama.requests_to("/api/chat")
     enum = sent.body["format"]["properties"]["summary_evidence_ids"]["items"]["enum"]
-    assert enum == ["log:1", "log:100", "log:2", "log:3", "log:4", "log:5", "log:6", "log:7"]
+    assert enum == [f"E{n}" for n in range(1, 9)]  # short ids for the model, mapped back to these:
+    shown = ["log:1", "log:100", "log:2", "log:3", "log:4", "log:5", "log:6", "log:7"]
+    assert expl.run[-1].params["shown_ids"] == shown
     assert expl.mode is ExplanationMode.LLM
     assert not set(FAKE_IDS) & (expl.cited_ids() | expl.evidence_ids())
     assert expl.summary == explain_from_evidence(RANKING, hostile_evidence()).summary  # summary had no valid id
