@@ -8,7 +8,7 @@ rest in the order given, which is by score) until the budget is spent; the rest 
 Each item is shown under a short id (E1, E2, ... in that order: stored ids such as
 `metric:<pod>:cpu_usage@<ns>-<ns>` cost dozens of tokens to read and to cite), mapped back to the stored id
 when the answer comes. Tokens are counted with the model's own tokenizer when the server has one
-(llama.cpp `/tokenize`), else estimated as characters / 3.5 (conservative for log text, which tokenizes worse than prose).
+(llama.cpp `/tokenize`), else estimated as characters / 3.5 (conservative: log text tokenizes worse than prose).
 
 The schema bounds everything the model writes (`maxLength`, `maxItems`) and lists the ids it may cite and
 the services it may name as enums, so a small model can neither invent an id nor loop until the limit.
