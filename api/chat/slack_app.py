@@ -24,8 +24,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from agents.answer_stream import words_to
 from api.chat.commands import USAGE, ChatCommand, clean_slack_text, parse_command
 from api.chat.config import SlackConfig
+from api.chat.drafts import Draft
 from api.chat.followups import FollowUpKind, answer, classify
 from api.chat.replay import RejectReplays, ReplayGuard, SeenKeys
 from api.chat.threads import ThreadContext, ThreadStore
@@ -246,9 +248,11 @@ class SlackBot:
             self._call("chat_update", channel=channel, ts=parent_ts, text=done)
 
     def _explain_job(self, *, channel: str, thread_ts: str, cmd: ChatCommand, user: str) -> Explanation | None:
+        draft = Draft(self._call, channel, thread_ts)  # the model's words in the thread as they come
         try:
             req = cmd.explain_request(now=now_ns())
-            expl = self.port.explain(req, source=SOURCE).explanation
+            with words_to(draft):
+                expl = self.port.explain(req, source=SOURCE).explanation
         except DevMeshError as exc:
             self._post_job(channel=channel, thread_ts=thread_ts, text=f":warning: {bk.esc(exc.message, 2000)}")
             return None
@@ -257,15 +261,7 @@ class SlackBot:
             self._post_job(channel=channel, thread_ts=thread_ts, text=FAILED)
             return None
         self._remember(channel, thread_ts, cmd, req, expl)
-        self._call(
-            "chat_postMessage",
-            channel=channel,
-            thread_ts=thread_ts,
-            text=bk.fallback_text(expl),
-            blocks=bk.explanation_blocks(expl),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        draft.publish(text=bk.fallback_text(expl), blocks=bk.explanation_blocks(expl))
         return expl
 
     def _remember(
