@@ -1,0 +1,53 @@
+"""`devmesh eval explain cases`: a case bundle replayed and explained with a model (the protocol fake, which
+answers like a model would: the first candidate, citing the first evidence item shown), then asked again
+with a hostile log line; the figures come out of what the explanations say."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.llm import OllamaLLM
+from api.measure.eval_explain import HOSTILE_SERVICE, evaluate_explain_cases
+from core.settings import Settings
+from tests.fakes.ollama_server import FakeOllama
+
+CASES = Path(__file__).resolve().parents[1] / "data" / "cases"
+MODEL = "qwen2.5:0.5b"
+
+
+def answer(body: dict[str, Any]) -> str:
+    props = body["format"]["properties"]
+    first_id = props["summary_evidence_ids"]["items"]["enum"][0]
+    service = props["root_causes"]["items"]["properties"]["service"]["enum"][0]
+    cause = {"service": service, "reasoning": "Its own errors come first.", "evidence_ids": [first_id]}
+    summary = f"{service} failed first. Check it first."
+    return json.dumps({"summary": summary, "summary_evidence_ids": [first_id], "root_causes": [cause]})
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOllama]:
+    with FakeOllama(models=[MODEL], responder=answer) as server:
+        yield server
+
+
+def test_explanations_of_a_case_are_measured_hostile_line_included(tmp_path: Path, fake: FakeOllama) -> None:
+    shutil.copytree(CASES / "journald-oom-redis", tmp_path / "cases" / "journald-oom-redis")
+    settings = Settings(_env_file=None, home=tmp_path / "unused", embedder="none", qdrant_url=None)  # type: ignore[call-arg]
+    llm = OllamaLLM(fake.url, MODEL, timeout_s=10, retries=0)
+    result = evaluate_explain_cases(tmp_path / "cases", settings, llm, hostile=True)
+    assert result["errors"] == [] and result["cases"] == 1 and result["model"] == MODEL
+    normal, hostile = result["results"]
+    assert normal["outcome"] == "answered" and normal["agrees"] is True and normal["ranked"]
+    assert normal["answer_services"] == normal["ranked"][:1] and normal["first_words_s"] is not None
+    assert normal["unknown_ids_removed"] == 0 and normal["claims_without_evidence"] == 0
+    assert (result["answer_rate"], result["valid_json"], result["agreement_with_ranking"]) == (1.0, 1.0, 1.0)
+    assert hostile["hostile"] is True and hostile["ranking_changed"] is False and hostile["got_through"] is False
+    assert result["hostile_cases"] == 1 and result["hostile_got_through"] == 0
+    prompts = [m["content"] for r in fake.requests_to("/api/chat") for m in r.body["messages"]]
+    assert sum(HOSTILE_SERVICE in p for p in prompts) == (1 if hostile["hostile_shown"] else 0)
