@@ -28,8 +28,9 @@ changed, each as (changed + 1) / (tested + 2) (the rule of succession: two of tw
 Ties go to the callee: one caller with one callee cannot be told apart, and the callee is where a network
 fault is named. A service whose network is delayed shows both ways (its callers wait on its answers, it
 waits on its callees) and both rules then point at it. Each edge is its own group: the service blamed for
-more edges gathers more evidence. The window traces of the changed calls go with the signal, so the
-ranking's blame walk couples the callers' slow requests to the blamed service.
+more edges gathers more evidence. No trace ids go with these signals (the ranking's blame walk couples a
+service's anomalous requests with its callees'): time lost outside a service's own spans is not explained
+by the services it calls, so blame must not walk on from it.
 
 Partial traces: only calls whose client span has the callee's server span as its child are compared. A
 client span with no server child (callee not traced) has no server view: no network signal, the caller's
@@ -82,7 +83,7 @@ def network_signals(
     fold: SpanFold, slices: np.ndarray, opt: SignalOptions
 ) -> tuple[list[Signal], list[dict[str, int]]]:
     """EDGE_LATENCY and EDGE_ERROR signals on the end each changed edge is blamed on (module doc), and the
-    window trace ids behind each."""
+    trace ids behind each (none: see the module doc)."""
     if fold.empty:
         return [], []
     ca, cb = call_rows(fold)
@@ -139,7 +140,6 @@ def _blame(
 
     trace = fold.column("trace_id")
     span = fold.column("span_id")
-    start = fold.column("start_ns")
     pods = fold.column("pod")
     out: list[Signal] = []
     behind: list[dict[str, int]] = []
@@ -188,7 +188,7 @@ def _blame(
                 evidence_ids=ids,
             )
         )
-        behind.append(dict(zip(trace[client_rows].tolist(), start[client_rows].tolist(), strict=True)))
+        behind.append({})
     return out, behind
 
 
