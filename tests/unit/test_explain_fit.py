@@ -94,8 +94,8 @@ def test_prompt_fits_the_context_the_server_reports_with_room_for_the_answer(fak
     budget = 2048 - 300 - 48  # the fake's context, less the answer, less the template margin
     step = expl.run[-1]  # type: ignore[attr-defined]
     assert step.params["context_tokens"] == 2048 and step.params["prompt_budget_tokens"] == budget
-    # counted by the fake's tokenizer (4 characters a token) for OpenAI, estimated (3.5) for Ollama
-    per_token = 4 if backend == "openai" else 3.5
+    # counted by the fake's tokenizer (4 characters a token) for OpenAI, estimated (3) for Ollama
+    per_token = 4 if backend == "openai" else 3
     assert step.params["tokens_counted_by"] == ("tokenizer" if backend == "openai" else "estimate")
     assert len(prompt) / per_token <= budget
     shown = [line.split('id="')[1].split('"')[0] for line in prompt.splitlines() if line.startswith("<evidence")]
@@ -137,7 +137,7 @@ def test_a_cut_answer_is_asked_again_shorter(fake: FakeOllama, backend: str) -> 
     first, second = (r.body for r in fake.requests_to(CHAT_PATH[backend]))
     schema_of = {"ollama": lambda b: b["format"], "openai": lambda b: b["response_format"]["json_schema"]["schema"]}
     lengths = [schema_of[backend](b)["properties"]["summary"]["maxLength"] for b in (first, second)]
-    assert lengths == [400, 200]
+    assert lengths == [320, 160]
     assert expl.mode is ExplanationMode.LLM and expl.summary == ANSWER["summary"]  # type: ignore[attr-defined]
     assert expl.usage.calls == 2  # type: ignore[attr-defined]
 
