@@ -30,6 +30,12 @@ class Incident(BaseModel):
     status: IncidentStatus = IncidentStatus.OPEN
     source: str = Field(default="api", description="api, cli, alertmanager, detection, chat, demo.")
     alert_ns: int = Field(description="When it started (alert time or detected onset), ns UTC.")
+    lead_s: int = Field(
+        default=0,
+        ge=0,
+        description="The ranked window starts this long before alert_ns: an alert's startsAt comes after its rule's "
+        "`for:` delay, minutes after the change began.",
+    )
     start_ns: int = Field(description="Start of the window investigated.")
     end_ns: int = Field(description="End of the window investigated.")
     service: str = Field(default="", description="Service named by the alert or the user, if any.")

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 EXPLANATIONS = "explanations"
 BEFORE_S = 600  # default window: ten minutes before the start ...
 AFTER_S = 300  # ... to five minutes after
+ALERT_LEAD_S = 300
+"""An alert's ranked window starts this long before its startsAt: Prometheus rules fire after a `for:` delay
+(five minutes is the common choice) over rates of the last minutes, so the change began before the alert."""
 
 
 class IncidentBook:
@@ -109,6 +112,9 @@ class IncidentBook:
             if req.alert.startsAt:
                 at = at or to_ns(req.alert.startsAt)
             fingerprint = req.alert.fingerprint or ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        lead_s = 0
+        if req.alert is not None and req.alert.startsAt and not (req.at_ns or req.start_ns):
+            lead_s = ALERT_LEAD_S
         if at is None:
             at = (req.end_ns or now) - AFTER_S * NS
         start = req.start_ns if req.start_ns is not None else at - BEFORE_S * NS
@@ -125,6 +131,7 @@ class IncidentBook:
             title=title,
             source=source,
             alert_ns=at,
+            lead_s=lead_s,
             start_ns=start,
             end_ns=end,
             service=service,

@@ -39,8 +39,8 @@ from samples import sample_path
 
 NS = 1_000_000_000
 T0 = int(datetime(2024, 5, 1, 10, 0, tzinfo=UTC).timestamp()) * NS
-BLOCK_S, EVERY_S, BLOCKS = 180, 480, 6
-FAULT_BLOCKS = (3, 5)
+BLOCK_S, EVERY_S, BLOCKS = 180, 480, 9
+FAULT_BLOCKS = (5, 7)
 PODS = {"web": "web-6d5f7c8b9-bcdfg", "cart": "cart-7f9c6d5b4-fghjk", "db": "db-5d8f7c9b4-klmnp", "auth": "auth-0"}
 
 
@@ -117,7 +117,7 @@ def cases_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open_services(settings, graph=False, vectors=False) as svc:
         svc.pipeline.ingest("logs", columns("logs", rows["logs"]))
         svc.pipeline.ingest("spans", columns("spans", rows["spans"]))
-        for case_id, block, asked in (("db-seen", 3, fault_of(3) + 120 * NS), ("db-after", 5, fault_of(5))):
+        for case_id, block, asked in (("db-seen", 5, fault_of(5) + 120 * NS), ("db-after", 7, fault_of(7))):
             spec = ExportSpec(at_ns=asked, before_ns=3600 * NS, after_ns=1800 * NS, service="web", case_id=case_id)
             export_case(svc.events, None, root / case_id, spec)
             doc = json.loads((root / case_id / "case.json").read_text())
@@ -142,7 +142,7 @@ def test_live_sees_only_up_to_asked_at_and_hindsight_sees_all(cases_dir: Path, b
     seen, after = by_id["db-seen"], by_id["db-after"]
     assert seen["rank"] == 1 and seen["ranking"][0]["service"] == "db" and seen["ranking"][0]["from"] == "explanation"
     assert after["rank"] is None and after["later"] > 0 and seen["later"] > 0
-    assert seen["truth"] == {"service": "db", "host": None, "names": ["db", PODS["db"]], "fault_time": iso(fault_of(3))}
+    assert seen["truth"] == {"service": "db", "host": None, "names": ["db", PODS["db"]], "fault_time": iso(fault_of(5))}
     assert (seen["kind"], seen["ranking"][0]["fault_kind"], seen["kind_right"]) == ("exception", "code_error", True)
     assert (live["kind_accuracy"], live["kind_cases"]) == (1.0, 1)
     assert live["by_system"]["devmesh"]["cases"] == 2 and live["by_kind"]["exception"]["ac1"] == 0.5
@@ -248,7 +248,7 @@ def test_the_request_is_the_alert_or_the_minutes_before_asked_at(cases_dir: Path
             "status": "firing",
             "labels": {"service": "web"},
             "annotations": {},
-            "startsAt": iso(fault_of(3)),
+            "startsAt": iso(fault_of(5)),
             "fingerprint": "",
         }
     }

@@ -97,6 +97,7 @@ def test_explain_at_a_time_uses_the_default_window(sample: ImportedSample, clien
     out = explain(client, {"at_ns": at})
     inc = out["incident"]
     assert (inc["service"], inc["alert_ns"], inc["start_ns"], inc["end_ns"]) == ("", at, at - 600 * NS, at + 300 * NS)
+    assert inc["lead_s"] == 0  # a time given is when it started
     assert out["explanation"]["root_causes"] and out["explanation"]["status"] == "ok"
     # the same request again is the same incident, explained again
     again = explain(client, {"at_ns": at})
@@ -133,6 +134,10 @@ def test_explain_an_alertmanager_alert(sample: ImportedSample, client: TestClien
         "f00d",
     )
     assert (inc["labels"], inc["annotations"]) == (alert["labels"], alert["annotations"])
+    # an alert fires after its rule's `for:` delay: the ranked window starts five minutes before startsAt
+    assert inc["lead_s"] == 300
+    ranked = next(n for n in expl["notes"] if n.startswith("window "))
+    assert int(ranked.split()[1].split("-")[0]) == sample.fault_ns - 300 * NS
     links = {r["id"]: r for r in expl["runbooks"]}
     link = "https://runbooks.example/verification-code"
     assert links[f"url:{link}"]["url"] == link
