@@ -8,7 +8,8 @@ summary and reasoning replace the generated prose; the ranking's candidates, con
 ties and propagation path stay as code computed them. When the evidence cannot separate the first
 candidates (a tie), the model is told (a `tied_with` attribute on each) and the summary starts with the
 code-written tie sentence, whatever the model wrote after it. An answer cut at the token limit is asked
-for again once, shorter; cut again, the explanation is evidence-only and says why.
+for again once, shorter (half the characters, one root cause); cut again, the explanation is evidence-only
+and says why.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def explain_with_llm(
     bounds = bounds or AnswerBounds()
     replies: list[LLMReply] = []
     for shorter in (False, True):
-        schema = answer_schema(services, rendered.shown_ids, max_root_causes, bounds)
+        schema = answer_schema(services, rendered.shown_ids, 1 if shorter else max_root_causes, bounds)
         try:
             reply = llm.chat(fitted.messages, schema=schema, max_tokens=budget.answer_tokens, on_text=words)
         except LLMUnavailable as exc:

@@ -138,6 +138,7 @@ def test_a_cut_answer_is_asked_again_shorter(fake: FakeOllama, backend: str) -> 
     schema_of = {"ollama": lambda b: b["format"], "openai": lambda b: b["response_format"]["json_schema"]["schema"]}
     lengths = [schema_of[backend](b)["properties"]["summary"]["maxLength"] for b in (first, second)]
     assert lengths == [320, 160]
+    assert [schema_of[backend](b)["properties"]["root_causes"]["maxItems"] for b in (first, second)] == [2, 1]
     assert expl.mode is ExplanationMode.LLM and expl.summary == ANSWER["summary"]  # type: ignore[attr-defined]
     assert expl.usage.calls == 2  # type: ignore[attr-defined]
 
