@@ -163,7 +163,13 @@ def phrase_signals(
 
 
 def fault_lines(
-    t: pa.Table, in_window: np.ndarray, deps: list[str] | None = None, *, width_ns: int = 0, min_z: float = 3.0
+    t: pa.Table,
+    in_window: np.ndarray,
+    deps: list[str] | None = None,
+    *,
+    width_ns: int = 0,
+    min_z: float = 3.0,
+    history_ns: int | None = None,
 ) -> tuple[dict[str, Phrase], list[Signal]]:
     """Per service, the fault phrase its own window lines and the window lines that name it as their callee
     (`deps`, per row) name, the deepest cause first (`text_kind`); with `width_ns` (the window's), a
@@ -192,8 +198,9 @@ def fault_lines(
     kinds = {node: p for node, msgs_ in by_node.items() if (p := text_kind(msgs_)) is not None}
     if not width_ns or not found:
         return kinds, []
-    all_ts = t.column("ts_ns").to_numpy(zero_copy_only=False)[~in_window]
-    history_ns = int(all_ts.max() - all_ts.min()) if len(all_ts) else 0
+    if history_ns is None:  # the history's span, from the lines given (pass it when they are only some)
+        all_ts = t.column("ts_ns").to_numpy(zero_copy_only=False)[~in_window]
+        history_ns = int(all_ts.max() - all_ts.min()) if len(all_ts) else 0
     cols = list(zip(*found, strict=True))
     signals = phrase_signals(list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), width_ns, history_ns, min_z)
     return kinds, signals

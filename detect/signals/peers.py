@@ -6,8 +6,8 @@
   hostname), the addresses a host prints as its own ('listening on IPv4 address "0.0.0.0", port 5432',
   'DHCPv4 address 10.0.0.13/24', the right side of '10.0.0.16:59126 -> 10.0.0.20:5672'), a host name
   whose first label is a host's ('n3.lan'), a service's name.
-- `attribute_lines`: lines about something else than their writer are given to what they are about: the
-  kernel's lines to the host, a service manager's 'x.service: ...' to the service of unit x on that host,
+- `kernel_to_host`, `attribute_lines`: lines about something else than their writer are given to what they
+  are about: the kernel's lines to the host, a service manager's 'x.service: ...' to the service of unit x on that host,
   'Killed process 811 (redis-server)' to that service.
 - `peer_calls`: caller -> callee edges (caller: the service whose line names the peer; callee: the
   service that owns it, else its host, else the peer as the line names it) and, per line, the callee it
@@ -50,6 +50,8 @@ _CLIENT_BEFORE = re.compile(
 )
 _OWN_ADDR = re.compile(r"\baddress (" + _IP + r")/\d{1,2}\b")
 _PREFILTER = r"://|\d:\d{2,5}\b|port \d|\w\.\w+:\d|address \d"
+_DIRECTORY_HINT = r"listen|bound|binding|serving|accepting conn| -> |address \d"
+_ATTRIBUTE_HINT = r"\.(?:service|socket|scope|mount|timer): |Killed process "
 _UNIT = re.compile(r"^([\w.:-]+?)(?:@[\w.:-]*)?\.(?:service|socket|scope|mount|timer): ")
 _KILLED = re.compile(r"Killed process \d+ \(([^)]+)\)")
 ANY = {"0.0.0.0", "*", "::", "[::]"}
@@ -154,18 +156,24 @@ def _same_host_service(name: str, host: str, d: Directory) -> str:
     return near[0] if len(near) == 1 else ""
 
 
-def directory(t: pa.Table) -> Directory:
-    """The directory learnt from a log table (host, service, message columns)."""
+def writers(t: pa.Table) -> set[tuple[str, str]]:
+    """The (host, service) pairs that wrote the lines of a log table."""
+    g = t.group_by(["host", "service"]).aggregate([])
+    return set(zip(g.column("host").to_pylist(), g.column("service").to_pylist(), strict=True))
+
+
+def directory(t: pa.Table, pairs: set[tuple[str, str]] | None = None) -> Directory:
+    """The directory learnt from a log table (host, service, message columns); `pairs`: the (host, service)
+    writers of all the lines when `t` holds only some of them."""
     d = Directory()
     hosts = t.column("host").to_pylist()
     services = t.column("service").to_pylist()
-    d.hosts = {h for h in hosts if h}
-    for h, s in set(zip(hosts, services, strict=True)):
+    for h, s in writers(t) if pairs is None else pairs:
+        if h:
+            d.hosts.add(h)
         if h and s:
             d.services[s].add(h)
-    hit = pc.match_substring_regex(
-        t.column("message"), r"(?i)listen|bound|binding|serving|accepting conn| -> |address \d"
-    )
+    hit = pc.match_substring_regex(t.column("message"), _DIRECTORY_HINT, ignore_case=True)
     rows = np.nonzero(pc.fill_null(hit, False).to_numpy(zero_copy_only=False))[0]
     msgs = t.column("message").take(pa.array(rows, pa.int64())).to_pylist()
     for i, m in zip(rows.tolist(), msgs, strict=True):
@@ -180,13 +188,9 @@ def attribute_lines(t: pa.Table, d: Directory) -> pa.Table:
         return t
     services = t.column("service").to_pylist()
     hosts = t.column("host").to_pylist()
-    hit = pc.match_substring_regex(t.column("message"), r"\.(?:service|socket|scope|mount|timer): |Killed process ")
+    hit = pc.match_substring_regex(t.column("message"), _ATTRIBUTE_HINT)
     hit_np = pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
     changed = False
-    for i in range(t.num_rows):
-        if services[i] == "kernel" and hosts[i]:
-            services[i] = hosts[i]
-            changed = True
     for i in np.nonzero(hit_np)[0].tolist():
         msg, host = t.column("message")[i].as_py() or "", hosts[i]
         m = _UNIT.match(msg) or _KILLED.search(msg)
@@ -300,23 +304,51 @@ def _by_onset(t: pa.Table, in_window: np.ndarray, err: np.ndarray, calls: PeerCa
     calls.unresolved -= alias.keys()
 
 
+def kernel_to_host(t: pa.Table) -> pa.Table:
+    """The kernel's lines given to the host they were written on (it speaks for the machine)."""
+    kernel = pc.and_(pc.equal(t.column("service"), "kernel"), pc.not_equal(t.column("host"), ""))
+    if not pc.any(kernel).as_py():
+        return t
+    return t.set_column(
+        t.schema.get_field_index("service"), "service", pc.if_else(kernel, t.column("host"), t.column("service"))
+    )
+
+
 def read_peers(
     lw: pa.Table, lb: pa.Table, *, width_ns: int, min_z: float, spans: bool
 ) -> tuple[pa.Table, pa.Table, PeerCalls, dict[str, Phrase], list[Signal]]:
     """Window and history log tables, the calls their lines name, the fault phrase of each node (its own
     lines and those naming it: `detect.signals.faulttext.fault_lines`) and the fault-phrase signals.
     Without spans (`spans` False) lines are first given to what they are about and the calls are read
-    from them."""
-    calls = PeerCalls()
-    if not spans:
-        d = directory(pa.concat_tables([lw, lb]))
-        lw, lb = attribute_lines(lw, d), attribute_lines(lb, d)
+    from them. One pass over the text finds the lines any of that may concern; the rest reads those."""
     logs = pa.concat_tables([lw, lb])
-    in_window = np.arange(logs.num_rows) < lw.num_rows
+    n, n_win = logs.num_rows, lw.num_rows
+    in_window = np.arange(n) < n_win
+    hist_ts = logs.column("ts_ns").to_numpy(zero_copy_only=False)[n_win:]
+    history_ns = int(hist_ts.max() - hist_ts.min()) if len(hist_ts) else 0
     if not spans:
-        calls = peer_calls(logs, in_window, d)
-    kinds, signals = fault_lines(logs, in_window, calls.deps if not spans else None, width_ns=width_ns, min_z=min_z)
-    return lw, lb, calls, kinds, signals
+        logs = kernel_to_host(logs)
+    pattern = PHRASE_RE if spans else "|".join((PHRASE_RE, _PREFILTER, _DIRECTORY_HINT, _ATTRIBUTE_HINT))
+    hit = pc.fill_null(pc.match_substring_regex(logs.column("message"), pattern, ignore_case=True), False)
+    rows = np.nonzero(hit.to_numpy(zero_copy_only=False))[0]
+    sub, sub_win = logs.take(pa.array(rows, pa.int64())), in_window[rows]
+    calls, deps = PeerCalls(), None
+    if not spans:
+        d = directory(sub, writers(logs))
+        moved = attribute_lines(sub, d)
+        if moved is not sub:
+            services = logs.column("service").to_numpy(zero_copy_only=False).astype(object)
+            services[rows] = moved.column("service").to_numpy(zero_copy_only=False)
+            logs = logs.set_column(logs.schema.get_field_index("service"), "service", pa.array(services, pa.string()))
+            sub = moved
+        calls = peer_calls(sub, sub_win, d)
+        deps = calls.deps
+        full = [""] * n
+        for i, dep in zip(rows.tolist(), deps, strict=True):
+            full[i] = dep
+        calls.deps = full
+    kinds, signals = fault_lines(sub, sub_win, deps, width_ns=width_ns, min_z=min_z, history_ns=history_ns)
+    return logs.slice(0, n_win), logs.slice(n_win), calls, kinds, signals
 
 
 __all__ = [
@@ -325,6 +357,7 @@ __all__ = [
     "PeerCalls",
     "attribute_lines",
     "directory",
+    "kernel_to_host",
     "peer_calls",
     "peers_in",
     "read_peers",

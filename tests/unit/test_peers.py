@@ -8,7 +8,7 @@ import pyarrow as pa
 from core.rca import FaultKind, SignalKind
 from detect.signals.faulttext import fault_lines, phrase_of, text_kind
 from detect.signals.logs import LOG_SCHEMA
-from detect.signals.peers import Peer, attribute_lines, directory, peer_calls, peers_in
+from detect.signals.peers import Peer, attribute_lines, directory, kernel_to_host, peer_calls, peers_in, read_peers
 
 S = 1_000_000_000
 
@@ -78,6 +78,7 @@ def test_addresses_resolve_to_the_service_that_announced_them_and_lines_go_to_wh
             (103, "h1", "app", "ERROR", "Cannot connect to redis://cache.lan:6379/0: Connection refused"),
         ]
     )
+    t = kernel_to_host(t)
     d = directory(t)
     assert d.resolve(Peer("db.lan", "10.0.0.13", 5432)) == ("h3", "postgres")
     assert d.resolve(Peer("h5.lan", "", 0)) == ("h5", "other")
@@ -101,6 +102,7 @@ def test_a_peer_nobody_owns_goes_to_the_one_service_that_failed_just_before() ->
             (603, "h2", "worker", "ERROR", "Cannot connect to redis://cache.lan:6379/0: Connection refused"),
         ]
     )
+    t = kernel_to_host(t)
     d = directory(t)
     moved = attribute_lines(t, d)
     assert moved.column("service").to_pylist()[2] == "redis-server"  # 'Killed process (redis-server)'
@@ -114,3 +116,22 @@ def test_a_peer_nobody_owns_goes_to_the_one_service_that_failed_just_before() ->
         ("redis-server", SignalKind.LOG_FAULT_PHRASE, "out of memory")
     ]
     assert signals[0].evidence_ids == ["log:2"]
+
+
+def test_read_peers_reads_only_the_lines_that_concern_it_and_gives_the_same_answer() -> None:
+    rows = [(0, "h5", "redis-server", "INFO", "Background saving started"), (0, "h2", "worker", "INFO", "task done")]
+    rows += [(i, "h2", "worker", "INFO", f"task {i} done in {i} ms") for i in range(1, 200)]
+    rows += [
+        (600, "h5", "kernel", "ERROR", "Out of memory: Killed process 811 (redis-server) total-vm:3912044kB"),
+        (602, "h2", "worker", "ERROR", "Cannot connect to redis://cache.lan:6379/0: Connection refused"),
+    ]
+    t = _logs(rows)
+    n_base = len(rows) - 2
+    lw, lb = t.slice(n_base), t.slice(0, n_base)
+    lw2, lb2, calls, kinds, signals = read_peers(lw, lb, width_ns=300 * S, min_z=3.0, spans=False)
+    assert lw2.column("service").to_pylist() == ["redis-server", "worker"]
+    assert calls.edges == {("worker", "redis-server")}
+    # per row of the window then the history, as the log signals read them
+    assert calls.deps[:3] == ["", "redis-server", ""] and len(calls.deps) == len(rows)
+    assert kinds["redis-server"].detail == "out of memory" and "worker" not in kinds  # refused names no kind
+    assert [(s.service, s.key) for s in signals] == [("redis-server", "out of memory")]
