@@ -140,7 +140,8 @@ class Pipeline:
                     self.events.remember_examples(table)
                     self._store_templates(aggs, exact=result.duplicates == 0)
                 if merges:
-                    live = {tid: text for tid, text, _ in self.miner.templates() if tid in set(merges.values())}
+                    targets = set(merges.values())
+                    live = {tid: text for tid, text, _ in self.miner.templates() if tid in targets}
                     self.events.alias_templates(merges, live)
                 if self._miner_dirty:
                     self.save_state()
