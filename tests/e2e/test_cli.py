@@ -183,7 +183,7 @@ def test_demo(settings: Settings, minilm: Any) -> None:
     assert summary["imported"]["telemetry"]["logs"]["stored"] == 8654
     assert summary["imported"]["runbooks"]["runbooks"] == 6
     assert "ts-verification-code-service" in summary["services"]
-    assert summary["templates"] == 249  # a count of templates, as the report prints it
+    assert summary["templates"] == 247  # a count of templates, as the report prints it
     assert len(summary["calls"]) == 15 and summary["calls"][0]["calls"] >= summary["calls"][-1]["calls"]
     top = summary["top_error_templates"]
     assert 0 < len(top) <= 10 and all(t["level"] in ("WARN", "ERROR", "FATAL") for t in top)
