@@ -53,7 +53,8 @@ def eval_templates(
         None, "--hold-out", help="Systems not tuned on (repeat): marked, and averaged apart."
     ),
     batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", help="Lines a batch (1 = one at a time)."),
-    stream: bool = typer.Option(False, "--stream", help="Also mine each system one line at a time."),
+    stream: bool = typer.Option(False, "--stream", help="Also mine each system again in small batches (streaming)."),
+    stream_batch_size: int = typer.Option(1, "--stream-batch-size", help="Lines a batch with --stream."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Grouping accuracy of the template miner per system (Loghub definition) and the average."""
@@ -61,7 +62,7 @@ def eval_templates(
         directory,
         systems=system or None,
         batch_size=batch_size,
-        stream_batch_size=1 if stream else None,
+        stream_batch_size=stream_batch_size if stream else None,
         hold_out=hold_out or (),
     )
     emit(result, as_json, _print)

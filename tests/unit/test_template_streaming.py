@@ -136,6 +136,9 @@ def test_the_cli_reports_streaming_beside_batch(tmp_path: Path) -> None:
     assert set(out["systems"]) == {"OpenSSH", "HDFS"}
     assert out["systems"]["OpenSSH"]["held_out"] and out["systems"]["OpenSSH"]["stream"]["ga"] == 1.0
     assert out["averages"]["tuned_on"] == {"batch": 1.0, "stream": 1.0}
+    res = CliRunner().invoke(app, [*args, "--system", "HDFS", "--stream", "--stream-batch-size", "7"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["parameters"]["stream_batch_size"] == 7
     res = CliRunner().invoke(app, [*args, "--batch-size", "1"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
