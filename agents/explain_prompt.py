@@ -5,6 +5,7 @@ The budget is the model's context (`LLMClient.context_length`, asked from the se
 for the answer and a margin for the chat template, capped by `max_prompt_tokens` (a prompt the CPU can read
 in seconds). Evidence goes in most telling first (what the ranked candidates cite, in rank order, then the
 rest in the order given, which is by score) until the budget is spent; the rest is left out and said so.
+When not everything fits, the runbooks are left out first, and at least three items are kept.
 Each item is shown under a short id (E1, E2, ... in that order: stored ids such as
 `metric:<pod>:cpu_usage@<ns>-<ns>` cost dozens of tokens to read and to cite), mapped back to the stored id
 when the answer comes. Tokens are counted with the model's own tokenizer when the server has one
@@ -23,12 +24,14 @@ from typing import Any
 
 from agents.evidence_text import EvidenceLimits, RenderedEvidence, escape_attr, render_block, render_evidence
 from agents.explain_fallback import path_services
-from agents.llm import ChatMessage, LLMClient, PromptBudget
+from agents.llm import TEMPLATE_MARGIN, ChatMessage, LLMClient, PromptBudget
 from agents.masking import Masker
 from core.explanation import EvidenceItem, Explanation, RootCause
 from prompts import render_prompt
 
 CHARS_PER_TOKEN = 3.0
+CANDIDATE_CHARS = 240  # of a candidate's description in a fitted prompt (the evidence says the rest)
+MIN_EVIDENCE = 3  # items shown even beyond the prompt cap (not beyond the context): a claim needs something to cite
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ def build_messages(
     limits: EvidenceLimits | None = None,
     max_root_causes: int = 3,
     rendered: RenderedEvidence | None = None,
+    candidate_chars: int = 600,
+    with_runbooks: bool = True,
 ) -> tuple[list[ChatMessage], RenderedEvidence]:
     """System and user messages for the explainer, and which evidence ids they show."""
     if rendered is None:
@@ -130,6 +135,7 @@ def build_messages(
                 "evidence": " ".join(rc.evidence_ids),
             },
             rc.reasoning,
+            max_chars=candidate_chars,
             masker=masker,
         )
         for rc in base.root_causes
@@ -138,7 +144,7 @@ def build_messages(
     propagation = render_block("signal", {"kind": "propagation"}, " → ".join(chain)) if len(chain) > 1 else ""
     runbooks = "\n".join(
         render_block("runbook", {"id": rb.id, "title": rb.title}, " | ".join(rb.steps), masker=masker)
-        for rb in base.runbooks
+        for rb in (base.runbooks if with_runbooks else [])
     )
     window = base.window
     user = render_prompt(
@@ -193,7 +199,7 @@ def fit_prompt(
     lines = full.text.split("\n") if full.text else []
     real = {a: i for i, a in alias.items()}
 
-    def build(keep: int) -> tuple[list[ChatMessage], RenderedEvidence, int]:
+    def build(keep: int, with_runbooks: bool = True) -> tuple[list[ChatMessage], RenderedEvidence, int]:
         kept = set(full.shown_ids[:keep])
         shown = RenderedEvidence(
             text="\n".join(lines[:keep]),
@@ -211,21 +217,24 @@ def fit_prompt(
             masker=masker,
             max_root_causes=max_root_causes,
             rendered=shown,
+            candidate_chars=CANDIDATE_CHARS,
+            with_runbooks=with_runbooks,
         )
         return messages, shown, sum(count(m.content) for m in messages)
 
     limit = budget.prompt_tokens
+    hard = budget.context_tokens - budget.answer_tokens - TEMPLATE_MARGIN  # what the model can take at all
     messages, shown, used = build(len(lines))
-    if used > limit and lines:
-        _, _, empty = build(0)
+    if used > limit and lines:  # runbooks go first (the explanation links them anyway), then evidence
+        _, _, empty = build(0, with_runbooks=False)
         room, keep = limit - empty, 0
         for line in lines:  # the longest prefix whose lines fit, counted one by one
             room -= count(line) + 1
-            if room < 0:
+            if room < 0 and keep >= MIN_EVIDENCE:
                 break
             keep += 1
-        messages, shown, used = build(keep)
-        while used > limit and keep > 0:  # the parts did not add up to the whole: drop from the end
+        messages, shown, used = build(keep, with_runbooks=False)
+        while used > limit and keep > MIN_EVIDENCE or used > hard and keep > 0:  # the parts did not add up
             keep -= 1
-            messages, shown, used = build(keep)
+            messages, shown, used = build(keep, with_runbooks=False)
     return FittedPrompt(messages, shown, used, count.counted_by, limit, {a: real[a] for a in shown.shown_ids})

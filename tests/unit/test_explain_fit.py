@@ -23,7 +23,7 @@ from agents.explain_llm import explain_with_llm
 from agents.explain_prompt import AnswerBounds, answer_schema, fit_prompt
 from agents.llm import OllamaLLM, PromptBudget, RetryingLLM
 from agents.llm_openai import OpenAICompatLLM
-from core.explanation import EvidenceItem, EvidenceSource, ExplanationMode
+from core.explanation import EvidenceItem, EvidenceSource, ExplanationMode, RunbookLink
 from core.rca import Candidate, FaultKind, RankingResult
 from tests.fakes.ollama_server import FakeOllama, Scripted
 
@@ -107,12 +107,21 @@ def test_prompt_fits_the_context_the_server_reports_with_room_for_the_answer(fak
     assert expl.mode is ExplanationMode.LLM  # type: ignore[attr-defined]
 
 
-def test_the_prompt_cap_keeps_a_cpu_prompt_short(fake: FakeOllama) -> None:
-    llm = client("openai", fake.url, prompt_tokens=600)
-    base = explain_from_evidence(RANKING, EVIDENCE, max_root_causes=2)
+def test_the_prompt_cap_keeps_a_cpu_prompt_short_runbooks_first(fake: FakeOllama) -> None:
+    runbook = RunbookLink(id="rb:db", title="DB pool", url="https://rb.example/db", steps=["Check the pool"] * 20)
+    base = explain_from_evidence(RANKING, EVIDENCE, [runbook], max_root_causes=2)
+    roomy = client("openai", fake.url, prompt_tokens=None)
+    few = explain_from_evidence(RANKING, EVIDENCE[:5], [runbook], max_root_causes=2)
+    fitted = fit_prompt(few, roomy, roomy.prompt_budget(), max_root_causes=2)
+    assert len(fitted.rendered.shown_ids) == 7 and "<runbook" in fitted.messages[1].content  # all (and 2 cited)
+    llm = client("openai", fake.url, prompt_tokens=1200)
     fitted = fit_prompt(base, llm, llm.prompt_budget(), max_root_causes=2)
-    assert fitted.budget_tokens == 600 and fitted.prompt_tokens <= 600
-    assert sum(len(m.content) for m in fitted.messages) // 4 <= 600
+    assert fitted.budget_tokens == 1200 and fitted.prompt_tokens <= 1200
+    assert sum(len(m.content) for m in fitted.messages) // 4 <= 1200  # the fake's tokenizer: 4 characters
+    assert "<runbook" not in fitted.messages[1].content and 3 < len(fitted.rendered.shown_ids) < 40
+    tiny = client("openai", fake.url, prompt_tokens=256)
+    fitted = fit_prompt(base, tiny, tiny.prompt_budget(), max_root_causes=2)
+    assert fitted.stored_ids() == ["log:30", "log:7", "log:0"]  # never nothing to cite: the three most telling
 
 
 def test_answer_schema_is_bounded_and_enumerated() -> None:
