@@ -74,7 +74,13 @@ def answer_schema(
     b = bounds or AnswerBounds()
     ids: dict[str, Any] = {"type": "string", "enum": list(evidence_ids)} if evidence_ids else {"type": "string"}
     service: dict[str, Any] = {"type": "string", "enum": list(services)} if services else {"type": "string"}
-    cited = {"type": "array", "items": ids, "minItems": 1 if evidence_ids else 0, "maxItems": b.ids_per_claim}
+    # nothing shown, nothing to cite (a free string would let the model cite timestamps or invent ids)
+    cited = {
+        "type": "array",
+        "items": ids,
+        "minItems": 1 if evidence_ids else 0,
+        "maxItems": b.ids_per_claim if evidence_ids else 0,
+    }
     return {
         "type": "object",
         "properties": {
