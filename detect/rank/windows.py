@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # The columns fetched for the ranking: what the signals read (their schemas are picked from the row contract).
 LOG_COLUMNS = tuple(LOG_SCHEMA.names)
 SPAN_COLUMNS = tuple(SPAN_SCHEMA.names)
-METRIC_COLUMNS = columns("metrics", ("ts_ns", "name", "value", "service", "pod", "host"))
+METRIC_COLUMNS = columns("metrics", ("ts_ns", "name", "value", "service", "pod", "host", "attributes"))
 MODALITIES = ("logs", "traces", "metrics")
 
 

@@ -17,7 +17,7 @@ from core.rca import Modality, Signal
 from detect.signals.common import SignalOptions, TableLike, as_table, check_table, n_rows
 from detect.signals.faulttext import Phrase
 from detect.signals.logs import LOG_SCHEMA, log_signals
-from detect.signals.metrics import metric_signals
+from detect.signals.metrics import metric_call_edges, metric_signals
 from detect.signals.peers import PeerCalls, read_peers
 from detect.signals.slices import EXCLUDED_SLICE, slice_of
 from detect.signals.spans import SPAN_SCHEMA, SpanFold, fold_spans, span_slices
@@ -180,6 +180,7 @@ def compute_signals(
         )
     if have(metrics_window, metrics_base, Modality.METRICS):
         signals.extend(metric_signals(metrics_window, metrics_base, opt))
+        edges |= metric_call_edges(metrics_window, metrics_base)
     activity = _activity(fold, s_slices, lw, lb, window, width)
     signals.sort(key=lambda s: (-s.score, s.service, s.kind.value, s.key))
     logger.debug("signals", extra={"count": len(signals), "window": window})
