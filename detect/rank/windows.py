@@ -150,6 +150,25 @@ def choose_windows(
     return IncidentWindows(alert_ns, (start, end), width, history, (start, m_end), m_hist)
 
 
+def live_templates(events: EventStore, *tables: pa.Table) -> tuple[pa.Table, ...]:
+    """`tables` of log rows with each template id replaced by the one the miner merged it into, if any (lines keep
+    the id they were stored with; a template learned line by line may later join another)."""
+    ids = sorted(
+        {i for t in tables if "template_id" in t.column_names for i in t.column("template_id").to_pylist() if i}
+    )
+    moved = {old: new for old, new in events.resolve_templates(ids).items() if old != new}
+    if not moved:
+        return tables
+    out = []
+    for t in tables:
+        if "template_id" not in t.column_names or t.num_rows == 0:
+            out.append(t)
+            continue
+        col = pa.array([moved.get(i, i) for i in t.column("template_id").to_pylist()], pa.string())
+        out.append(t.set_column(t.column_names.index("template_id"), "template_id", col))
+    return tuple(out)
+
+
 def rank_incident(
     events: EventStore,
     *,
@@ -183,7 +202,7 @@ def rank_incident(
         base = events.fetch_ranges(kind, ranges, columns=cols)  # type: ignore[arg-type]
         return win, base
 
-    lw, lb = pair("logs", LOG_COLUMNS, "logs")
+    lw, lb = live_templates(events, *pair("logs", LOG_COLUMNS, "logs"))
     sw, sb = pair("spans", SPAN_COLUMNS, "traces")
     if "metrics" in modalities:
         mw = events.fetch("metrics", *w.metrics_window, columns=METRIC_COLUMNS)

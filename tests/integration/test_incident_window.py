@@ -26,7 +26,7 @@ from core.errors import DatasetError, InvalidInput
 from core.rca import Modality
 from core.settings import Settings
 from detect.rank.ranking import RankOptions
-from detect.rank.windows import IncidentOptions, choose_windows, rank_incident
+from detect.rank.windows import IncidentOptions, choose_windows, live_templates, rank_incident
 from retrieval.events import EventStore
 
 NS = 1_000_000_000
@@ -184,6 +184,19 @@ def test_the_end_of_a_question_carries_the_window_through_a_pause(store: EventSt
     assert after_pause - 5 * NS <= asked.window[1] <= after_pause
     capped = choose_windows(store, alert, IncidentOptions(max_window_s=BLOCK_S // 2), end_ns=after_pause)
     assert capped.window[1] <= alert + BLOCK_S // 2 * NS
+
+
+def test_ranked_log_rows_carry_the_template_a_merge_left(store: EventStore) -> None:
+    # a template learned line by line may later be merged into another: rows stored under the old id are
+    # ranked under the live one, so history and window agree
+    rows = pa.table({"ts_ns": [1, 2, 3], "template_id": ["Told", "Tlive", ""]})
+    (same,) = live_templates(store, rows)
+    assert same.column("template_id").to_pylist() == ["Told", "Tlive", ""]
+    store.alias_templates({"Told": "Tlive"}, {})
+    window, history = live_templates(store, rows, rows.slice(0, 1))
+    assert window.column("template_id").to_pylist() == ["Tlive", "Tlive", ""]
+    assert history.column("template_id").to_pylist() == ["Tlive"]
+    assert window.column("ts_ns").to_pylist() == [1, 2, 3]
 
 
 def test_rank_incident_finds_the_injected_service(store: EventStore) -> None:
