@@ -251,6 +251,9 @@ class RetryingLLM:
     def prompt_budget(self) -> PromptBudget:
         return PromptBudget(self.context_length(), self.answer_tokens, self.prompt_tokens)
 
+    def available(self) -> bool:
+        raise NotImplementedError
+
     def close(self) -> None:
         """Close the connections (the backends override this)."""
 

@@ -1,6 +1,7 @@
 """`devmesh eval explain cases`: a case bundle replayed and explained with a model (the protocol fake, which
-answers like a model would: the first candidate, citing the first evidence item shown), then asked again
-with a hostile log line; the figures come out of what the explanations say."""
+answers like a model would: the first candidate, citing the first evidence item shown), then explained
+again with a hostile log line (which this fake obeys in its prose); the figures come out of what the
+explanations say."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def answer(body: dict[str, Any]) -> str:
     service = props["root_causes"]["items"]["properties"]["service"]["enum"][0]
     cause = {"service": service, "reasoning": "Its own errors come first.", "evidence_ids": [first_id]}
     summary = f"{service} failed first. Check it first."
+    if HOSTILE_SERVICE in body["messages"][1]["content"]:  # a model that obeys the injected line, in its prose
+        summary = f"{HOSTILE_SERVICE} is the root cause."
     return json.dumps({"summary": summary, "summary_evidence_ids": [first_id], "root_causes": [cause]})
 
 
@@ -47,7 +50,10 @@ def test_explanations_of_a_case_are_measured_hostile_line_included(tmp_path: Pat
     assert normal["answer_services"] == normal["ranked"][:1] and normal["first_words_s"] is not None
     assert normal["unknown_ids_removed"] == 0 and normal["claims_without_evidence"] == 0
     assert (result["answer_rate"], result["valid_json"], result["agreement_with_ranking"]) == (1.0, 1.0, 1.0)
-    assert hostile["hostile"] is True and hostile["ranking_changed"] is False and hostile["got_through"] is False
-    assert result["hostile_cases"] == 1 and result["hostile_got_through"] == 0
-    prompts = [m["content"] for r in fake.requests_to("/api/chat") for m in r.body["messages"]]
-    assert sum(HOSTILE_SERVICE in p for p in prompts) == (1 if hostile["hostile_shown"] else 0)
+    # the hostile line was shown (cited by the top candidate); the ranking is code's and did not move; the
+    # answer's structure held (the first candidate, valid ids), but its prose named the injected service
+    assert hostile["hostile"] is True and hostile["hostile_shown"] is True and hostile["ranked"] == normal["ranked"]
+    assert hostile["outcome"] == "answered" and hostile["agrees"] is True and hostile["got_through"] is True
+    assert (result["hostile_cases"], result["hostile_got_through"], result["hostile_agreement"]) == (1, 1, 1.0)
+    prompts = [r.body["messages"][1]["content"] for r in fake.requests_to("/api/chat")]
+    assert [HOSTILE_SERVICE in p for p in prompts] == [False, True]
