@@ -30,7 +30,8 @@ from core.explanation import EvidenceItem, Explanation, RootCause
 from prompts import render_prompt
 
 CHARS_PER_TOKEN = 3.0
-CANDIDATE_CHARS = 240  # of a candidate's description in a fitted prompt (the evidence says the rest)
+CANDIDATE_CHARS = 160  # of a candidate's description in a fitted prompt (the evidence says the rest)
+EVIDENCE_CHARS = 300  # of an evidence item's text in a fitted prompt (a stack trace's head says enough)
 MIN_EVIDENCE = 3  # items shown even beyond the prompt cap (not beyond the context): a claim needs something to cite
 
 
@@ -201,7 +202,7 @@ def fit_prompt(
     ordered = list({e.id: e for e in reversed(prioritized(base.evidence, base.root_causes))}.values())[::-1]
     alias = {e.id: f"E{n}" for n, e in enumerate(ordered, 1)}  # short ids: fewer tokens in and out
     short = [e.model_copy(update={"id": alias[e.id]}) for e in ordered]
-    full = render_evidence(short, limits=limits, masker=masker)
+    full = render_evidence(short, limits=limits or EvidenceLimits(max_text_chars=EVIDENCE_CHARS), masker=masker)
     lines = full.text.split("\n") if full.text else []
     real = {a: i for i, a in alias.items()}
 
