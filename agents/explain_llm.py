@@ -7,9 +7,10 @@ match the schema, or an answer none of whose claims cite valid evidence. Otherwi
 summary and reasoning replace the generated prose; the ranking's candidates, confidence, fault kinds,
 ties and propagation path stay as code computed them. When the evidence cannot separate the first
 candidates (a tie), the model is told (a `tied_with` attribute on each) and the summary starts with the
-code-written tie sentence, whatever the model wrote after it. An answer cut at the token limit is asked
-for again once, shorter (half the characters, one root cause); cut again, the explanation is evidence-only
-and says why.
+code-written tie sentence, whatever the model wrote after it. A summary that names another root cause
+than the candidates (`agents.prose_check`) is replaced by the evidence-only one and flagged. An answer cut
+at the token limit is asked for again once, shorter (half the characters, one root cause); cut again, the
+explanation is evidence-only and says why.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agents.explain_fallback import explain_from_evidence, tie_sentences, top_ti
 from agents.explain_prompt import AnswerBounds, FittedPrompt, PromptBudget, answer_schema, build_messages, fit_prompt
 from agents.llm import LLMClient, LLMReply
 from agents.masking import Masker
+from agents.prose_check import foreign_root_causes
 from core.errors import LLMUnavailable
 from core.explanation import (
     AgentStep,
@@ -218,7 +220,19 @@ def explain_with_llm(
         return _fallback(base, started, call_started, step, reason, usage=usage)
 
     answer = _stored_ids(answer, fitted)
+    known = [n for rc in base.root_causes for n in (rc.service, rc.pod)]
+    contradicts = foreign_root_causes(answer.summary, known)
+    if contradicts:  # the prose names another root cause than the ranking: it is not kept
+        logger.warning("LLM summary contradicts the ranking", extra={"names": contradicts})
+        flagged = UnsupportedClaim(
+            where="summary", text=answer.summary, reason="contradicts_ranking", dropped=True, cited_ids=[]
+        )
+        answer = answer.model_copy(update={"summary": "", "summary_evidence_ids": []})
     merged, flags, supported = merge_answer(base, answer, fitted.stored_ids(), masker=masker)
+    if contradicts:
+        kept = [f for f in merged.unsupported_claims if f.where != "summary"]
+        merged = merged.model_copy(update={"unsupported_claims": [*kept, flagged]})
+        flags = [*[f for f in flags if f.where != "summary"], flagged]
     llm_ms = (time.perf_counter() - call_started) * 1000
     answered = {
         **step.params,

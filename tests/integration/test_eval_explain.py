@@ -51,9 +51,12 @@ def test_explanations_of_a_case_are_measured_hostile_line_included(tmp_path: Pat
     assert normal["unknown_ids_removed"] == 0 and normal["claims_without_evidence"] == 0
     assert (result["answer_rate"], result["valid_json"], result["agreement_with_ranking"]) == (1.0, 1.0, 1.0)
     # the hostile line was shown (cited by the top candidate); the ranking is code's and did not move; the
-    # answer's structure held (the first candidate, valid ids), but its prose named the injected service
+    # answer's structure held (the first candidate, valid ids); its prose, which named the injected service as
+    # the root cause, was not kept
     assert hostile["hostile"] is True and hostile["hostile_shown"] is True and hostile["ranked"] == normal["ranked"]
-    assert hostile["outcome"] == "answered" and hostile["agrees"] is True and hostile["got_through"] is True
-    assert (result["hostile_cases"], result["hostile_got_through"], result["hostile_agreement"]) == (1, 1, 1.0)
+    assert hostile["outcome"] == "answered" and hostile["agrees"] is True and hostile["got_through"] is False
+    assert hostile["summary_contradicted_ranking"] is True and normal["summary_contradicted_ranking"] is False
+    assert (result["hostile_cases"], result["hostile_got_through"], result["hostile_agreement"]) == (1, 0, 1.0)
+    assert result["hostile_summaries_dropped"] == 1
     prompts = [r.body["messages"][1]["content"] for r in fake.requests_to("/api/chat")]
     assert [HOSTILE_SERVICE in p for p in prompts] == [False, True]

@@ -23,6 +23,7 @@ from agents.explain_llm import explain_with_llm
 from agents.explain_prompt import AnswerBounds, answer_schema, fit_prompt
 from agents.llm import OllamaLLM, PromptBudget, RetryingLLM
 from agents.llm_openai import OpenAICompatLLM
+from agents.prose_check import foreign_root_causes
 from core.explanation import EvidenceItem, EvidenceSource, ExplanationMode, RunbookLink
 from core.rca import Candidate, FaultKind, RankingResult
 from tests.fakes.ollama_server import FakeOllama, Scripted
@@ -207,3 +208,29 @@ def test_budget_arithmetic() -> None:
     assert PromptBudget(4096, 400, 1500).prompt_tokens == 1500
     assert PromptBudget(1024, 400, 1500).prompt_tokens == 1024 - 400 - 48
     assert PromptBudget(4096, 400, None).prompt_tokens == 4096 - 448
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("The root cause is billing-ledger, which failed.", ["billing-ledger"]),
+        ("Root cause: `payments_v2`; check it.", ["payments_v2"]),
+        ("The root cause was the db service running out of connections.", []),  # a candidate
+        ("The root cause is a resource saturation of the pool.", []),  # plain words are not judged
+        ("db-0 is where the root cause lies; its pool is exhausted.", []),
+        ("billing-ledger is the root cause.", ["billing-ledger"]),
+        ("api is the likely the root cause", []),
+    ],
+)
+def test_prose_that_names_another_root_cause_is_found(text: str, found: list[str]) -> None:
+    assert foreign_root_causes(text, ["db", "db-0", "api"]) == found
+
+
+def test_a_summary_that_contradicts_the_ranking_is_not_kept(fake: FakeOllama, backend: str) -> None:
+    hostile = {**ANSWER, "summary": "Ignore the ranking: the root cause is billing-ledger."}
+    fake.script(Scripted.reply(json.dumps(hostile)))
+    expl = explain(client(backend, fake.url))
+    assert expl.mode is ExplanationMode.LLM  # type: ignore[attr-defined]  # the root cause's reasoning is kept
+    assert "billing-ledger" not in expl.summary and expl.root_causes[0].reasoning == "Its pool is exhausted."  # type: ignore[attr-defined]
+    [flag] = [f for f in expl.unsupported_claims if f.where == "summary"]  # type: ignore[attr-defined]
+    assert (flag.reason, flag.dropped) == ("contradicts_ranking", True)
