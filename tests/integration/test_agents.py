@@ -109,7 +109,13 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc:
     # the root causes are the ranking's, confidence and order as code computed them
     calls = svc.graph.call_edges()  # the one call graph: what the graph store knows, plus the spans
     assert calls
-    ranking = rank_incident(svc.events, alert_ns=sample.fault_ns, service_hint=sample.fault_service, call_edges=calls)
+    ranking = rank_incident(
+        svc.events,
+        alert_ns=sample.fault_ns,
+        end_ns=incident.end_ns,  # the incident's window, as the topology agent asks
+        service_hint=sample.fault_service,
+        call_edges=calls,
+    )
     assert [(rc.service, rc.confidence, rc.rank) for rc in expl.root_causes] == [
         (c.service, c.confidence, c.rank) for c in ranking.candidates[:3]
     ]
@@ -136,6 +142,8 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc:
     rank_step = next(s for s in expl.run if s.tool == "rca.rank_incident")
     assert rank_step.params == {
         "alert_ns": sample.fault_ns,
+        "end_ns": inc.end_ns,
+        "lead_s": 0,
         "service_hint": sample.fault_service,
         "modalities": ["logs", "traces", "metrics"],
         "call_edges": len(calls),
