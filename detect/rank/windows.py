@@ -96,11 +96,15 @@ class IncidentWindows:
 
 
 def _occupied(events: EventStore, lo: int, hi: int, bucket_s: int) -> list[int]:
-    """Start times of the buckets in [lo, hi) that hold logs or spans, sorted."""
+    """Start times of the buckets in [lo, hi) that hold logs or spans (metrics when there are neither: a system
+    watched through metrics alone), sorted."""
     seen: set[int] = set()
-    for kind in ("logs", "spans"):
-        rows = events.count_by(kind, [], start_ns=lo, end_ns=hi, bucket_s=bucket_s, limit=10_000_000)
-        seen.update(int(r["bucket_ns"]) for r in rows)
+    for kinds in (("logs", "spans"), ("metrics",)):
+        for kind in kinds:
+            rows = events.count_by(kind, [], start_ns=lo, end_ns=hi, bucket_s=bucket_s, limit=10_000_000)  # type: ignore[arg-type]
+            seen.update(int(r["bucket_ns"]) for r in rows)
+        if seen:
+            break
     return sorted(seen)
 
 

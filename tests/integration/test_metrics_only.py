@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from api.measure.case_replay import explain_case
 from api.wiring import open_services
 from core.settings import Settings
 from core.timeutil import NS, iso
@@ -134,3 +135,13 @@ def test_metrics_only_with_a_call_graph_puts_the_faulty_service_first(
 def test_metrics_only_without_a_call_graph_cannot_tell_the_waiting_callers_apart(tmp_path: Path) -> None:
     ranked = _rank(tmp_path, declared=False, edge_metrics=False)
     assert ranked[0] != "vault"
+
+
+def test_a_question_up_to_asked_at_reads_the_metric_minutes_before_it(tmp_path: Path) -> None:
+    # POST /explain's path with no alert ("what was going on up to asked_at", 3 minutes after the fault): with
+    # metrics alone the window must still run to the question's end, not stop 30 s after its start
+    _bundle(tmp_path / "case", declared=True, edge_metrics=False)
+    case = load_case(tmp_path / "case")
+    base = Settings(home=tmp_path / "unused", embedder="none", qdrant_url=None, ollama_host=None)
+    out = explain_case(case, base, hindsight=False, embedder=None)
+    assert out.status == "ok" and out.ranking[0].service == "vault"
