@@ -7,8 +7,8 @@ match the schema, or an answer none of whose claims cite valid evidence. Otherwi
 summary and reasoning replace the generated prose; the ranking's candidates, confidence, fault kinds,
 ties and propagation path stay as code computed them. When the evidence cannot separate the first
 candidates (a tie), the model is told (a `tied_with` attribute on each) and the summary starts with the
-code-written tie sentence, whatever the model wrote after it. A summary that names another root cause
-than the candidates (`agents.prose_check`) is replaced by the evidence-only one and flagged. An answer cut
+code-written tie sentence, whatever the model wrote after it. A summary or reasoning that names another
+root cause than the candidates (`agents.prose_check`) is replaced by the evidence-only one and flagged. An answer cut
 at the token limit is asked for again once, shorter (half the characters, one root cause); cut again, the
 explanation is evidence-only and says why.
 """
@@ -220,24 +220,19 @@ def explain_with_llm(
         return _fallback(base, started, call_started, step, reason, usage=usage)
 
     answer = _stored_ids(answer, fitted)
-    known = [n for rc in base.root_causes for n in (rc.service, rc.pod)]
-    contradicts = foreign_root_causes(answer.summary, known)
-    if contradicts:  # the prose names another root cause than the ranking: it is not kept
-        logger.warning("LLM summary contradicts the ranking", extra={"names": contradicts})
-        flagged = UnsupportedClaim(
-            where="summary", text=answer.summary, reason="contradicts_ranking", dropped=True, cited_ids=[]
-        )
-        answer = answer.model_copy(update={"summary": "", "summary_evidence_ids": []})
+    answer_services = [rc.service for rc in answer.root_causes]  # in the model's order, for evaluations
+    answer, contradicted = _drop_contradictions(answer, [n for rc in base.root_causes for n in (rc.service, rc.pod)])
     merged, flags, supported = merge_answer(base, answer, fitted.stored_ids(), masker=masker)
-    if contradicts:
-        kept = [f for f in merged.unsupported_claims if f.where != "summary"]
-        merged = merged.model_copy(update={"unsupported_claims": [*kept, flagged]})
-        flags = [*[f for f in flags if f.where != "summary"], flagged]
+    if contradicted:
+        wheres = {f.where for f in contradicted}
+        kept = [f for f in merged.unsupported_claims if f.where not in wheres]
+        merged = merged.model_copy(update={"unsupported_claims": [*kept, *contradicted]})
+        flags = [*[f for f in flags if f.where not in wheres], *contradicted]
     llm_ms = (time.perf_counter() - call_started) * 1000
     answered = {
         **step.params,
         "shown_ids": fitted.stored_ids(),
-        "answer_services": [rc.service for rc in answer.root_causes],  # in the model's order, for evaluations
+        "answer_services": answer_services,
     }
     done = step.model_copy(
         update={"duration_ms": llm_ms, "items": 1, "detail": f"{len(flags)} claims flagged", "params": answered}
@@ -260,6 +255,26 @@ def explain_with_llm(
         }
     )
     return _timed(result, started)
+
+
+def _drop_contradictions(
+    answer: ExplainerAnswer, known: Sequence[str]
+) -> tuple[ExplainerAnswer, list[UnsupportedClaim]]:
+    """The answer without prose that names another root cause than the candidates (`agents.prose_check`)."""
+    flags = []
+    if foreign_root_causes(answer.summary, known):
+        flags.append(UnsupportedClaim(where="summary", text=answer.summary, reason="contradicts_ranking", dropped=True))
+        answer = answer.model_copy(update={"summary": "", "summary_evidence_ids": []})
+    causes = []
+    for rc in answer.root_causes:
+        if foreign_root_causes(rc.reasoning, known):
+            where = f"root_cause:{rc.service}"
+            flags.append(UnsupportedClaim(where=where, text=rc.reasoning, reason="contradicts_ranking", dropped=True))
+        else:
+            causes.append(rc)
+    if flags:
+        logger.warning("LLM prose contradicts the ranking", extra={"claims": [f.where for f in flags]})
+    return answer.model_copy(update={"root_causes": causes}), flags
 
 
 def _stored_ids(answer: ExplainerAnswer, fitted: FittedPrompt) -> ExplainerAnswer:

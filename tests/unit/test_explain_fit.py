@@ -234,3 +234,15 @@ def test_a_summary_that_contradicts_the_ranking_is_not_kept(fake: FakeOllama, ba
     assert "billing-ledger" not in expl.summary and expl.root_causes[0].reasoning == "Its pool is exhausted."  # type: ignore[attr-defined]
     [flag] = [f for f in expl.unsupported_claims if f.where == "summary"]  # type: ignore[attr-defined]
     assert (flag.reason, flag.dropped) == ("contradicts_ranking", True)
+
+
+def test_a_reasoning_that_contradicts_the_ranking_is_not_kept(fake: FakeOllama, backend: str) -> None:
+    cause = {"service": "db", "reasoning": "The root cause was billing-ledger.", "evidence_ids": ["E1"]}
+    fake.script(Scripted.reply(json.dumps({**ANSWER, "root_causes": [cause]})))
+    expl = explain(client(backend, fake.url))
+    base = explain_from_evidence(RANKING, EVIDENCE, max_root_causes=2)
+    assert expl.mode is ExplanationMode.LLM and expl.summary == ANSWER["summary"]  # type: ignore[attr-defined]
+    assert expl.root_causes[0].reasoning == base.root_causes[0].reasoning  # type: ignore[attr-defined]  # code's
+    [flag] = [f for f in expl.unsupported_claims if f.where == "root_cause:db"]  # type: ignore[attr-defined]
+    assert (flag.reason, flag.dropped) == ("contradicts_ranking", True)
+    assert expl.run[-1].params["answer_services"] == ["db"]  # type: ignore[attr-defined]
