@@ -47,7 +47,17 @@ def fake_ollama() -> Iterator[FakeOllama]:
 
 
 def with_llm(tools: Toolbox, fake: FakeOllama, *, retries: int = 0) -> Toolbox:
-    llm = OllamaLLM(fake.url, MODEL, timeout_s=10, retries=retries, backoff_s=0, sleep=lambda s: None)
+    # a model with room for everything (8,192 tokens of context, no prompt cap), as a large local model has
+    llm = OllamaLLM(
+        fake.url,
+        MODEL,
+        timeout_s=10,
+        retries=retries,
+        backoff_s=0,
+        sleep=lambda s: None,
+        context_tokens=8192,
+        prompt_tokens=None,
+    )
     return dataclasses.replace(tools, llm=llm)
 
 
@@ -68,6 +78,13 @@ def shown(body: dict[str, Any]) -> tuple[list[str], list[str]]:
     ids = props["summary_evidence_ids"]["items"]["enum"]
     services = props["root_causes"]["items"]["properties"]["service"]["enum"]
     return list(ids), list(services)
+
+
+def as_stored(expl: Explanation, ids: list[str]) -> list[str]:
+    """Ids as the model cited them (the prompt's E1, E2, ...) as the explanation stores them."""
+    (step,) = [s for s in expl.run if s.tool == "llm.chat"]
+    short = {f"E{n}": i for n, i in enumerate(step.params["shown_ids"], 1)}
+    return [short.get(i, i) for i in ids]
 
 
 def answer(summary: str, summary_ids: list[str], root_causes: list[tuple[str, str, list[str]]]) -> str:
@@ -223,9 +240,9 @@ def test_llm_path_writes_the_prose_and_records_model_and_tokens(
     ids, services = shown(request.body)
     assert services == [rc.service for rc in expl.root_causes]
     assert (expl.mode, expl.model, expl.fallback_reason) == (ExplanationMode.LLM, MODEL, "")
-    assert expl.summary == LLM_SUMMARY and expl.summary_evidence_ids == ids[:2]
+    assert expl.summary == LLM_SUMMARY and expl.summary_evidence_ids == as_stored(expl, ids[:2])
     top = expl.root_causes[0]
-    assert top.reasoning == LLM_REASON and ids[0] in top.evidence_ids
+    assert top.reasoning == LLM_REASON and as_stored(expl, ids[:1])[0] in top.evidence_ids
     assert expl.unsupported_claims == [] and expl.cited_ids() <= expl.evidence_ids()
     # tokens as Ollama counted them (the fake: prompt characters / 4, answer characters / 4)
     prompt_chars = sum(len(m["content"]) for m in request.body["messages"])
@@ -264,9 +281,9 @@ def test_llm_citations_of_unknown_ids_are_flagged(
     ids, services = shown(request.body)
     flags = [(f.where, f.cited_ids, f.unknown_ids, f.reason, f.dropped) for f in expl.unsupported_claims]
     assert flags == [
-        ("root_cause:evil-service", ids[:1], [], "unknown_service", True),
+        ("root_cause:evil-service", as_stored(expl, ids[:1]), [], "unknown_service", True),
         ("summary", ["log:123"], ["log:123"], "no_valid_citation", True),
-        (f"root_cause:{services[0]}", [ids[0], "log:999"], ["log:999"], "unknown_ids", False),
+        (f"root_cause:{services[0]}", as_stored(expl, [ids[0], "log:999"]), ["log:999"], "unknown_ids", False),
     ]
     # the supported claim is kept without the bad id; the unsupported summary is the evidence-only one
     assert expl.mode is ExplanationMode.LLM and expl.summary == base.summary
@@ -285,8 +302,9 @@ def test_llm_failures_fall_back_to_evidence_only(
 
     assert len(fake_ollama.requests_to("/api/chat")) == 2
     reason = (
-        f"cannot get an answer from Ollama at {fake_ollama.url} with {MODEL!r} after 2 attempt(s) (HTTP 500: "
-        "llama runner process has terminated); start Ollama, check OLLAMA_HOST, or use the evidence-only explanation"
+        f"cannot get an answer from the Ollama server at {fake_ollama.url} with {MODEL!r} after 2 attempt(s) "
+        "(HTTP 500: llama runner process has terminated); start the server, check its address (OLLAMA_HOST or "
+        "DEVMESH_LLM_URL), or use the evidence-only explanation"
     )
     assert (expl.mode, expl.model, expl.fallback_reason) == (ExplanationMode.EVIDENCE_ONLY, "", reason)
     assert (expl.summary, expl.root_causes) == (base.summary, base.root_causes)
@@ -355,7 +373,7 @@ def test_hostile_log_lines_stay_inert_data(sample: ImportedSample, svc: Services
     assert "evil-service" not in {rc.service for rc in expl.root_causes}
     assert [(f.where, f.reason) for f in expl.unsupported_claims] == [
         ("root_cause:evil-service", "unknown_service"),
-        ("summary", "no_valid_citation"),
+        ("summary", "contradicts_ranking"),  # it names another root cause than the candidates
     ]
     assert expl.mode is ExplanationMode.EVIDENCE_ONLY
     assert expl.fallback_reason == "no claim of the language model's answer cited valid evidence"
