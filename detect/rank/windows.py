@@ -60,6 +60,9 @@ class IncidentOptions:
     max_slices: int = 40
     """At most this many history slices, nearest first: the nearest history is the most alike (timings
     drift over a day), and reading all of a long store is what an explanation would wait for."""
+    max_history_s: int = 4800
+    """... and at most this much history in all (slices x their width): a five-minute question reads 16
+    slices, a two-minute one 40. Chosen for the time of `POST /explain` (docs/research/rca.md)."""
     past_only: bool = False
     """History only from before the incident (as it is live, right after an alert); the default also uses
     stored data after the incident window when there is some (replays, post-mortems)."""
@@ -146,7 +149,7 @@ def choose_windows(
             first = (a // b) * b
             if any(t in occupied for t in range(first, z, b)):
                 history.append((a, z))
-                if len(history) >= o.max_slices:
+                if len(history) >= o.max_slices or len(history) * width >= o.max_history_s * NS:
                     break
     m_end = max(end, start + o.metric_window_s * NS)
     m_hist_end = start - o.guard_slices * width

@@ -260,6 +260,10 @@ def test_declared_call_edges_join_the_spans_in_the_one_call_graph(store: EventSt
 def test_history_is_cut_to_what_the_options_allow(store: EventStore) -> None:
     w = choose_windows(store, alert_of(5), IncidentOptions(max_slices=3, history_s=3600))
     assert len(w.history) == 3
+    # at most max_history_s of history in all: wider windows get fewer slices
+    full = choose_windows(store, alert_of(5), IncidentOptions(history_s=7200))
+    capped = choose_windows(store, alert_of(5), IncidentOptions(history_s=7200, max_history_s=2 * full.slice_ns // NS))
+    assert len(full.history) > 2 and len(capped.history) == 2 and capped.history == full.history[:2]
 
 
 # -- the evaluation harness on a Nezha-layout folder ------------------------------------------------
