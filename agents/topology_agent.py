@@ -36,7 +36,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         "rank services over the call graph from log, trace and metric signals around alert_ns",
         {
             "alert_ns": inc.alert_ns,
-            "end_ns": inc.end_ns,
+            "end_ns": inc.end_ns if inc.end_given else None,
             "lead_s": inc.lead_s,
             "service_hint": inc.service or None,
             "modalities": list(tools.modalities),
@@ -45,7 +45,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         lambda: rank_incident(
             tools.events,
             alert_ns=inc.alert_ns,
-            end_ns=inc.end_ns,
+            end_ns=inc.end_ns if inc.end_given else None,
             service_hint=inc.service or None,
             modalities=tools.modalities,
             call_edges=edges,

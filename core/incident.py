@@ -38,6 +38,11 @@ class Incident(BaseModel):
     )
     start_ns: int = Field(description="Start of the window investigated.")
     end_ns: int = Field(description="End of the window investigated.")
+    end_given: bool = Field(
+        default=False,
+        description="The question named its end ('what was going on up to then'): the ranked window runs to it, "
+        "through any pause in the telemetry; otherwise it runs while the telemetry keeps coming.",
+    )
     service: str = Field(default="", description="Service named by the alert or the user, if any.")
     fingerprint: str = Field(default="", description="Alert fingerprint or detection key, for de-duplication.")
     labels: dict[str, str] = Field(default_factory=dict)

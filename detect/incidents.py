@@ -133,6 +133,7 @@ class IncidentBook:
             alert_ns=at,
             lead_s=lead_s,
             start_ns=start,
+            end_given=req.end_ns is not None,
             end_ns=end,
             service=service,
             fingerprint=fingerprint,

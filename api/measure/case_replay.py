@@ -142,7 +142,7 @@ def explain_case(case: Case, settings: Settings, *, hindsight: bool, embedder: E
         again = rank_incident(
             svc.events,
             alert_ns=inc.alert_ns,
-            end_ns=inc.end_ns,
+            end_ns=inc.end_ns if inc.end_given else None,
             options=IncidentOptions(lead_s=inc.lead_s),
             service_hint=inc.service or None,
             modalities=port.tools.modalities,

@@ -129,7 +129,7 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc:
     ranking = rank_incident(
         svc.events,
         alert_ns=sample.fault_ns,
-        end_ns=incident.end_ns,  # the incident's window, as the topology agent asks
+        end_ns=None,  # a start alone, as the topology agent asks
         service_hint=sample.fault_service,
         call_edges=calls,
     )
@@ -159,7 +159,7 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc:
     rank_step = next(s for s in expl.run if s.tool == "rca.rank_incident")
     assert rank_step.params == {
         "alert_ns": sample.fault_ns,
-        "end_ns": inc.end_ns,
+        "end_ns": None,  # a start alone: the window runs while the telemetry keeps coming
         "lead_s": 0,
         "service_hint": sample.fault_service,
         "modalities": ["logs", "traces", "metrics"],

@@ -97,7 +97,7 @@ def test_explain_at_a_time_uses_the_default_window(sample: ImportedSample, clien
     out = explain(client, {"at_ns": at})
     inc = out["incident"]
     assert (inc["service"], inc["alert_ns"], inc["start_ns"], inc["end_ns"]) == ("", at, at - 600 * NS, at + 300 * NS)
-    assert inc["lead_s"] == 0  # a time given is when it started
+    assert inc["lead_s"] == 0 and inc["end_given"] is False  # a time given is when it started
     assert out["explanation"]["root_causes"] and out["explanation"]["status"] == "ok"
     # the same request again is the same incident, explained again
     again = explain(client, {"at_ns": at})
@@ -110,7 +110,12 @@ def test_explain_up_to_a_time_looks_at_the_minutes_before_it(sample: ImportedSam
     end = sample.fault_ns + 180 * NS
     out = explain(client, {"end_ns": end, "service": SERVICE})
     inc = out["incident"]
-    assert (inc["alert_ns"], inc["start_ns"], inc["end_ns"]) == (end - 300 * NS, end - 900 * NS, end)
+    assert (inc["alert_ns"], inc["start_ns"], inc["end_ns"], inc["end_given"]) == (
+        end - 300 * NS,
+        end - 900 * NS,
+        end,
+        True,
+    )
     ranked = next(n for n in out["explanation"]["notes"] if n.startswith("window "))
     first, last = (int(x) for x in ranked.split()[1].split("-"))
     assert first == end - 300 * NS and sample.fault_ns < last <= end
