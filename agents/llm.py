@@ -24,6 +24,7 @@ import ollama
 
 from agents.llm_breaker import BreakerState, CircuitBreaker
 from core.errors import LLMUnavailable
+from core.redaction import redact_urls
 
 __all__ = [
     "BreakerState",
@@ -215,7 +216,12 @@ class RetryingLLM:
                 return replace(reply, duration_ms=duration, attempts=attempt)
             logger.warning(
                 "LLM call failed",
-                extra={"host": self.host, "model": self._model, "attempt": attempt, "error": describe(last)},
+                extra={
+                    "host": redact_urls(self.host),
+                    "model": self._model,
+                    "attempt": attempt,
+                    "error": describe(last),
+                },
             )
             if attempt <= self.retries:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
@@ -329,7 +335,7 @@ class OllamaLLM(RetryingLLM):
         try:
             shown = self._client.show(self._model)
         except (ollama.ResponseError, ValueError, ConnectionError, httpx.TransportError) as exc:
-            logger.info("no context length from Ollama", extra={"host": self.host, "error": str(exc)})
+            logger.info("no context length from Ollama", extra={"host": redact_urls(self.host), "error": str(exc)})
             return None
         info = shown.modelinfo or {}
         found = [int(v) for k, v in info.items() if k.endswith(".context_length") and isinstance(v, int | float)]
@@ -341,7 +347,7 @@ class OllamaLLM(RetryingLLM):
         try:
             listed = self._client.list()
         except (ollama.ResponseError, ValueError, ConnectionError, httpx.TransportError) as exc:
-            logger.info("Ollama not available", extra={"host": self.host, "error": str(exc)})
+            logger.info("Ollama not available", extra={"host": redact_urls(self.host), "error": str(exc)})
             return False
         names = {m.model for m in listed.models if m.model}
         return _canonical(self._model) in {_canonical(n) for n in names}

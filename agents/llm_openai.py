@@ -20,6 +20,7 @@ import httpx
 from agents.llm import LLMReply, RetryingLLM, TextSink, TransientLLMError
 from agents.llm_breaker import BreakerState
 from core.errors import LLMUnavailable
+from core.redaction import redact_urls
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,9 @@ class OpenAICompatLLM(RetryingLLM):
         try:
             response = self._http.get(path)
         except httpx.TransportError as exc:
-            logger.info("LLM server not reachable", extra={"host": self.host, "path": path, "error": str(exc)})
+            logger.info(
+                "LLM server not reachable", extra={"host": redact_urls(self.host), "path": path, "error": str(exc)}
+            )
             return None
         if response.status_code != 200:
             return None

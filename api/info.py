@@ -1,4 +1,7 @@
-"""What the engines hold: backends, versions and counts, for GET /info and `devmesh info`."""
+"""What the engines hold: backends, versions and counts, for GET /info and `devmesh info`.
+
+Configured URLs are shown with their credentials hidden (`core.redaction.redact_url`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from agents.llm_factory import describe_llm
+from core.redaction import redact_url, redact_urls
 
 if TYPE_CHECKING:
     from api.wiring import Services
@@ -26,10 +30,10 @@ def backend_info(svc: Services) -> dict[str, Any]:
         "home": str(s.home),
         "backends": {
             "events": "duckdb",
-            "graph": ("falkordb:" + s.falkordb_url) if s.falkordb_url else "falkordb:embedded",
+            "graph": f"falkordb:{redact_url(s.falkordb_url)}" if s.falkordb_url else "falkordb:embedded",
             "vectors": getattr(svc.vectors, "backend", None),
             "embedder": getattr(svc.embedder, "name", None),
-            "llm": describe_llm(s),
+            "llm": redact_urls(describe_llm(s)),
         },
         "events": svc.events.stats(),
     }

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.redaction import redact_urls
+
 
 class DevMeshError(Exception):
     """Base of every DevMesh error."""
@@ -14,6 +16,7 @@ class DevMeshError(Exception):
     status_code = 500
 
     def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        message = redact_urls(message)  # no URL credentials in any message, whoever built it
         super().__init__(message)
         self.message = message
         self.field = field

@@ -7,10 +7,16 @@ same value always the same placeholder. Pure text, no I/O: the agents' `Masker` 
 language model) and the case-bundle export (before telemetry leaves the store) both use it.
 
 Trace ids, span ids and other bare hex strings are left alone: they are what evidence ids are made of.
+
+For what DevMesh itself prints (`devmesh info`, GET /info, error messages, logs), `redact_url(url)`
+hides the credentials of one configured URL (`redis://user:***@host:6379`) and `redact_urls(text)` those
+of every URL in a text; `DevMeshError` runs every message through `redact_urls`, and `RedactUrls` is the
+logging filter the CLI puts on its log handlers.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
@@ -38,6 +44,12 @@ _KV = re.compile(
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9\-._~+/]{8,}=*)")
 _URL_CRED = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]{1,128}:)([^\s@/]{1,256})(@)")
+# scheme://userinfo@ up to the last '@' of the authority (an unescaped '@' in a password is still hidden)
+_URL_USERINFO = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)([^\s/?#@]*(?:@[^\s/?#@]*)*)@(?=[^\s@/?#]*(?:[/?#\s]|$))"
+)
+_URL_SECRET_PARAM = re.compile(rf"(?i)([?&;](?:{_SECRET_KEYS})=)[^&#\s]+")
+REDACTED = "***"
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _KNOWN_TOKEN = re.compile(
     r"\b(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|"
@@ -100,3 +112,40 @@ def _kv(m: re.Match[str], name: Namer) -> str:
         return m.group(0)
     scheme = m.group("scheme") or ""
     return f"{m.group('key')}{m.group('sep')}{scheme}{quote}{name(SECRET, inner)}{quote}"
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the credentials of every URL in it hidden: the password of `scheme://user:password@`
+    (the whole userinfo when it has no password: it is then a token), and secret query parameters
+    (`?api_key=...`, `&token=...`)."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _URL_USERINFO.sub(lambda m: m.group(1) + _userinfo(m.group(2)) + "@", text)
+    return _URL_SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A configured URL fit to print: `redis://user:***@host:6379` (None stays None)."""
+    return None if url is None else redact_urls(url)
+
+
+def _userinfo(info: str) -> str:
+    user, colon, _ = info.partition(":")
+    return f"{user}:{REDACTED}" if colon else REDACTED
+
+
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class RedactUrls(logging.Filter):
+    """A log-handler filter: `redact_urls` on the message and on every text field given as `extra`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact_urls(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and isinstance(value, str):
+                setattr(record, key, redact_urls(value))
+        return True

@@ -29,6 +29,7 @@ import redis
 from falkordb import FalkorDB, Graph
 
 from core.errors import EngineUnavailable
+from core.redaction import redact_url
 from graph.schema import ensure_schema
 
 if TYPE_CHECKING:
@@ -367,7 +368,7 @@ def connect_url(url: str, graph_name: str, *, timeout_s: float = 600.0) -> Graph
         db = FalkorDB.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=10)
         db.connection.ping()
     except (redis.RedisError, ValueError) as exc:
-        raise EngineUnavailable(f"cannot reach FalkorDB at {url}: {exc}") from exc
+        raise EngineUnavailable(f"cannot reach FalkorDB at {redact_url(url)}: {exc}") from exc
     return GraphConnection(db, db.select_graph(graph_name))
 
 

@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from agents.answer_stream import words_to
+from api.chat.bolt_logs import bolt_logger
 from api.chat.commands import USAGE, ChatCommand, clean_slack_text, parse_command
 from api.chat.config import SlackConfig
 from api.chat.drafts import Draft
@@ -78,6 +79,7 @@ class SlackBot:
         self.app = App(
             name="devmesh",
             client=self.client,
+            logger=bolt_logger(),  # WARNING and up, no request bodies
             signing_secret=config.signing_secret.get_secret_value(),
             process_before_response=True,
             request_verification_enabled=True,
