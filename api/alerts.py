@@ -2,7 +2,12 @@
 
 Alertmanager posts a group of alerts (version "4"): each firing alert opens or updates an incident
 (keyed by the alert's fingerprint, by the port) and is explained in the background; each resolved
-alert resolves it. The answer (200) comes before any of that work. Alertmanager re-sends a firing
+alert resolves it. The answer (200) comes before any of that work, but what could not be processed is
+refused first: an alert without labels or with a time DevMesh does not accept is a 422 naming
+`alerts.<i>.<field>`. Explanations go through a bounded queue (`api.alert_queue`: at most
+DEVMESH_ALERT_QUEUE_SIZE queued or running, DEVMESH_ALERT_EXPLAINS_PER_REQUEST per notification, each
+given up after twice DEVMESH_INVESTIGATION_BUDGET_S); a notification that does not fit is a 503 with
+Retry-After, which Alertmanager re-sends. Alertmanager re-sends a firing
 group every `group_interval`; an alert already explained (same fingerprint and start) is not
 explained again. A `runbook_url` (or `runbook`) annotation is added to the explanation's runbooks if
 the port did not link it.
@@ -25,14 +30,17 @@ from typing import Any, Literal
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from api.alert_queue import ExplainQueue
 from api.chat.replay import SeenKeys
+from api.http.access import ALERTS_TOKEN, Scope, check_scope, keys_configured
 from api.http.deps import get_port
 from api.port import ConversationPort, DevMeshPort
-from core.errors import DevMeshError, InvalidInput
+from core.errors import DevMeshError, InvalidInput, Overloaded
 from core.explanation import Explanation, RunbookLink
 from core.incident import AlertIn, InvestigationRequest
 from core.naming import service_of_pod
-from core.timeutil import NS, to_ns
+from core.settings import Settings
+from core.timeutil import NS, check_sane, now_ns, to_ns
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,11 @@ SOURCE = "alertmanager"
 LOOKBACK_S = 900
 """How far before an alert started its explanation window begins: causes come before alerts."""
 MAX_ALERTS = 1000
-MAX_EXPLAINS_PER_PAYLOAD = 20
+MAX_EXPLAINS_PER_PAYLOAD = 5
+"""Default of DEVMESH_ALERT_EXPLAINS_PER_REQUEST: the rest of a group waits for its re-send."""
+EXPLAIN_TIMEOUT_FACTOR = 2.0
+"""A background explanation is given up after this many times DEVMESH_INVESTIGATION_BUDGET_S (the agents'
+budget stops new work at 1x; the explainer's last model answer gets the rest)."""
 SEEN_TTL_S = 7 * 86400
 SERVICE_LABELS = ("service", "service_name", "app", "app_kubernetes_io_name", "k8s_app", "job", "deployment")
 RUNBOOK_ANNOTATIONS = ("runbook_url", "runbook", "runbookURL", "runbook_link")
@@ -203,6 +215,7 @@ class AlertIntake:
         self.max_explains = max_explains
         self.clock = clock
         self.explained = SeenKeys(max_keys=100_000, clock=clock)
+        self.queue: ExplainQueue[AlertJob] | None = None
 
     def plan(self, payload: AlertmanagerPayload) -> AlertPlan:
         plan = AlertPlan()
@@ -225,58 +238,101 @@ class AlertIntake:
         self.explained.discard(f"{job.context['fingerprint']}@{job.context['starts_ns']}")
 
 
-def run_plan(
-    port: ConversationPort,
-    plan: AlertPlan,
-    intake: AlertIntake,
-    notify: Callable[[Explanation, dict[str, Any]], None] | None = None,
-) -> None:
-    """Resolve, then explain, each alert of the plan; failures are logged and do not stop the others."""
-    for fingerprint in plan.resolve:
+def resolve_all(port: ConversationPort, fingerprints: list[str]) -> None:
+    """Resolve the incidents of resolved alerts; failures are logged and do not stop the others."""
+    for fingerprint in fingerprints:
         try:
             port.resolve_alert(fingerprint)
         except DevMeshError as exc:
             log.warning("resolving an alert failed", extra={"fingerprint": fingerprint, "error": exc.message})
-    for job in plan.explain:
-        ctx = job.context
+
+
+def explain_one(
+    port: ConversationPort,
+    job: AlertJob,
+    intake: AlertIntake,
+    notify: Callable[[Explanation, dict[str, Any]], None] | None = None,
+) -> None:
+    """Explain one alert and send the explanation on; a failure is logged and forgotten (the re-send retries)."""
+    ctx = job.context
+    try:
+        expl = with_alert_runbook(port.explain(job.request, source=SOURCE).explanation, ctx)
+    except Exception as exc:  # one alert's failure must not stop the rest of the group
+        intake.forget(job)
+        level = logging.WARNING if isinstance(exc, DevMeshError) else logging.ERROR
+        log.log(
+            level,
+            "explaining an alert failed",
+            exc_info=not isinstance(exc, DevMeshError),
+            extra={"fingerprint": ctx.get("fingerprint"), "error": str(exc)},
+        )
+        return
+    if notify is not None:
         try:
-            expl = with_alert_runbook(port.explain(job.request, source=SOURCE).explanation, ctx)
-        except Exception as exc:  # one alert's failure must not stop the rest of the group
-            intake.forget(job)
-            level = logging.WARNING if isinstance(exc, DevMeshError) else logging.ERROR
-            log.log(
-                level,
-                "explaining an alert failed",
-                exc_info=not isinstance(exc, DevMeshError),
-                extra={"fingerprint": ctx.get("fingerprint"), "error": str(exc)},
+            notify(expl, ctx)
+        except Exception:  # a chat outage must not lose the other alerts' explanations
+            log.exception("alert notification failed", extra={"fingerprint": ctx.get("fingerprint")})
+
+
+def check_alerts(payload: AlertmanagerPayload, s: Settings) -> None:
+    """Refuse up front (422 naming `alerts.<i>.<field>`) what could not be processed later: an alert without
+    labels, or a time outside what DevMesh accepts (DEVMESH_MIN_TIMESTAMP_YEAR, DEVMESH_MAX_FUTURE_SKEW_S)."""
+    now = now_ns()
+    for i, alert in enumerate(payload.alerts):
+        if not alert.labels:
+            raise InvalidInput("an alert needs its labels (at least alertname)", field=f"alerts.{i}.labels")
+        times = [("startsAt", alert.starts_at)]
+        if alert.ends_at and not alert.ends_at.startswith(_ZERO_TIME_PREFIX):
+            times.append(("endsAt", alert.ends_at))
+        for name, value in times:
+            if value.startswith(_ZERO_TIME_PREFIX):
+                raise InvalidInput(f"{name} is the zero time {value!r}", field=f"alerts.{i}.{name}")
+            why = check_sane(
+                to_ns(value), min_year=s.min_timestamp_year, max_future_skew_s=s.max_future_skew_s, now=now
             )
-            continue
-        if notify is not None:
-            try:
-                notify(expl, ctx)
-            except Exception:  # a chat outage must not lose the other alerts' explanations
-                log.exception("alert notification failed", extra={"fingerprint": ctx.get("fingerprint")})
+            if why is not None:
+                raise InvalidInput(f"{name} {value!r}: {why}", field=f"alerts.{i}.{name}")
 
 
 def get_intake(request: Request) -> AlertIntake:
-    """The app's AlertIntake (`app.state.alert_intake`, made on first use)."""
+    """The app's AlertIntake and its explanation queue (`app.state.alert_intake`, made on first use from
+    `app.state.settings`, its port and its `alert_notifier`)."""
     intake: AlertIntake | None = getattr(request.app.state, "alert_intake", None)
     if intake is None:
-        intake = AlertIntake()
+        s = settings_of(request)
+        port = request.app.state.port
+        notify = getattr(request.app.state, "alert_notifier", None)
+        intake = AlertIntake(max_explains=s.alert_explains_per_request)
+        made = intake
+        intake.queue = ExplainQueue(
+            lambda job: explain_one(port, job, made, notify),
+            key_of=lambda job: str(job.context["fingerprint"]),
+            capacity=s.alert_queue_size,
+            timeout_s=EXPLAIN_TIMEOUT_FACTOR * s.investigation_budget_s,
+            on_timeout=made.forget,
+        )
         request.app.state.alert_intake = intake
     return intake
 
 
+def settings_of(request: Request) -> Settings:
+    found: Settings | None = getattr(request.app.state, "settings", None)
+    return found if found is not None else Settings()
+
+
 def check_token(request: Request) -> None:
-    """When `app.state.alerts_token` is set, require `Authorization: Bearer <token>`."""
+    """`Authorization: Bearer` with an API key holding the `explain` scope, or the legacy `app.state.alerts_token`
+    (DEVMESH_ALERTS_TOKEN). With neither keys nor a token configured: loopback-only mode (`api.http.access`)."""
     token: SecretStr | str | None = getattr(request.app.state, "alerts_token", None)
-    if not token:
-        return
-    expected = token.get_secret_value() if isinstance(token, SecretStr) else token
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected.encode()):
-        raise HTTPException(401, "missing or wrong bearer token: set http_config.authorization in the receiver")
+    if token:
+        expected = token.get_secret_value() if isinstance(token, SecretStr) else token
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected.encode()):
+            request.state.principal = ALERTS_TOKEN
+            return
+        if not keys_configured(request):
+            raise HTTPException(401, "missing or wrong bearer token: set http_config.authorization in the receiver")
+    check_scope(request, Scope.EXPLAIN)
 
 
 router = APIRouter(tags=["alerts"])
@@ -290,16 +346,28 @@ async def alertmanager_webhook(
     port: DevMeshPort = Depends(get_port),
     intake: AlertIntake = Depends(get_intake),
 ) -> dict[str, Any]:
-    """Accept a notification; incidents are opened, updated, explained or resolved in the background."""
+    """Accept a notification: alerts that could not be processed are refused first (422), explanations are
+    queued (503 with Retry-After when the queue is full: Alertmanager re-sends), resolutions run after the
+    answer."""
     if payload.version != "4":
         log.info("Alertmanager payload version is not 4; reading it as version 4", extra={"version": payload.version})
+    check_alerts(payload, settings_of(request))
     plan = intake.plan(payload)
-    notify = getattr(request.app.state, "alert_notifier", None)
-    background.add_task(run_plan, port, plan, intake, notify)
+    queued, already_queued = plan.explain, 0
+    if intake.queue is not None:
+        try:
+            queued, already_queued = intake.queue.submit(plan.explain)
+        except Overloaded:
+            for job in plan.explain:
+                intake.forget(job)
+            raise
+    if plan.resolve:
+        background.add_task(resolve_all, port, plan.resolve)
     return {
         "status": "accepted",
-        "explaining": len(plan.explain),
+        "explaining": len(queued),
         "resolving": len(plan.resolve),
         "already_explained": plan.repeated,
+        "already_queued": already_queued,
         "deferred": plan.deferred,
     }

@@ -81,3 +81,35 @@ class LLMUnavailable(DevMeshError):
 
 class DatasetError(InvalidInput):
     """A data set folder that does not have the expected layout."""
+
+
+class RateLimited(DevMeshError):
+    """A caller over its request rate for a class of routes; the answer says when to try again (Retry-After)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
+
+
+class Overloaded(DevMeshError):
+    """Work refused because a bounded queue is full (503); try again after `retry_after` seconds."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
+
+
+class Unauthorized(DevMeshError):
+    """A request without a valid API key (missing, unknown or revoked) where the API wants one."""
+
+    status_code = 401
+
+
+class Forbidden(DevMeshError):
+    """A request whose API key lacks the scope the route needs, or from an origin the API does not trust."""
+
+    status_code = 403

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -69,7 +70,31 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 above)."
     )
-    max_batch_events: int = Field(default=100_000, ge=1, description="Most events in one ingest batch.")
+    max_batch_events: int = Field(
+        default=100_000, ge=1, description="Most events (OTLP log records too) in one ingest request (413 above)."
+    )
+    max_batch_spans: int = Field(default=100_000, ge=1, description="Most spans in one OTLP traces request (413).")
+    max_batch_points: int = Field(
+        default=100_000, ge=1, description="Most metric data points in one OTLP metrics request (413 above)."
+    )
+    max_decoded_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest body once gzip/deflate is undone (413 above)."
+    )
+    rate_ingest_per_min: int = Field(
+        default=1200, ge=0, description="Ingest requests (/ingest/*, /v1/*) a caller may send a minute; 0: no limit."
+    )
+    rate_explain_per_min: int = Field(
+        default=30, ge=0, description="POST /explain a caller may send a minute; 0: no limit."
+    )
+    rate_alerts_per_min: int = Field(
+        default=60, ge=0, description="POST /alerts/* a caller may send a minute; 0: no limit."
+    )
+    alert_queue_size: int = Field(
+        default=20, ge=1, description="Alert explanations queued or running at once; beyond it alerts get 503."
+    )
+    alert_explains_per_request: int = Field(
+        default=5, ge=1, description="Alerts of one notification explained; the rest wait for its re-send."
+    )
     max_message_chars: int = Field(
         default=65_536, ge=256, description="Log messages longer than this are truncated (and flagged)."
     )
@@ -92,12 +117,34 @@ class Settings(BaseSettings):
     alerts_token: SecretStr | None = Field(default=None, description="Bearer token POST /alerts/* must carry.")
     api_host: str = Field(default="127.0.0.1", description="Address `devmesh serve` binds.")
     api_port: int = Field(default=8080, ge=1, le=65535, description="Port `devmesh serve` binds.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key (`devmesh keys create`) the CLI and the shipper send as `Authorization: Bearer`"
+        " when they talk HTTP to DevMesh; `devmesh mcp` acts with its scopes.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values the API answers besides loopback names and the bind host (comma-separated;"
+        " '*' turns the check off, e.g. behind a proxy that checks it).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) browsers may call the API from, writes included"
+        " (comma-separated); unset: CORS off and cross-origin writes refused.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("home", "model_dir", mode="after")
     @classmethod
     def _expand_home(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
 
     @field_validator("embedder")
     @classmethod
@@ -117,3 +164,11 @@ class Settings(BaseSettings):
     @property
     def events_path(self) -> Path:
         return self.home / "events.duckdb"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.home / "keys.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.jsonl"

@@ -1,4 +1,4 @@
-"""POST /ingest/logs: DevMesh JSON batches."""
+"""POST /ingest/logs: DevMesh JSON batches (gzip or deflate Content-Encoding read, bounded)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.http.access import Scope, require
 from api.http.deps import get_port, get_settings
 from api.port import DevMeshPort
 from core.errors import InvalidInput
 from core.settings import Settings
 from core.timeutil import now_ns
+from ingest.bounded import check_json_items, inflate
 from ingest.devmesh_json import Limits, LogBatchIn, ParsedEvents, events_of, parse_events
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], dependencies=[Depends(require(Scope.INGEST))])
+
+
+_EVENT_PATHS = ("item", "events.item")
+"""Where a batch's events are: a bare list, or {"events": [...]}."""
 
 
 def limits_of(s: Settings) -> Limits:
@@ -41,6 +47,8 @@ def decode_json(raw: bytes) -> Any:
         raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body") from exc
     except RecursionError as exc:
         raise InvalidInput("malformed JSON: nested too deeply", field="body") from exc
+    except ValueError as exc:  # a number over Python's 4300-digit conversion limit
+        raise InvalidInput(f"malformed JSON: {str(exc)[:200]}", field="body") from exc
 
 
 def _not_json(name: str) -> Any:
@@ -48,8 +56,13 @@ def _not_json(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
 
 
-def _parse(raw: bytes, limits: Limits) -> tuple[list[Any], ParsedEvents]:
-    """Decode and validate a body (CPU work: run off the event loop)."""
+def _parse(raw: bytes, encoding: str | None, limits: Limits, max_decoded: int) -> tuple[list[Any], ParsedEvents]:
+    """Inflate (bounded), count the events while streaming (413 past the limit), decode and validate a body
+    (CPU work: run off the event loop)."""
+    raw = inflate(raw, encoding, max_decoded)
+    check_json_items(
+        raw, limits.max_events, paths=_EVENT_PATHS, what="events", field="events", setting="DEVMESH_MAX_BATCH_EVENTS"
+    )
     items = events_of(decode_json(raw))
     return items, parse_events(items, limits, now_ns=now_ns())
 
@@ -64,7 +77,8 @@ async def ingest_logs(
     request: Request, port: DevMeshPort = Depends(get_port), settings: Settings = Depends(get_settings)
 ) -> JSONResponse:
     raw = await request.body()
-    items, parsed = await run_in_threadpool(_parse, raw, limits_of(settings))
+    encoding = request.headers.get("content-encoding")
+    items, parsed = await run_in_threadpool(_parse, raw, encoding, limits_of(settings), settings.max_decoded_bytes)
     if items and not parsed.accepted:
         first = parsed.errors[0]
         raise InvalidInput(

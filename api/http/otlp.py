@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from api.http.access import Scope, require
 from api.http.deps import get_port, get_settings
 from api.port import DevMeshPort
 from core.settings import Settings
@@ -16,12 +17,17 @@ from core.timeutil import now_ns
 from ingest import otlp
 from ingest.batch import Kind
 
-router = APIRouter(tags=["otlp"])
+router = APIRouter(tags=["otlp"], dependencies=[Depends(require(Scope.INGEST))])
 
 _PARSERS: dict[str, tuple[Kind, Callable[..., Any]]] = {
     "logs": ("logs", otlp.parse_logs),
     "traces": ("spans", otlp.parse_traces),
     "metrics": ("metrics", otlp.parse_metrics),
+}
+_MAX_RECORDS: dict[str, Callable[[Settings], int]] = {
+    "logs": lambda s: s.max_batch_events,
+    "traces": lambda s: s.max_batch_spans,
+    "metrics": lambda s: s.max_batch_points,
 }
 _DOC = {
     "requestBody": {
@@ -41,7 +47,15 @@ async def _receive(signal: str, request: Request, port: DevMeshPort, s: Settings
     encoding = request.headers.get("content-encoding")
 
     def decode_and_parse() -> Any:  # CPU work (inflate, decode): off the event loop
-        body = otlp.decode_body(raw, content_type, encoding, s.max_body_bytes)
+        body = otlp.decode_body(  # records are counted before decoding: a request over the limit costs little
+            raw,
+            content_type,
+            encoding,
+            s.max_body_bytes,
+            max_decoded_bytes=s.max_decoded_bytes,
+            signal=signal,
+            max_records=_MAX_RECORDS[signal](s),
+        )
         return parse(
             body, content_type, now_ns=now_ns(), min_year=s.min_timestamp_year, max_future_skew_s=s.max_future_skew_s
         )

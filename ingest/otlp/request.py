@@ -1,7 +1,8 @@
 """An OTLP/HTTP request: media types, body loading, and the decode-and-walk skeleton of `parse_*`.
 
 `media_kind` maps a Content-Type to 'json' or 'protobuf' (anything else is a 415); `decode_body` undoes
-the Content-Encoding (gzip, deflate; capped while inflating) and loads a JSON body. `parse_request` is
+the Content-Encoding (gzip, deflate; capped while inflating), counts the records against a limit
+before decoding (`prescan`) and loads a JSON body. `parse_request` is
 what every signal's `parse_*` runs: it decodes the body in either encoding (protobuf with salvage) and
 hands the decoded request to the signal's walker, which fills a `Columns` subclass, one row per record
 that passes its checks (`TimeBounds` for timestamps).
@@ -10,7 +11,6 @@ that passes its checks (`TimeBounds` for timestamps).
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -19,15 +19,14 @@ from google.protobuf.message import Message
 
 from core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from core.timeutil import NS, check_sane
+from ingest.bounded import inflate
+from ingest.otlp.prescan import check_records
 from ingest.otlp.result import Invalid, ParsedBatch, Rejects
 from ingest.otlp.salvage import decode_pb
 
 JSON_MEDIA = "application/json"
 PROTOBUF_MEDIA = "application/x-protobuf"
 _PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
-
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-_ZLIB_WBITS = zlib.MAX_WBITS
 
 
 class TimeBounds:
@@ -122,55 +121,29 @@ def load_json(raw: bytes | str) -> dict[str, Any]:
 
 
 def decode_body(
-    raw: bytes, content_type: str | None, content_encoding: str | None, max_bytes: int
+    raw: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_bytes: int,
+    *,
+    max_decoded_bytes: int | None = None,
+    signal: str | None = None,
+    max_records: int | None = None,
 ) -> bytes | dict[str, Any]:
     """The request body ready for `parse_*`: protobuf bytes, or the parsed JSON object.
 
-    Content-Encoding gzip (or x-gzip), deflate and identity are read; the decompressed size is capped
-    at `max_bytes` while inflating, so a gzip bomb stops at the cap with PayloadTooLarge.
+    Content-Encoding gzip (or x-gzip), deflate and identity are undone by the shared bounded inflater
+    (`ingest.bounded.inflate`): the decompressed size is capped at `max_decoded_bytes` (default
+    `max_bytes`) while inflating, so a gzip bomb stops at the cap with PayloadTooLarge. With `signal`
+    ('logs', 'traces', 'metrics') and `max_records`, the records are counted before anything is decoded
+    (`prescan.check_records`) and a request with more is PayloadTooLarge.
     Raises UnsupportedMediaType for other content types or encodings, InvalidInput for a body that
     cannot be decoded (bad gzip, bad JSON).
     """
     kind = media_kind(content_type)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"body is {len(raw)} bytes; the limit is {max_bytes}", field="body")
-    data = bytes(raw)
-    encodings = [e.strip().lower() for e in (content_encoding or "").split(",") if e.strip()]
-    for enc in reversed(encodings):  # the last encoding listed was applied last
-        if enc in ("gzip", "x-gzip"):
-            data = _inflate(data, _GZIP_WBITS, "gzip", max_bytes)
-        elif enc == "deflate":
-            data = _inflate(data, _ZLIB_WBITS, "deflate", max_bytes)
-        elif enc != "identity":
-            raise UnsupportedMediaType(
-                f"Content-Encoding {enc!r} is not supported; use gzip, deflate or none",
-                field="content-encoding",
-            )
+    data = inflate(raw, content_encoding, max_decoded_bytes or max_bytes)
+    if signal is not None and max_records is not None:
+        check_records(signal, data, kind, max_records)
     return load_json(data) if kind == "json" else data
-
-
-def _inflate(data: bytes, wbits: int, label: str, max_bytes: int) -> bytes:
-    out = bytearray()
-    d = zlib.decompressobj(wbits)
-    buf = data
-    while True:
-        try:
-            chunk = d.decompress(buf, max_bytes - len(out) + 1)
-        except zlib.error as exc:
-            raise InvalidInput(f"body is not valid {label}: {exc}", field="body") from None
-        out += chunk
-        if len(out) > max_bytes:
-            raise PayloadTooLarge(
-                f"body inflates to more than {max_bytes} bytes (Content-Encoding {label})", field="body"
-            )
-        if d.eof:
-            buf = d.unused_data
-            if not buf:
-                return bytes(out)
-            if wbits != _GZIP_WBITS:
-                raise InvalidInput(f"body has data after the end of the {label} stream", field="body")
-            d = zlib.decompressobj(wbits)  # a further gzip member
-            continue
-        buf = d.unconsumed_tail
-        if not buf and not chunk:
-            raise InvalidInput(f"body is a truncated {label} stream", field="body")

@@ -115,6 +115,7 @@ def test_grouped_firing_alerts_are_explained_with_their_context(client: TestClie
         "explaining": 2,
         "resolving": 0,
         "already_explained": 0,
+        "already_queued": 0,
         "deferred": 0,
     }
     calls = port.wait_for("explain", 2)
@@ -185,6 +186,7 @@ def test_explanations_reach_a_chat_webhook(port: FakePort) -> None:
     with FakeSlackAPI() as hooks, WebhookSender(hooks.url + "/hooks/T0/B0/s3cr3t", fmt="mattermost") as sender:
         with TestClient(make_app(port, alert_notifier=lambda e, a: sender.send_explanation(e))) as client:
             client.post("/alerts/alertmanager", json=FIRING)
+            assert client.app.state.alert_intake.queue.wait_idle(10)
         posts = hooks.wait_for("hook", count=2)
     texts = sorted(p.params["text"] for p in posts)
     assert texts[0].startswith("# Incident explanation: inc-0b1e2c3d4e5f6a7b\n")
@@ -201,6 +203,7 @@ def test_a_failed_explanation_is_logged_and_retried_on_the_next_resend(
     with caplog.at_level(logging.WARNING, logger="api.alerts"):
         assert client.post("/alerts/alertmanager", json=FIRING).json()["explaining"] == 2
         port.wait_for("explain", 2)
+        assert client.app.state.alert_intake.queue.wait_idle(10)
     assert [r.getMessage() for r in caplog.records] == ["explaining an alert failed"] * 2
     port.explain_error = None
     assert client.post("/alerts/alertmanager", json=FIRING).json()["explaining"] == 2
