@@ -12,6 +12,7 @@ import gzip
 import json
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,36 +168,21 @@ def _fault(f: Any, path: Path, where: str) -> NezhaFault:
 
 
 def _read_csv(path: Path) -> pa.Table:
-    """Every column as text. A file with bytes that are not UTF-8 is read again with those bytes replaced
-    (as U+FFFD) rather than skipped whole."""
+    """Every column as text. Bytes that are not UTF-8 are replaced (as U+FFFD) before parsing, so they
+    spoil one value, not the file (and a malformed row holding them is skipped like any other)."""
     try:
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            header = next(csv.reader([fh.readline()]), [])
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError, zlib.error) as exc:
         log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
         return pa.table({})
     try:
-        return _read_csv_as(path, header, pa.string())
-    except pa.ArrowInvalid as exc:
-        if "utf8" not in str(exc).lower() and "utf-8" not in str(exc).lower():
-            log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
-            return pa.table({})
-    try:
-        raw = _read_csv_as(path, header, pa.binary())
-    except (pa.ArrowInvalid, OSError, EOFError) as exc:
-        log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
-        return pa.table({})
-    log.warning("file has bytes that are not UTF-8; replaced", extra={"path": str(path)})
-    return pa.table(
-        {
-            name: pa.array([v.decode("utf-8", "replace") for v in raw.column(name).to_pylist()], pa.string())
-            for name in raw.column_names
-        }
-    )
-
-
-def _read_csv_as(path: Path, header: list[str], text_type: pa.DataType) -> pa.Table:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("file has bytes that are not UTF-8; replaced", extra={"path": str(path)})
+        data = data.decode("utf-8", "replace").encode("utf-8")
+    header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8")]), [])
     skipped = 0
 
     def skip(_row: Any) -> str:
@@ -206,15 +192,16 @@ def _read_csv_as(path: Path, header: list[str], text_type: pa.DataType) -> pa.Ta
 
     try:
         table = pacsv.read_csv(
-            path,
+            pa.BufferReader(data),
             read_options=pacsv.ReadOptions(block_size=8 << 20),
             parse_options=pacsv.ParseOptions(invalid_row_handler=skip, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: text_type for name in header}, strings_can_be_null=False
+                column_types={name: pa.string() for name in header}, strings_can_be_null=False
             ),
         )
-    except (OSError, EOFError) as exc:  # e.g. a truncated gzip stream
-        raise pa.ArrowInvalid(str(exc)) from exc
+    except pa.ArrowInvalid as exc:
+        log.warning("skipping unreadable file", extra={"path": str(path), "error": str(exc)})
+        return pa.table({})
     if skipped:
         log.warning("skipped malformed rows", extra={"path": str(path), "rows": skipped})
     return table

@@ -67,7 +67,7 @@ def parse_runbook(text: str, rel_path: str, *, base_url: str = "") -> Runbook:
         try:
             loaded = yaml.safe_load(m.group(1))
             front = loaded if isinstance(loaded, dict) else {}
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):  # a 5,000-digit number, year 0, nested too deeply
             front = {}
         text = text[m.end() :]
     stem = Path(rel_path).stem

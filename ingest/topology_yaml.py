@@ -59,6 +59,7 @@ def parse_topology(data: Any) -> Topology:
 def read_topology(path: Path) -> Topology:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    # ValueError: not UTF-8, or an integer of over 4,300 digits; RecursionError: nested too deeply
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as exc:
         raise InvalidInput(f"cannot read topology YAML {path}: {exc}", field="FILE") from exc
     return parse_topology(data)
