@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from core.errors import InvalidInput
 from core.incident import InvestigationRequest
-from core.timeutil import NS, now_ns, parse_duration, parse_time_arg
+from core.timeutil import is_duration, now_ns, parse_time_arg
 
 
 def since_to_ns(text: str, *, now: int | None = None) -> int:
@@ -17,13 +17,12 @@ def since_to_ns(text: str, *, now: int | None = None) -> int:
     ref = now if now is not None else now_ns()
     s = text.strip()
     try:
-        return ref - int(parse_duration(s).total_seconds() * NS)
-    except InvalidInput:
-        pass
-    try:
-        return parse_time_arg(s, now=ref)
-    except InvalidInput:
-        raise InvalidInput(f"not a time: {text!r} (use 30m, 2h, 1d, or an ISO-8601 time)", field="since") from None
+        return parse_time_arg("-" + s if is_duration(s) else s, now=ref)
+    except InvalidInput as exc:
+        shown = repr(text) if len(text) <= 60 else repr(text[:57] + "...")
+        raise InvalidInput(
+            f"not a time: {shown} ({exc.message}; use 30m, 2h, 1d, or an ISO-8601 time)", field="since"
+        ) from None
 
 
 def investigation_request(**fields: Any) -> InvestigationRequest:

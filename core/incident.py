@@ -6,7 +6,10 @@ import hashlib
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from core.errors import InvalidInput
+from core.timeutil import MAX_NS, to_ns
 
 
 class IncidentStatus(StrEnum):
@@ -21,7 +24,7 @@ class Feedback(BaseModel):
     helpful: bool | None = Field(default=None, description="Whether the explanation helped.")
     by: str = Field(default="", max_length=256, description="Who said it (user name, chat id).")
     note: str = Field(default="", max_length=4000)
-    time_ns: int = 0
+    time_ns: int = Field(default=0, ge=0, le=MAX_NS)
 
 
 class Incident(BaseModel):
@@ -62,29 +65,52 @@ class Incident(BaseModel):
 
 
 class AlertIn(BaseModel):
-    """An Alertmanager-style alert (one element of its webhook's `alerts`)."""
+    """An Alertmanager-style alert (one element of its webhook's `alerts`): its fields and no others."""
+
+    model_config = ConfigDict(extra="forbid")
 
     status: str = "firing"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: str | None = None  # noqa: N815 - Alertmanager's field name
     endsAt: str | None = None  # noqa: N815
+    generatorURL: str | None = Field(default=None, max_length=4000)  # noqa: N815
     fingerprint: str = ""
+
+    @field_validator("startsAt")
+    @classmethod
+    def _a_time(cls, v: str | None) -> str | None:
+        """startsAt opens the window: a time DevMesh can store, after 1970 (as at_ns)."""
+        if v is None:
+            return v
+        try:
+            ns = to_ns(v)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        if ns <= 0:
+            raise ValueError("startsAt must be after 1970-01-01")
+        return v
 
 
 class InvestigationRequest(BaseModel):
-    """What to explain: an existing incident, a service and/or time window, or an alert."""
+    """What to explain: an existing incident, a service and/or time window, or an alert. Unknown fields are
+    refused (a misspelled time would otherwise explain "now")."""
+
+    model_config = ConfigDict(extra="forbid")
 
     incident_id: str | None = Field(default=None, max_length=128)
     service: str | None = Field(default=None, max_length=256)
-    start_ns: int | None = Field(default=None, gt=0, description="Start of the window, ns since the epoch.")
+    start_ns: int | None = Field(default=None, gt=0, le=MAX_NS, description="Start of the window, ns since the epoch.")
     end_ns: int | None = Field(
         default=None,
         gt=0,
+        le=MAX_NS,
         description="End of the window, ns since the epoch. Alone, it asks what was going on up to then: the change "
         "under way is looked for in the minutes before it.",
     )
-    at_ns: int | None = Field(default=None, gt=0, description="When it started (defaults to the window's start).")
+    at_ns: int | None = Field(
+        default=None, gt=0, le=MAX_NS, description="When it started (defaults to the window's start)."
+    )
     alert: AlertIn | None = None
     question: str | None = Field(default=None, max_length=2000, description="Follow-up question, as data.")
 

@@ -1,7 +1,12 @@
-"""Timestamps: DevMesh stores nanoseconds since the Unix epoch (UTC) everywhere."""
+"""Timestamps: DevMesh stores nanoseconds since the Unix epoch (UTC) everywhere.
+
+Every time and duration read from outside is bounded here, so no front end can pass an overflow down:
+a time is a signed 64-bit count of nanoseconds (the years 1677 to 2262), a duration at most that long.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,6 +14,13 @@ from datetime import UTC, datetime, timedelta
 from core.errors import InvalidInput
 
 NS = 1_000_000_000
+MAX_NS = 2**63 - 1
+"""The largest time DevMesh stores (a signed 64-bit nanosecond count: 2262-04-11)."""
+MIN_NS = -(2**63)
+MAX_DIGITS = 24
+"""An epoch number longer than this is no timestamp (and converting a huge digit string costs CPU)."""
+MAX_DURATION_S = MAX_NS // NS
+_RANGE = "years 1677 to 2262"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -27,26 +39,42 @@ def to_ns(value: datetime | int | float | str) -> int:
         raise InvalidInput("a timestamp cannot be a boolean")
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(dt.timestamp()) * NS + dt.microsecond * 1000
+        return in_range(int(dt.timestamp()) * NS + dt.microsecond * 1000)
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"not a timestamp: {value!r}")
         v = abs(value)
         if v < 1e11:
-            return int(value * NS)
+            return in_range(int(value * NS))
         if v < 1e14:
-            return int(value * 1_000_000)
+            return in_range(int(value * 1_000_000))
         if v < 1e17:
-            return int(value * 1000)
-        return int(value)
+            return in_range(int(value * 1000))
+        return in_range(int(value))
     if isinstance(value, str):
         s = value.strip()
         if re.fullmatch(r"-?\d+(\.\d+)?", s):
+            if len(s) > MAX_DIGITS:
+                raise InvalidInput(f"timestamp out of range: {len(s)} digits (DevMesh stores the {_RANGE})")
             return to_ns(float(s) if "." in s else int(s))
         try:
             dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace(" UTC", "+00:00"))
-        except ValueError as exc:
-            raise InvalidInput(f"not a timestamp: {value!r} (use ISO-8601 or epoch seconds)") from exc
+        except (ValueError, OverflowError) as exc:
+            raise InvalidInput(f"not a timestamp: {_short(value)} (use ISO-8601 or epoch seconds)") from exc
         return to_ns(dt)
-    raise InvalidInput(f"not a timestamp: {value!r}")
+    raise InvalidInput(f"not a timestamp: {_short(value)}")
+
+
+def in_range(ns: int) -> int:
+    """`ns` itself when it fits a signed 64-bit nanosecond count, else InvalidInput."""
+    if not MIN_NS <= ns <= MAX_NS:
+        raise InvalidInput(f"timestamp out of range (DevMesh stores the {_RANGE})")
+    return ns
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def from_ns(ns: int) -> datetime:
@@ -57,12 +85,20 @@ def iso(ns: int) -> str:
     return from_ns(ns).isoformat().replace("+00:00", "Z")
 
 
+def is_duration(text: str) -> bool:
+    """Whether `text` reads as a duration ('15m', '2h'), whatever its size."""
+    return _DURATION.match(text) is not None
+
+
 def parse_duration(text: str) -> timedelta:
     """'15m', '2h', '30s', '1d' -> timedelta."""
     m = _DURATION.match(text)
     if not m:
-        raise InvalidInput(f"not a duration: {text!r} (examples: 30s, 15m, 2h, 1d)")
-    return timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+        raise InvalidInput(f"not a duration: {_short(text)} (examples: 30s, 15m, 2h, 1d)")
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if not seconds <= MAX_DURATION_S:  # also catches inf from a float overflow
+        raise InvalidInput(f"duration too long: {_short(text)} (at most {MAX_DURATION_S // 86400 // 365} years)")
+    return timedelta(seconds=seconds)
 
 
 def parse_time_arg(text: str, *, now: int | None = None) -> int:
@@ -73,7 +109,7 @@ def parse_time_arg(text: str, *, now: int | None = None) -> int:
         return ref
     rel = s[1:] if s.startswith("-") else s[:-4].strip() if s.endswith(" ago") else s
     if rel is not None and _DURATION.match(rel):
-        return ref - int(parse_duration(rel).total_seconds() * NS)
+        return in_range(ref - int(parse_duration(rel).total_seconds() * NS))
     return to_ns(s)
 
 
@@ -98,10 +134,13 @@ def iso_to_ns(text: str) -> int:
         return to_ns(text)
     date, hh, mm, ss, frac, tz = m.groups()
     y, mo, d = (int(x) for x in date.split("-"))
-    secs = int(datetime(y, mo, d, int(hh), int(mm), int(ss), tzinfo=UTC).timestamp())
+    try:
+        secs = int(datetime(y, mo, d, int(hh), int(mm), int(ss), tzinfo=UTC).timestamp())
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInput(f"not a timestamp: {_short(text)} ({exc})") from exc
     if tz and tz not in ("Z", "UTC"):
         sign = 1 if tz[0] == "+" else -1
         digits = tz[1:].replace(":", "")
         secs -= sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
     ns = int((frac or "0")[:9].ljust(9, "0"))
-    return secs * NS + ns
+    return in_range(secs * NS + ns)

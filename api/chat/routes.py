@@ -13,6 +13,7 @@ from slack_bolt.adapter.starlette.handler import to_starlette_response
 from slack_bolt.request import BoltRequest
 from starlette.concurrency import run_in_threadpool
 
+from api.chat.replay import is_slack_timestamp
 from api.chat.slack_app import SlackBot
 from core.errors import InvalidInput, NotFound, PayloadTooLarge
 
@@ -39,6 +40,9 @@ async def slack_events(request: Request, bot: SlackBot = Depends(get_slack_bot))
         body = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("request body is not UTF-8", field="body") from None
+    timestamp = request.headers.get("x-slack-request-timestamp")
+    if timestamp is not None and not is_slack_timestamp(timestamp):
+        raise InvalidInput("X-Slack-Request-Timestamp must be epoch seconds", field="X-Slack-Request-Timestamp")
     bolt_req = BoltRequest(body=body, query=request.url.query, headers=dict(request.headers))
     bolt_resp = await run_in_threadpool(bot.app.dispatch, bolt_req)
     return to_starlette_response(bolt_resp)

@@ -70,7 +70,7 @@ class SlackBot:
         self.config = config
         self.port = port
         self.client = client if client is not None else make_web_client(config)
-        self.replay = ReplayGuard()
+        self.replay = ReplayGuard(config.replay_path)
         self.threads = ThreadStore()
         self._events = SeenKeys(max_keys=50_000)
         self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="devmesh-chat")
@@ -97,6 +97,7 @@ class SlackBot:
     def close(self, *, wait: bool = False) -> None:
         """Stop taking work; queued jobs are dropped, running ones finish (waited for if `wait`)."""
         self.executor.shutdown(wait=wait, cancel_futures=True)
+        self.replay.close()
 
     @property
     def pending(self) -> int:

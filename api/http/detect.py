@@ -5,18 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.deps import get_port
 from api.port import DevMeshPort
-from core.timeutil import now_ns
+from core.timeutil import MAX_NS, now_ns
 from detect.runner import DetectOptions
 
 router = APIRouter(tags=["detection"])
 
 
 class DetectIn(BaseModel):
-    end_ns: int | None = Field(default=None, gt=0, description="Treat this as now (default: the server's clock).")
+    """One detection run's options; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    end_ns: int | None = Field(
+        default=None, gt=0, le=MAX_NS, description="Treat this as now (default: the server's clock)."
+    )
     window_s: int = Field(default=60, ge=10, le=3600, description="Width of one detection window.")
     explain: bool = Field(default=True, description="Run the agents on new incidents (else only open them).")
 

@@ -16,8 +16,10 @@ from core.errors import DevMeshError
 log = logging.getLogger(__name__)
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+def _field_of(error: Any) -> str:
+    if error.get("type") == "json_invalid":  # its loc is ("body", character offset)
+        return "body"
+    parts = [str(p) for p in error["loc"] if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
 
@@ -37,20 +39,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [{"field": _field_of(e["loc"]), "problem": e["msg"]} for e in exc.errors()[:50]]
+        problems = [{"field": _field_of(e), "problem": e["msg"]} for e in exc.errors()[:50]]
         first = problems[0] if problems else {"field": "body", "problem": "invalid request"}
         body = {"error": "InvalidInput", "message": first["problem"], "field": first["field"], "details": problems}
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(ValidationError)
     async def _model(_: Request, exc: ValidationError) -> JSONResponse:
-        problems = [{"field": _field_of(e["loc"]), "problem": e["msg"]} for e in exc.errors()[:50]]
+        problems = [{"field": _field_of(e), "problem": e["msg"]} for e in exc.errors()[:50]]
         first = problems[0]
         body = {"error": "InvalidInput", "message": first["problem"], "field": first["field"], "details": problems}
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):  # FastAPI could not read the JSON body
+            message = f"malformed JSON body: {str(exc.__cause__)[:200]}"
+            return JSONResponse({"error": "InvalidInput", "message": message, "field": "body"}, status_code=422)
         return JSONResponse({"error": "HTTPError", "message": str(exc.detail)}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)

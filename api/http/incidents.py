@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.http.deps import get_port
 from api.port import DevMeshPort
@@ -26,6 +26,10 @@ class IncidentResponse(BaseModel):
 
 
 class FeedbackIn(BaseModel):
+    """What a person says about an explanation; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
     root_cause: str | None = Field(default=None, max_length=256, description="The service that really broke.")
     helpful: bool | None = Field(default=None, description="Whether the explanation helped.")
     by: str = Field(default="", max_length=256)

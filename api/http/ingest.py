@@ -46,6 +46,8 @@ def decode_json(raw: bytes) -> Any:
         raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body") from exc
     except RecursionError as exc:
         raise InvalidInput("malformed JSON: nested too deeply", field="body") from exc
+    except ValueError as exc:  # a number over Python's 4300-digit conversion limit
+        raise InvalidInput(f"malformed JSON: {str(exc)[:200]}", field="body") from exc
 
 
 def _not_json(name: str) -> Any:

@@ -585,7 +585,7 @@ def test_devmesh_json_invalid_events_are_reported_by_index_and_field() -> None:
         (108, "events[108].timestamp", "must be a finite epoch number (not NaN or Infinity)"),
         (109, "events[109].timestamp", "timestamp is before 2000"),
         (110, "events[110].timestamp", "timestamp is more than 86400s in the future"),
-        (111, "events[111].timestamp", "timestamp is more than 86400s in the future"),
+        (111, "events[111].timestamp", "timestamp out of range (DevMesh stores the years 1677 to 2262)"),
         (112, "events[112].message", "Input should be a valid string"),
         (113, "events[113].message", "Input should be a valid string"),
         (114, "events[114].service", "Input should be a valid string"),
