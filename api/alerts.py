@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from api.alert_queue import ExplainQueue
 from api.chat.replay import SeenKeys
+from api.http.access import ALERTS_TOKEN, Scope, check_scope, keys_configured
 from api.http.deps import get_port
 from api.port import ConversationPort, DevMeshPort
 from core.errors import DevMeshError, InvalidInput, Overloaded
@@ -320,15 +321,18 @@ def settings_of(request: Request) -> Settings:
 
 
 def check_token(request: Request) -> None:
-    """When `app.state.alerts_token` is set, require `Authorization: Bearer <token>`."""
+    """`Authorization: Bearer` with an API key holding the `explain` scope, or the legacy `app.state.alerts_token`
+    (DEVMESH_ALERTS_TOKEN). With neither keys nor a token configured: loopback-only mode (`api.http.access`)."""
     token: SecretStr | str | None = getattr(request.app.state, "alerts_token", None)
-    if not token:
-        return
-    expected = token.get_secret_value() if isinstance(token, SecretStr) else token
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected.encode()):
-        raise HTTPException(401, "missing or wrong bearer token: set http_config.authorization in the receiver")
+    if token:
+        expected = token.get_secret_value() if isinstance(token, SecretStr) else token
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected.encode()):
+            request.state.principal = ALERTS_TOKEN
+            return
+        if not keys_configured(request):
+            raise HTTPException(401, "missing or wrong bearer token: set http_config.authorization in the receiver")
+    check_scope(request, Scope.EXPLAIN)
 
 
 router = APIRouter(tags=["alerts"])

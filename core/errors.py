@@ -82,6 +82,18 @@ class LLMUnavailable(DevMeshError):
 class DatasetError(InvalidInput):
     """A data set folder that does not have the expected layout."""
 
+
+class Unauthorized(DevMeshError):
+    """A request without a valid API key (missing, unknown or revoked) where the API wants one."""
+
+    status_code = 401
+
+
+class Forbidden(DevMeshError):
+    """A request whose API key lacks the scope the route needs, or from an origin the API does not trust."""
+
+    status_code = 403
+
 class RateLimited(DevMeshError):
     """A caller over its request rate for a class of routes; the answer says when to try again (Retry-After)."""
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -116,12 +117,34 @@ class Settings(BaseSettings):
     alerts_token: SecretStr | None = Field(default=None, description="Bearer token POST /alerts/* must carry.")
     api_host: str = Field(default="127.0.0.1", description="Address `devmesh serve` binds.")
     api_port: int = Field(default=8080, ge=1, le=65535, description="Port `devmesh serve` binds.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key (`devmesh keys create`) the CLI and the shipper send as `Authorization: Bearer`"
+        " when they talk HTTP to DevMesh; `devmesh mcp` acts with its scopes.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values the API answers besides loopback names and the bind host (comma-separated;"
+        " '*' turns the check off, e.g. behind a proxy that checks it).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) browsers may call the API from, writes included"
+        " (comma-separated); unset: CORS off and cross-origin writes refused.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("home", "model_dir", mode="after")
     @classmethod
     def _expand_home(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
 
     @field_validator("embedder")
     @classmethod
@@ -141,3 +164,11 @@ class Settings(BaseSettings):
     @property
     def events_path(self) -> Path:
         return self.home / "events.duckdb"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.home / "keys.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.jsonl"

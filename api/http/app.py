@@ -9,15 +9,19 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from api import alerts
+from api.audit import AuditLog
 from api.chat import routes as chat_routes
 from api.chat.slack_app import slack_bot_from_settings
 from api.engine_port import EnginePort
 from api.http import detect, explain, incidents, ingest, meta, otlp, query
 from api.http.errors import install_error_handlers
+from api.http.guard import AccessGuard
 from api.http.limits import BodyLimitMiddleware
 from api.http.ratelimit import RateLimitMiddleware, rates_of
+from api.keystore import KeyStore
 from api.notify import notifier_from_settings
 from api.port import DevMeshPort
 from api.wiring import Services, open_services
@@ -76,6 +80,15 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     )
     app.state.settings = settings
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # off unless configured; the guard refuses other origins' writes
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+        )
+    app.state.keys = KeyStore(settings.keys_path)
+    app.add_middleware(AccessGuard, settings=settings, keys=app.state.keys, audit=AuditLog(settings.audit_path))
     app.add_middleware(RateLimitMiddleware, rates=rates_of(settings))  # outermost: before the body or the key
     install_error_handlers(app)
     for router in ROUTERS:

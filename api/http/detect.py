@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.http.access import Scope, require
 from api.http.deps import get_port
 from api.port import DevMeshPort
 from core.timeutil import MAX_NS, now_ns
 from detect.runner import DetectOptions
 
-router = APIRouter(tags=["detection"])
+router = APIRouter(tags=["detection"], dependencies=[Depends(require(Scope.ADMIN))])
 
 
 class DetectIn(BaseModel):

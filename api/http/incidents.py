@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.http.access import Scope, require
 from api.http.deps import get_port
 from api.port import DevMeshPort
 from core.errors import InvalidInput, NotFound
@@ -15,6 +16,9 @@ from core.incident import Feedback, Incident, IncidentStatus
 from core.timeutil import parse_time_arg
 
 router = APIRouter(tags=["incidents"])
+READ = [Depends(require(Scope.READ))]
+ACT = [Depends(require(Scope.EXPLAIN))]
+"""Feedback and resolve change an incident: the scope of those who ask for and act on explanations."""
 
 SIMILAR_SCAN = 1000
 """Incidents found by meaning (q) before the status and time filters apply."""
@@ -51,6 +55,7 @@ class FeedbackIn(BaseModel):
     "/incidents",
     response_model=list[Incident],
     summary="Incidents, newest first; by the time they started, or by meaning (q), most similar first",
+    dependencies=READ,
 )
 def list_incidents(
     status: IncidentStatus | None = None,
@@ -88,13 +93,18 @@ def _time(value: str | None, name: str) -> int | None:
     "/incidents/{incident_id}",
     response_model=IncidentResponse,
     summary="An incident and its latest explanation (null until explained)",
+    dependencies=READ,
 )
 def get_incident(incident_id: str, port: DevMeshPort = Depends(get_port)) -> IncidentResponse:
     incident = port.incident(incident_id)
     return IncidentResponse(incident=incident, explanation=port.latest_explanation(incident))
 
 
-@router.get("/incidents/{incident_id}/evidence", summary="The fused evidence list of an incident's explanation")
+@router.get(
+    "/incidents/{incident_id}/evidence",
+    summary="The fused evidence list of an incident's explanation",
+    dependencies=READ,
+)
 def get_evidence(incident_id: str, port: DevMeshPort = Depends(get_port)) -> dict[str, Any]:
     resp = get_incident(incident_id, port)
     if resp.explanation is None:
@@ -102,11 +112,18 @@ def get_evidence(incident_id: str, port: DevMeshPort = Depends(get_port)) -> dic
     return {"incident_id": incident_id, "evidence": [e.model_dump(mode="json") for e in resp.explanation.evidence]}
 
 
-@router.post("/incidents/{incident_id}/feedback", response_model=Incident, summary="The true root cause; helpful?")
+@router.post(
+    "/incidents/{incident_id}/feedback",
+    response_model=Incident,
+    summary="The true root cause; helpful?",
+    dependencies=ACT,
+)
 def feedback(incident_id: str, body: FeedbackIn, port: DevMeshPort = Depends(get_port)) -> Incident:
     return port.feedback(incident_id, Feedback(**body.model_dump()))
 
 
-@router.post("/incidents/{incident_id}/resolve", response_model=Incident, summary="Mark an incident resolved")
+@router.post(
+    "/incidents/{incident_id}/resolve", response_model=Incident, summary="Mark an incident resolved", dependencies=ACT
+)
 def resolve(incident_id: str, port: DevMeshPort = Depends(get_port)) -> Incident:
     return port.resolve(incident_id)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.http.access import Scope, require
 from api.http.deps import get_port, get_settings
 from api.port import DevMeshPort
 from core.errors import InvalidInput
@@ -17,7 +18,7 @@ from core.timeutil import now_ns
 from ingest.bounded import check_json_items, inflate
 from ingest.devmesh_json import Limits, LogBatchIn, ParsedEvents, events_of, parse_events
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], dependencies=[Depends(require(Scope.INGEST))])
 
 
 _EVENT_PATHS = ("item", "events.item")

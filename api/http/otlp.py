@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from api.http.access import Scope, require
 from api.http.deps import get_port, get_settings
 from api.port import DevMeshPort
 from core.settings import Settings
@@ -16,7 +17,7 @@ from core.timeutil import now_ns
 from ingest import otlp
 from ingest.batch import Kind
 
-router = APIRouter(tags=["otlp"])
+router = APIRouter(tags=["otlp"], dependencies=[Depends(require(Scope.INGEST))])
 
 _PARSERS: dict[str, tuple[Kind, Callable[..., Any]]] = {
     "logs": ("logs", otlp.parse_logs),
