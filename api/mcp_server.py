@@ -3,6 +3,9 @@
 Tools: explain_incident, search_logs, query_topology, list_incidents, incident_logs, node_changes.
 Each calls the `ConversationPort`; DevMesh errors come back as tool errors (isError) with their message.
 Answers are the port's models as JSON (structured content).
+Scopes: `explain_incident` needs `explain`, the other tools `read`; the server acts with the scopes it is
+given (`devmesh mcp`: those of DEVMESH_API_KEY once API keys exist, else every scope) and refuses a tool
+outside them with a tool error naming the scope.
 `run_stdio` serves over stdin/stdout: the protocol owns stdout, so logs go to stderr.
 """
 
@@ -15,6 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from api.keystore import Scope, allows
 from api.port import ConversationPort
 from api.render.markdown import to_markdown
 from api.request_args import investigation_request, since_to_ns
@@ -38,9 +42,20 @@ def _tool_error(exc: DevMeshError) -> ToolError:
     return ToolError(exc.message + (f" (field: {exc.field})" if exc.field else ""))
 
 
-def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPServer:
-    """An MCPServer whose tools call `port`. Serve it with `run_stdio`, or connect `mcp.Client(server)` in-process."""
+def build_mcp_server(
+    port: ConversationPort, *, name: str = "devmesh", scopes: frozenset[str] | None = None
+) -> MCPServer:
+    """An MCPServer whose tools call `port`, within `scopes` (None: every scope). Serve it with `run_stdio`, or
+    connect `mcp.Client(server)` in-process."""
     server: MCPServer = MCPServer(name=name, instructions=INSTRUCTIONS, version="0.1.0")
+
+    def need(scope: Scope) -> None:
+        if scopes is not None and not allows(scopes, scope):
+            held = ", ".join(sorted(scopes)) or "none"
+            raise ToolError(
+                f"this DevMesh MCP server's key (DEVMESH_API_KEY) lacks the '{scope}' scope this tool needs"
+                f" (it has: {held}); use a key made with `devmesh keys create --scope {scope}`"
+            )
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False))
     def explain_incident(
@@ -53,6 +68,7 @@ def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPSer
 
         Returns the explanation as Markdown, and as JSON in the structured content.
         """
+        need(Scope.EXPLAIN)
         try:
             req = investigation_request(
                 incident_id=incident_id,
@@ -76,6 +92,7 @@ def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPSer
         limit: MaxRows = 20,
     ) -> dict[str, Any]:
         """Log lines similar to `text` (semantic and keyword search over the stored logs), newest first."""
+        need(Scope.READ)
         try:
             rows = port.search_logs(text, service=service, since_ns=since_to_ns(since) if since else None, limit=limit)
         except DevMeshError as exc:
@@ -88,6 +105,7 @@ def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPSer
         hops: Annotated[int, Field(ge=1, le=3, description="How many calls away to go.")] = 1,
     ) -> dict[str, Any]:
         """The call graph around a service: the services it calls and that call it, with call and error figures."""
+        need(Scope.READ)
         try:
             return port.topology(service, hops).model_dump(mode="json")
         except DevMeshError as exc:
@@ -99,6 +117,7 @@ def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPSer
         limit: MaxRows = 20,
     ) -> dict[str, Any]:
         """Incidents, newest first, with their status, services and root cause when known."""
+        need(Scope.READ)
         try:
             rows = port.list_incidents(status=_status(status), limit=limit)
         except DevMeshError as exc:
@@ -111,6 +130,7 @@ def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPSer
         limit: MaxRows = 50,
     ) -> dict[str, Any]:
         """The log lines of an incident's window and services, most telling first."""
+        need(Scope.READ)
         try:
             rows = port.logs_for(incident_id, limit)
         except DevMeshError as exc:
@@ -123,6 +143,7 @@ def build_mcp_server(port: ConversationPort, *, name: str = "devmesh") -> MCPSer
         node: Annotated[str, Field(min_length=1, max_length=200, description="Node (host) name.")],
     ) -> dict[str, Any]:
         """What changed on a node around an incident: pods started or gone, restarts, metric shifts."""
+        need(Scope.READ)
         try:
             rows = port.node_changes(incident_id, node)
         except DevMeshError as exc:
@@ -141,6 +162,6 @@ def _status(text: str | None) -> IncidentStatus | None:
         raise InvalidInput(f"unknown incident status {text!r}: use open or resolved", field="status") from None
 
 
-def run_stdio(port: ConversationPort) -> None:
-    """Serve the MCP tools over stdin/stdout until the client closes the connection."""
-    build_mcp_server(port).run("stdio")
+def run_stdio(port: ConversationPort, *, scopes: frozenset[str] | None = None) -> None:
+    """Serve the MCP tools (within `scopes`) over stdin/stdout until the client closes the connection."""
+    build_mcp_server(port, scopes=scopes).run("stdio")

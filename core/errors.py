@@ -83,17 +83,6 @@ class DatasetError(InvalidInput):
     """A data set folder that does not have the expected layout."""
 
 
-class Unauthorized(DevMeshError):
-    """A request without a valid API key (missing, unknown or revoked) where the API wants one."""
-
-    status_code = 401
-
-
-class Forbidden(DevMeshError):
-    """A request whose API key lacks the scope the route needs, or from an origin the API does not trust."""
-
-    status_code = 403
-
 class RateLimited(DevMeshError):
     """A caller over its request rate for a class of routes; the answer says when to try again (Retry-After)."""
 
@@ -112,3 +101,15 @@ class Overloaded(DevMeshError):
     def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after = max(1, int(retry_after))
+
+
+class Unauthorized(DevMeshError):
+    """A request without a valid API key (missing, unknown or revoked) where the API wants one."""
+
+    status_code = 401
+
+
+class Forbidden(DevMeshError):
+    """A request whose API key lacks the scope the route needs, or from an origin the API does not trust."""
+
+    status_code = 403

@@ -74,6 +74,7 @@ def settings(tmp_path: Path, falkordb_url: str, minilm_dir: Path, request: pytes
         embedder="none",
         qdrant_url=None,
         ollama_host=None,
+        allowed_hosts=["testserver"],  # the Host FastAPI's TestClient sends (live servers use 127.0.0.1)
     )
     yield s
     drop_graph(falkordb_url, s.graph_name)

@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
-from api.cli import bench_cmds, data_cmds, demo_cmds, detect_cmds, eval_cmds, incident_cmds, query_cmds, serve_cmds
+from api.cli import (
+    bench_cmds,
+    data_cmds,
+    demo_cmds,
+    detect_cmds,
+    eval_cmds,
+    incident_cmds,
+    keys_cmds,
+    query_cmds,
+    serve_cmds,
+)
 from api.cli.common import State, err_console, setup_logging
 from core.errors import DevMeshError
 
@@ -43,6 +53,7 @@ bench_cmds.register(app)
 eval_cmds.register(app)
 incident_cmds.register(app)
 detect_cmds.register(app)
+keys_cmds.register(app)
 
 
 def main() -> None:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
-from api.cli.common import JsonOpt, console, emit, opened, state
+from api.cli.common import JsonOpt, console, emit, err_console, opened, state
 from api.engine_port import EnginePort
+from api.http.access import LOCAL, Principal, authenticate, is_loopback
 from api.http.app import create_app
+from api.http.guard import allowed_hosts
 from api.info import backend_info
+from api.keystore import KeyStore
+from core.errors import Unauthorized
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,9 +34,28 @@ def serve(
     import uvicorn
 
     settings = state(ctx).settings
+    settings = settings.model_copy(update={"api_host": host or settings.api_host})
+    keys = KeyStore(settings.keys_path)
+    if not keys.configured():
+        if not is_loopback(settings.api_host):
+            err_console.print(
+                f"[red]error[/red]: no API key is configured, so DevMesh listens on loopback only and will not bind "
+                f"{settings.api_host}. Create a key first: `devmesh keys create --scope admin` (then send it as "
+                "`Authorization: Bearer <key>`), or serve on 127.0.0.1.",
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        log.info("access: loopback-only mode (no API keys): every request acts as 'local' with every scope")
+    else:
+        active = sum(1 for k in keys.all_keys() if k.revoked is None)
+        log.info("access: API keys required (%d active); audit log %s", active, settings.audit_path)
+    hosts = allowed_hosts(settings)
+    log.info(
+        "access: answering Host %s", "any (DEVMESH_ALLOWED_HOSTS=*)" if hosts is None else ", ".join(sorted(hosts))
+    )
     uvicorn.run(
         create_app(settings),
-        host=host or settings.api_host,
+        host=settings.api_host,
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),
     )
@@ -42,8 +70,21 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 def mcp(ctx: typer.Context) -> None:
     """Serve DevMesh's tools (explain, search logs, topology, incidents) over MCP on stdin/stdout."""
+    settings = state(ctx).settings
+    principal = mcp_principal(settings)
     with opened(ctx) as svc:
         # the MCP SDK (about 1 s to import) loads only for this command
         from api.mcp_server import run_stdio
 
-        run_stdio(EnginePort(svc))
+        run_stdio(EnginePort(svc), scopes=principal.scopes)
+
+
+def mcp_principal(settings: Settings) -> Principal:
+    """Who `devmesh mcp` acts as: the key in DEVMESH_API_KEY once keys exist, else 'local' (every scope)."""
+    keys = KeyStore(settings.keys_path)
+    if not keys.configured():
+        return LOCAL
+    if settings.api_key is None:
+        raise Unauthorized("API keys are configured: set DEVMESH_API_KEY to a key (`devmesh keys create --scope read`)")
+    token = settings.api_key.get_secret_value()
+    return authenticate(keys, None, {"authorization": f"Bearer {token}"})

@@ -12,13 +12,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from agents.answer_stream import ModelWords, with_words
+from api.http.access import Scope, require
 from api.http.deps import get_port
 from api.port import DevMeshPort, Investigation, InvestigationEvent
 from core.errors import DevMeshError
 from core.incident import Incident, InvestigationRequest
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["incidents"])
+router = APIRouter(tags=["incidents"], dependencies=[Depends(require(Scope.EXPLAIN))])
 
 SOURCE = "api"
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from api.http.access import Scope, require
 from api.http.deps import get_port
 from api.port import DevMeshPort
 
@@ -24,6 +25,6 @@ def health(port: DevMeshPort = Depends(get_port)) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/info", summary="Versions, backends and counts")
+@router.get("/info", summary="Versions, backends and counts", dependencies=[Depends(require(Scope.READ))])
 def info(port: DevMeshPort = Depends(get_port)) -> dict[str, Any]:
     return port.info()

@@ -6,12 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from api.http.access import Scope, require
 from api.http.deps import get_port
 from api.port import DevMeshPort
 from retrieval.events import LogPage, query_from_args
 from retrieval.search import SearchResult
 
-router = APIRouter(tags=["query"])
+router = APIRouter(tags=["query"], dependencies=[Depends(require(Scope.READ))])
 
 
 Since = Annotated[str | None, Query(description="Start: ISO-8601, epoch, or relative ('15m' = 15 minutes ago).")]
