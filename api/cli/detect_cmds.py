@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 import typer
+from pydantic import SecretStr
 
-from api.cli.common import JsonOpt, console, emit, err_console, opened
+from api.cli.common import JsonOpt, console, emit, err_console, opened, state
 from api.engine_port import EnginePort
 from api.notify import notifier_from_settings
 from core.errors import EngineUnavailable
@@ -36,7 +37,7 @@ def detect(
     runs = 0
     while True:
         end = parse_time_arg(at) if at else now_ns()
-        data = _via_server(server, end, opt) if server else _local(ctx, end, opt)
+        data = _via_server(server, end, opt, state(ctx).settings.api_key) if server else _local(ctx, end, opt)
         emit(data, as_json, _render)
         runs += 1
         if not every or (max_runs and runs >= max_runs):
@@ -50,12 +51,15 @@ def _local(ctx: typer.Context, end: int, opt: DetectOptions) -> dict[str, Any]:
         return {"runs": [r.as_dict() for r in port.detect(end_ns=end, options=opt)]}
 
 
-def _via_server(url: str, end: int, opt: DetectOptions) -> dict[str, Any]:
-    """POST /detect/run on a running `devmesh serve` (it notifies as its settings say)."""
+def _via_server(url: str, end: int, opt: DetectOptions, api_key: SecretStr | None) -> dict[str, Any]:
+    """POST /detect/run on a running `devmesh serve` (it notifies as its settings say), with DEVMESH_API_KEY
+    as the bearer token when set (the server wants a key with the admin scope once keys exist)."""
+    headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"} if api_key is not None else {}
     try:
         r = httpx.post(
             url.rstrip("/") + "/detect/run",
             json={"end_ns": end, "window_s": opt.window_s, "explain": opt.explain},
+            headers=headers,
             timeout=600,
         )
     except httpx.HTTPError as exc:

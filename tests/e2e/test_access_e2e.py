@@ -84,6 +84,7 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_key(settings: Setting
 
 def test_served_with_a_key_wants_it_and_says_so(settings: Settings) -> None:
     raw, key = KeyStore(settings.keys_path).create(["read"], "dash")
+    admin_raw, admin = KeyStore(settings.keys_path).create(["admin"], "worker")
     port = free_port()
     env = {**env_of(settings), "DEVMESH_LOG_LEVEL": "INFO"}
     proc = subprocess.Popen(
@@ -107,6 +108,14 @@ def test_served_with_a_key_wants_it_and_says_so(settings: Settings) -> None:
             assert http.get("/info").status_code == 401
             assert http.get("/info", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
             assert http.post("/detect/run", json={}, headers={"Authorization": f"Bearer {raw}"}).status_code == 403
+        # the CLI sends DEVMESH_API_KEY where it talks HTTP (the compose worker's `detect --server`)
+        worker_env = {**env_of(settings), "DEVMESH_API_KEY": admin_raw}
+        detect = [str(DEVMESH), "detect", "--server", url, "--no-explain", "--json"]
+        ran = subprocess.run(detect, capture_output=True, env=worker_env, timeout=300, check=False)
+        assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+        assert "runs" in json.loads(ran.stdout)
+        refused = subprocess.run(detect, capture_output=True, env=env_of(settings), timeout=300, check=False)
+        assert refused.returncode == 1 and b"answered 401" in refused.stderr
     finally:
         proc.terminate()
         try:
@@ -114,9 +123,13 @@ def test_served_with_a_key_wants_it_and_says_so(settings: Settings) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate(timeout=30)
-    assert "access: API keys required (1 active)" in err.decode()
+    assert "access: API keys required (2 active)" in err.decode()
     audit = [json.loads(x) for x in settings.audit_path.read_text().splitlines()]
-    assert [(a["key_id"], a["path"], a["status"]) for a in audit] == [(key.id, "/detect/run", 403)]
+    assert [(a["key_id"], a["path"], a["status"]) for a in audit] == [
+        (key.id, "/detect/run", 403),
+        (admin.id, "/detect/run", 200),
+        ("-", "/detect/run", 401),
+    ]
 
 
 def session() -> requests.Session:
