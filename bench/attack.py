@@ -98,6 +98,8 @@ def run_case(client: httpx.Client, server: Server, ctx: Ctx, case: Case) -> dict
             "answer": first.text[:160],
         }
 
+    if case.prepare is not None:
+        case.prepare()
     result = measured(server, once, settle_cap_s=case.settle_cap_s)
     problem = None if not case.check else case.check(client, ctx)
     ok = bool(result["statuses"]) and set(result["statuses"]) <= case.expect
