@@ -6,10 +6,11 @@ import hashlib
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import InvalidInput
-from core.timeutil import MAX_NS, to_ns
+from core.jsontypes import json_integer
+from core.timeutil import LATEST_NS, TIME_PATTERN, to_ns
 
 
 class IncidentStatus(StrEnum):
@@ -24,7 +25,7 @@ class Feedback(BaseModel):
     helpful: bool | None = Field(default=None, description="Whether the explanation helped.")
     by: str = Field(default="", max_length=256, description="Who said it (user name, chat id).")
     note: str = Field(default="", max_length=4000)
-    time_ns: int = Field(default=0, ge=0, le=MAX_NS)
+    time_ns: int = Field(default=0, ge=0, le=LATEST_NS)
 
 
 class Incident(BaseModel):
@@ -65,14 +66,15 @@ class Incident(BaseModel):
 
 
 class AlertIn(BaseModel):
-    """An Alertmanager-style alert (one element of its webhook's `alerts`): its fields and no others."""
+    """An Alertmanager-style alert (one element of its webhook's `alerts`): its fields and no others, of their
+    JSON types (strict: no coercion)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     status: str = "firing"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: str | None = None  # noqa: N815 - Alertmanager's field name
+    startsAt: str | None = Field(default=None, pattern=TIME_PATTERN)  # noqa: N815 - Alertmanager's field name
     endsAt: str | None = None  # noqa: N815
     generatorURL: str | None = Field(default=None, max_length=4000)  # noqa: N815
     fingerprint: str = ""
@@ -92,35 +94,48 @@ class AlertIn(BaseModel):
         return v
 
 
+_TIMES = ("start_ns", "at_ns", "end_ns")
+
+
+def _given(name: str) -> dict[str, Any]:
+    """JSON schema: `name` is given and not empty (one way to name what to explain)."""
+    kind: dict[str, Any] = {"type": "string", "minLength": 1}
+    if name in _TIMES:
+        kind = {"type": "integer"}
+    elif name == "alert":
+        kind = {"type": "object"}
+    return {"required": [name], "properties": {name: kind}}
+
+
 class InvestigationRequest(BaseModel):
     """What to explain: an existing incident, a service and/or time window, or an alert. Unknown fields are
-    refused (a misspelled time would otherwise explain "now")."""
+    refused (a misspelled time would otherwise explain "now"). A window whose end is not after its start holds
+    nothing: the answer says there is no evidence in it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [_given(name) for name in ("incident_id", "service", *_TIMES, "alert")]},
+    )
 
     incident_id: str | None = Field(default=None, max_length=128)
     service: str | None = Field(default=None, max_length=256)
-    start_ns: int | None = Field(default=None, gt=0, le=MAX_NS, description="Start of the window, ns since the epoch.")
+    start_ns: int | None = Field(
+        default=None, gt=0, le=LATEST_NS, description="Start of the window, ns since the epoch."
+    )
     end_ns: int | None = Field(
         default=None,
         gt=0,
-        le=MAX_NS,
+        le=LATEST_NS,
         description="End of the window, ns since the epoch. Alone, it asks what was going on up to then: the change "
         "under way is looked for in the minutes before it.",
     )
     at_ns: int | None = Field(
-        default=None, gt=0, le=MAX_NS, description="When it started (defaults to the window's start)."
+        default=None, gt=0, le=LATEST_NS, description="When it started (defaults to the window's start)."
     )
     alert: AlertIn | None = None
     question: str | None = Field(default=None, max_length=2000, description="Follow-up question, as data.")
 
-    @field_validator("end_ns")
-    @classmethod
-    def _after_start(cls, end_ns: int | None, info: ValidationInfo) -> int | None:
-        start_ns = info.data.get("start_ns")
-        if end_ns is not None and start_ns is not None and start_ns >= end_ns:
-            raise ValueError("end_ns must be after start_ns")
-        return end_ns
+    _json_integers = field_validator(*_TIMES, mode="before")(json_integer)
 
     @model_validator(mode="after")
     def _one_subject(self) -> InvestigationRequest:

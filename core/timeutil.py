@@ -17,11 +17,41 @@ NS = 1_000_000_000
 MAX_NS = 2**63 - 1
 """The largest time DevMesh stores (a signed 64-bit nanosecond count: 2262-04-11)."""
 MIN_NS = -(2**63)
+LATEST_NS = 9_000_000_000 * NS
+"""2255-03-14: the latest time a request may name (*_ns fields), so windows around it stay below MAX_NS; a
+float holds it exactly, as JSON Schema tools read bounds as floats."""
 MAX_DIGITS = 24
 """An epoch number longer than this is no timestamp (and converting a huge digit string costs CPU)."""
 MAX_DURATION_S = MAX_NS // NS
 _RANGE = "years 1677 to 2262"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+
+# The time arguments the API documents (OpenAPI `pattern`) and `parse_time_arg` reads: exactly the texts that
+# parse to a time DevMesh can store, so the schema and the parser cannot disagree. Years 1971-2261 (any UTC
+# offset stays within 1970-2262), real calendar days (29 February in leap years only); epoch numbers in the
+# unit their length implies (s: up to 10 digits, ms: 12-13, us: 15-16, ns: 18-19) and within range.
+_D = "[0-9]"  # not \d, which matches every Unicode digit
+_YEAR = f"(197[1-9]|19[89]{_D}|2[01]{_D}{_D}|22[0-5]{_D}|226[01])"
+_MONTH_DAY = f"((0[13578]|1[02])-(0[1-9]|[12]{_D}|3[01])|(0[469]|11)-(0[1-9]|[12]{_D}|30)|02-(0[1-9]|1{_D}|2[0-8]))"
+_LEAP_DAY = (
+    "(19(7[26]|8[048]|9[26])|20([02468][048]|[13579][26])|21(0[48]|[2468][048]|[13579][26])"
+    "|22(0[48]|[24][048]|[135][26]|60))-02-29"
+)
+_CLOCK = f"([01]{_D}|2[0-3]):[0-5]{_D}(:[0-5]{_D}(\\.{_D}{{1,9}})?)?(Z| UTC|[+-]([01]{_D}|2[0-3]):[0-5]{_D})?"
+ISO_PATTERN = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_DAY})([T ]{_CLOCK})?"
+EPOCH_PATTERN = (
+    f"([1-9]{_D}{{0,8}}|[1-8]{_D}{{9}})(\\.{_D}{{1,9}})?"  # seconds
+    f"|[1-9]{_D}{{11}}|[1-8]{_D}{{12}}"  # milliseconds
+    f"|[1-9]{_D}{{14}}|[1-8]{_D}{{15}}"  # microseconds
+    f"|[1-9]{_D}{{17}}|[1-8]{_D}{{18}}"  # nanoseconds
+)
+_SPAN = f"{_D}{{1,4}}(\\.{_D}{{1,3}})?(ms|s|m|h|d)|{_D}{{1,3}}(\\.{_D}{{1,3}})?w"
+TIME_ARG_PATTERN = f"^(now|-?({_SPAN})|({_SPAN}) ago|{ISO_PATTERN}|{EPOCH_PATTERN})$"
+"""What a time argument (since, until, --since) may be: 'now', '15m' / '-15m' / '15m ago' (before now; at most
+9999 of a unit, 999 weeks), ISO-8601, or an epoch number."""
+TIME_PATTERN = f"^({ISO_PATTERN}|{EPOCH_PATTERN})$"
+"""An absolute time: ISO-8601 or an epoch number (as TIME_ARG_PATTERN, without the relative forms)."""
+_TIME_ARG = re.compile(TIME_ARG_PATTERN)
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -102,8 +132,15 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_time_arg(text: str, *, now: int | None = None) -> int:
-    """A CLI/API time: ISO-8601, epoch number, 'now', or a relative '15m', '-15m' or '15m ago' (before now)."""
+    """A CLI/API time: ISO-8601, epoch number, 'now', or a relative '15m', '-15m' or '15m ago' (before now).
+
+    The text must match TIME_ARG_PATTERN (what the API documents), else InvalidInput."""
     s = text.strip()
+    if not _TIME_ARG.fullmatch(s):
+        shown = repr(s) if len(s) <= 60 else repr(s[:57] + "...")
+        raise InvalidInput(
+            f"not a time: {shown} (use now, 15m, -15m, 15m ago, ISO-8601 between 1971 and 2261, or epoch seconds)"
+        )
     ref = now if now is not None else now_ns()
     if s == "now":
         return ref

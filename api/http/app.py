@@ -20,6 +20,7 @@ from api.http import detect, explain, incidents, ingest, meta, otlp, query
 from api.http.errors import install_error_handlers
 from api.http.guard import AccessGuard
 from api.http.limits import BodyLimitMiddleware
+from api.http.openapi_doc import install_openapi_doc
 from api.http.ratelimit import RateLimitMiddleware, rates_of
 from api.keystore import KeyStore
 from api.notify import notifier_from_settings
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_openapi_doc(app)
     return app
 
 

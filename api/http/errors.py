@@ -56,7 +56,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):  # FastAPI could not read the JSON body
             message = f"malformed JSON body: {str(exc.__cause__)[:200]}"
             return JSONResponse({"error": "InvalidInput", "message": message, "field": "body"}, status_code=422)
-        return JSONResponse({"error": "HTTPError", "message": str(exc.detail)}, status_code=exc.status_code)
+        body = {"error": "HTTPError", "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)  # 405 keeps its Allow header
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

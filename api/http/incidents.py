@@ -13,7 +13,7 @@ from api.port import DevMeshPort
 from core.errors import InvalidInput, NotFound
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus
-from core.timeutil import parse_time_arg
+from core.timeutil import TIME_ARG_PATTERN, parse_time_arg
 
 router = APIRouter(tags=["incidents"])
 READ = [Depends(require(Scope.READ))]
@@ -30,9 +30,8 @@ class IncidentResponse(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    """What a person says about an explanation; unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid")
+    """What a person says about an explanation (at least one of root_cause, helpful, note); unknown fields are
+    refused."""
 
     root_cause: str | None = Field(default=None, max_length=256, description="The service that really broke.")
     helpful: bool | None = Field(default=None, description="Whether the explanation helped.")
@@ -43,6 +42,18 @@ class FeedbackIn(BaseModel):
     @classmethod
     def _strip(cls, v: str | None) -> str | None:
         return (v.strip() or None) if v is not None else None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={  # what _says_something checks, for the OpenAPI schema
+            "anyOf": [
+                {"required": ["root_cause"], "properties": {"root_cause": {"type": "string", "pattern": "\\S"}}},
+                {"required": ["helpful"], "properties": {"helpful": {"type": "boolean"}}},
+                {"required": ["note"], "properties": {"note": {"type": "string", "pattern": "\\S"}}},
+            ]
+        },
+    )
 
     @model_validator(mode="after")
     def _says_something(self) -> FeedbackIn:
@@ -59,8 +70,12 @@ class FeedbackIn(BaseModel):
 )
 def list_incidents(
     status: IncidentStatus | None = None,
-    since: Annotated[str | None, Query(description="Started at or after: ISO-8601, epoch, or relative.")] = None,
-    until: Annotated[str | None, Query(description="Started before (same forms as since).")] = None,
+    since: Annotated[
+        str | None, Query(pattern=TIME_ARG_PATTERN, description="Started at or after: ISO-8601, epoch, or relative.")
+    ] = None,
+    until: Annotated[
+        str | None, Query(pattern=TIME_ARG_PATTERN, description="Started before (same forms as since).")
+    ] = None,
     q: Annotated[
         str | None,
         Query(min_length=1, max_length=2000, description="Symptoms or words: the most similar incidents first."),

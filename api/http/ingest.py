@@ -16,7 +16,7 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from core.timeutil import now_ns
 from ingest.bounded import check_json_items, inflate
-from ingest.devmesh_json import Limits, LogBatchIn, ParsedEvents, events_of, parse_events
+from ingest.devmesh_json import Limits, LogEventIn, ParsedEvents, events_of, parse_events
 
 router = APIRouter(tags=["ingest"], dependencies=[Depends(require(Scope.INGEST))])
 
@@ -67,11 +67,29 @@ def _parse(raw: bytes, encoding: str | None, limits: Limits, max_decoded: int) -
     return items, parse_events(items, limits, now_ns=now_ns())
 
 
+BATCH_SCHEMA: dict[str, Any] = {
+    "description": 'A batch: {"events": [...]}, a bare list of events, or one event. Each event is checked on its own'
+    " (the fields of LogEventIn): the valid ones are stored, the invalid ones listed by index in the answer.",
+    "anyOf": [
+        {"type": "object", "required": ["events"], "properties": {"events": {"type": "array"}}},
+        {"type": "array"},
+        {"type": "object", "required": ["message"]},
+    ],
+    "examples": [{"events": [{"timestamp": "2025-10-09T08:53:20Z", "message": "job 1 finished", "service": "jobs"}]}],
+    "x-event-schema": LogEventIn.model_json_schema(),
+}
+
+
 @router.post(
     "/ingest/logs",
     summary="Ingest a JSON batch of log events",
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": LogBatchIn.model_json_schema()}}}},
-    responses={200: {"description": "Stored; invalid events listed by index"}, 413: {}, 422: {}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_SCHEMA}}}},
+    responses={
+        200: {
+            "description": "Each event's fate: the valid ones stored, the invalid ones listed by index (all of them"
+            " when none is valid)"
+        }
+    },
 )
 async def ingest_logs(
     request: Request, port: DevMeshPort = Depends(get_port), settings: Settings = Depends(get_settings)
@@ -79,13 +97,6 @@ async def ingest_logs(
     raw = await request.body()
     encoding = request.headers.get("content-encoding")
     items, parsed = await run_in_threadpool(_parse, raw, encoding, limits_of(settings), settings.max_decoded_bytes)
-    if items and not parsed.accepted:
-        first = parsed.errors[0]
-        raise InvalidInput(
-            f"no valid events in the batch: {first.problem}",
-            field=first.field,
-            details=[e.as_dict() for e in parsed.errors[:100]],
-        )
     report = await run_in_threadpool(port.ingest, "logs", parsed.rows)
     body = {
         "received": len(items),

@@ -31,10 +31,11 @@ _MAX_RECORDS: dict[str, Callable[[Settings], int]] = {
 }
 _DOC = {
     "requestBody": {
+        "required": True,
         "content": {
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": {"type": "object"}},
-        }
+        },
     }
 }
 

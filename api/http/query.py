@@ -9,17 +9,28 @@ from fastapi import APIRouter, Depends, Query
 from api.http.access import Scope, require
 from api.http.deps import get_port
 from api.port import DevMeshPort
+from core.naming import LEVEL_ORDER
+from core.timeutil import TIME_ARG_PATTERN
 from retrieval.events import LogPage, query_from_args
 from retrieval.search import SearchResult
 
 router = APIRouter(tags=["query"], dependencies=[Depends(require(Scope.READ))])
 
 
-Since = Annotated[str | None, Query(description="Start: ISO-8601, epoch, or relative ('15m' = 15 minutes ago).")]
-Until = Annotated[str | None, Query(description="End (exclusive), same forms as since.")]
+Since = Annotated[
+    str | None,
+    Query(pattern=TIME_ARG_PATTERN, description="Start: ISO-8601, epoch, 'now' or relative ('15m' = 15 minutes ago)."),
+]
+Until = Annotated[
+    str | None,
+    Query(pattern=TIME_ARG_PATTERN, description="End (exclusive), same forms as since; before since: nothing."),
+]
 Services_ = Annotated[list[str] | None, Query(alias="service", description="Service; repeat for several.")]
 Hosts = Annotated[list[str] | None, Query(alias="host", description="Host; repeat for several.")]
-Level = Annotated[str | None, Query(description="Minimum level: DEBUG, INFO, WARN, ERROR, FATAL.")]
+LEVEL_PATTERN = "^(" + "|".join(f"{name}|{name.lower()}" for name in (*LEVEL_ORDER, "WARNING")) + ")$"
+Level = Annotated[
+    str | None, Query(pattern=LEVEL_PATTERN, description="Minimum level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL.")
+]
 
 
 @router.get("/query/logs", response_model=LogPage, summary="Log lines by filters, paginated with a cursor")

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from core.telemetry import Level
 from core.timeutil import parse_time_arg
 
@@ -54,12 +54,6 @@ class LogQuery(BaseModel):
     @classmethod
     def _check_min_level(cls, v: str | None) -> str | None:
         return None if v is None else _level(v)
-
-    @model_validator(mode="after")
-    def _check_window(self) -> LogQuery:
-        if self.start_ns is not None and self.end_ns is not None and self.start_ns > self.end_ns:
-            raise ValueError("start_ns is after end_ns")
-        return self
 
     def filter_fingerprint(self) -> str:
         """A short hash of the filters (not order, limit or cursor): a cursor is valid only for them."""
@@ -152,18 +146,21 @@ def decode_cursor(q: LogQuery) -> tuple[int, int] | None:
             and -(2**63) <= ts_ns < 2**63
         )
     except (ValueError, binascii.Error, TypeError, KeyError) as exc:
-        raise InvalidInput(
-            "cursor is not one this server issued; pass the next_cursor of the previous page or none",
+        raise NotFound(
+            "no page at this cursor: it is not one this server issued; pass the next_cursor of the previous page"
+            " or none",
             field="cursor",
         ) from exc
     if not ok:
-        raise InvalidInput(
-            "cursor is not one this server issued; pass the next_cursor of the previous page or none",
+        raise NotFound(
+            "no page at this cursor: it is not one this server issued; pass the next_cursor of the previous page"
+            " or none",
             field="cursor",
         )
     if body.get("o") != q.order or body.get("f") != q.filter_fingerprint():
-        raise InvalidInput(
-            "cursor belongs to a query with other filters or order; repeat that query or start without one",
+        raise NotFound(
+            "no page at this cursor: it belongs to a query with other filters or order; repeat that query or start"
+            " without one",
             field="cursor",
         )
     return ts_ns, event_id
@@ -217,10 +214,7 @@ def query_from_args(names: Mapping[str, str], **args: Any) -> LogQuery:
         return LogQuery(**fields)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = str(err["loc"][0]) if err["loc"] else "start_ns"  # the model-level check is since <= until
+        key = str(err["loc"][0]) if err["loc"] else "body"
         arg = {"start_ns": "since", "end_ns": "until", "min_level": "level"}.get(key, key)
         problem = str(err["msg"]).removeprefix("Value error, ")
-        problem = problem.replace(
-            "start_ns is after end_ns", f"{names.get('since', 'since')} is after {names.get('until', 'until')}"
-        )
         raise InvalidInput(problem, field=names.get(arg, arg)) from exc

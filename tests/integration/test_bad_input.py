@@ -99,21 +99,24 @@ def test_an_alert_as_alertmanager_sends_it_is_explained(client: TestClient) -> N
     assert r.json()["incident"]["alert_ns"] == T
 
 
+def test_a_five_thousand_digit_timestamp_in_a_devmesh_json_batch_is_refused(client: TestClient) -> None:
+    raw = b'{"events": [{"timestamp": ' + HUGE_DIGITS.encode() + b', "message": "m"}]}'
+    refused(client.post("/ingest/logs", content=raw, headers={"Content-Type": "application/json"}), "body")
+
+
 @pytest.mark.parametrize(
-    "raw",
-    [
-        b'{"events": [{"timestamp": ' + HUGE_DIGITS.encode() + b', "message": "m"}]}',
-        b'{"events": [{"timestamp": "' + HUGE_DIGITS.encode() + b'", "message": "m"}]}',
-        b'{"events": [{"timestamp": 1e400, "message": "m"}]}',
-        b'{"events": [{"timestamp": 1e23, "message": "m"}]}',
-        b'{"events": [{"timestamp": "99999-01-01T00:00:00Z", "message": "m"}]}',
-    ],
-    ids=["digits", "digit-string", "inf", "1e23", "year-99999"],
+    "timestamp",
+    [HUGE_DIGITS, 1e23, "99999-01-01T00:00:00Z", "0002-01-01T00:00:00Z", 10**30],
+    ids=["digit-string", "1e23", "year-99999", "year-2", "10e30"],
 )
-def test_absurd_timestamps_in_a_devmesh_json_batch_are_refused(client: TestClient, raw: bytes) -> None:
-    r = client.post("/ingest/logs", content=raw, headers={"Content-Type": "application/json"})
-    assert r.status_code == 422, r.text
-    assert r.json()["field"] in ("body", "events[0].timestamp"), r.text
+def test_absurd_timestamps_in_a_devmesh_json_batch_are_listed_and_not_stored(
+    client: TestClient, timestamp: Any
+) -> None:
+    r = client.post("/ingest/logs", json={"events": [{"timestamp": timestamp, "message": "m"}]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (0, 1)
+    assert body["errors"][0]["field"] == "events[0].timestamp"
     assert client.get("/query/logs").json()["events"] == []
 
 
