@@ -38,9 +38,10 @@ from api.port import ConversationPort, DevMeshPort
 from core.errors import DevMeshError, InvalidInput, Overloaded
 from core.explanation import Explanation, RunbookLink
 from core.incident import AlertIn, InvestigationRequest
+from core.jsontypes import json_integer
 from core.naming import service_of_pod
 from core.settings import Settings
-from core.timeutil import NS, check_sane, now_ns, to_ns
+from core.timeutil import ISO_SINCE_2001_PATTERN, NS, check_sane, now_ns, to_ns
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ SEEN_TTL_S = 7 * 86400
 SERVICE_LABELS = ("service", "service_name", "app", "app_kubernetes_io_name", "k8s_app", "job", "deployment")
 RUNBOOK_ANNOTATIONS = ("runbook_url", "runbook", "runbookURL", "runbook_link")
 _ZERO_TIME_PREFIX = "0001-01-01"
+ALERT_TIME = "RFC 3339, in DEVMESH_MIN_TIMESTAMP_YEAR or later and at most DEVMESH_MAX_FUTURE_SKEW_S ahead."
 
 
 class _Model(BaseModel):
@@ -67,10 +69,15 @@ class AlertmanagerAlert(_Model):
     """One alert of a notification, as Alertmanager sends it."""
 
     status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(min_length=1, description="At least alertname.")
     annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: str = Field(alias="startsAt", description="RFC 3339.")
-    ends_at: str = Field(default="", alias="endsAt", description="RFC 3339; '0001-01-01T00:00:00Z' while firing.")
+    starts_at: str = Field(alias="startsAt", pattern=ISO_SINCE_2001_PATTERN, description=ALERT_TIME)
+    ends_at: str = Field(
+        default="",
+        alias="endsAt",
+        pattern=f"^$|^{_ZERO_TIME_PREFIX}|{ISO_SINCE_2001_PATTERN}",
+        description=ALERT_TIME + " '0001-01-01T00:00:00Z' while firing.",
+    )
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = Field(default="", max_length=200)
 
@@ -115,6 +122,8 @@ class AlertmanagerPayload(_Model):
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
     alerts: list[AlertmanagerAlert] = Field(max_length=MAX_ALERTS)
+
+    _json_integers = field_validator("truncated_alerts", mode="before")(json_integer)
 
 
 def service_of(labels: dict[str, str]) -> str:

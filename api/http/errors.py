@@ -30,6 +30,13 @@ def error_response(exc: DevMeshError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 
+def _problem_of(error: Any) -> str:
+    """The message of one validation problem; a pattern mismatch says so without quoting a page of regex."""
+    if error.get("type") == "string_pattern_mismatch":
+        return "not in the form documented for it (its description and pattern in /openapi.json)"
+    return str(error["msg"])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DevMeshError)
     async def _devmesh(_: Request, exc: DevMeshError) -> JSONResponse:
@@ -39,14 +46,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [{"field": _field_of(e), "problem": e["msg"]} for e in exc.errors()[:50]]
+        problems = [{"field": _field_of(e), "problem": _problem_of(e)} for e in exc.errors()[:50]]
         first = problems[0] if problems else {"field": "body", "problem": "invalid request"}
         body = {"error": "InvalidInput", "message": first["problem"], "field": first["field"], "details": problems}
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(ValidationError)
     async def _model(_: Request, exc: ValidationError) -> JSONResponse:
-        problems = [{"field": _field_of(e), "problem": e["msg"]} for e in exc.errors()[:50]]
+        problems = [{"field": _field_of(e), "problem": _problem_of(e)} for e in exc.errors()[:50]]
         first = problems[0]
         body = {"error": "InvalidInput", "message": first["problem"], "field": first["field"], "details": problems}
         return JSONResponse(body, status_code=422)
