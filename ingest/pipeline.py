@@ -1,5 +1,12 @@
 """The ingestion pipeline: canonical batches -> templates -> event store, graph and vectors.
 
+Order of writes for a batch: the events, their templates, the miner state and an entry in the ledger of
+owed graph work (`retrieval.events.owed`) are one commit to the event store, the source of truth. Then
+the graph is written (pods, EMITS edges) and the entry settled; when the graph is down the entry stays
+and `ingest.repair.repair_owed` completes it later from the stored events. Then templates are embedded;
+a template whose vector could not be stored keeps `embedded = false` and is embedded by the repair.
+So a stored batch is never refused for a derived store (see docs/research/failures.md).
+
 Logic only: the stores, the embedder and the miner are passed in by the entry point that built them.
 """
 
@@ -14,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import DevMeshError
 from core.naming import level_rank
-from core.telemetry import CallEdge, PodPlacement, Topology
-from ingest import batch
+from core.telemetry import TIME_COLUMN, CallEdge, PodPlacement, Topology
+from ingest import batch, derive
 from ingest.canonical import clean_text
 from ingest.templates import TemplateMiner
 from retrieval.collections import TEMPLATES
@@ -49,6 +57,8 @@ class IngestReport:
     new_templates: int = 0
     embedded: int = 0
     embed_error: str | None = None
+    graph_error: str | None = None
+    """Set when the graph could not be written: the batch is stored and its graph work owed."""
     seconds: float = 0.0
 
     def add(self, other: IngestReport) -> None:
@@ -56,6 +66,7 @@ class IngestReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors[: max(0, 100 - len(self.errors))])
         self.embed_error = self.embed_error or other.embed_error
+        self.graph_error = self.graph_error or other.graph_error
         self.seconds += other.seconds
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,8 +119,14 @@ class Pipeline:
         self._placements: set[tuple[str, str, str]] = set()
         self._miner_dirty = False
         self.spans_since_refresh = 0
-        if vectors is not None and embedder is not None:
-            vectors.ensure_collection(TEMPLATES, embedder.dim)
+        self._collection_ready = False  # the vector collection is set up at the first vector write
+        self._settled: list[int] = []  # ledger entries done, removed with the next commit
+        self._calls_owed: list[int] = []  # span entries whose CALLS edges wait for `refresh_topology`
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a batch is written; the repair holds it too, so the two never interleave."""
+        return self._lock
 
     # ---- logs -------------------------------------------------------------------------------------
     def ingest_logs(self, cols: dict[str, list[Any]], *, embed: bool = True) -> IngestReport:
@@ -133,7 +150,8 @@ class Pipeline:
             report.new_templates = sum(1 for m in matches if m.is_new)
             if changed or merges:
                 self._miner_dirty = True
-            with self.events.transaction():  # one commit a batch: lines, examples, templates, miner state
+            places = self._new_placements(cols)
+            with self.events.transaction():  # one commit a batch: lines, examples, templates, miner state, owed
                 result = self.events.append_logs(table)
                 report.stored, report.duplicates = result.inserted, result.duplicates
                 if result.inserted:
@@ -145,9 +163,9 @@ class Pipeline:
                     self.events.alias_templates(merges, live)
                 if self._miner_dirty:
                     self.save_state()
-            self._learn_placements(cols)
-            if result.inserted:
-                self._link_templates(template_ids, aggs)
+                owed = self._owe("logs", table, result.inserted > 0 or bool(places))
+            if owed is not None:
+                self._write_graph(owed, report, places, lambda: self._link_templates(aggs) if result.inserted else None)
         if embed and changed:
             report.embedded, report.embed_error = self._embed_templates(sorted(changed))
         report.seconds = time.perf_counter() - t0
@@ -187,36 +205,62 @@ class Pipeline:
             # Some lines were repeats: take the counts from what is stored, not from what was sent.
             self.events.recount_templates(list(aggs))
 
-    def _learn_placements(self, cols: dict[str, list[Any]]) -> None:
-        new: list[PodPlacement] = []
-        for pod, service, host in zip(cols["pod"], cols["service"], cols["host"], strict=True):
-            key = (pod, service, host)
-            if key in self._placements:
-                continue
-            self._placements.add(key)
-            if pod and service:
-                new.append(PodPlacement(pod=pod, service=service, host=host))
-        if new and self.graph is not None:
-            services = sorted({p.service for p in new})
-            self.graph.upsert_topology(Topology(services=services, pods=new))
+    # ---- the graph, and the ledger of what it is owed ------------------------------------------------
+    def _new_placements(self, cols: dict[str, list[Any]]) -> set[tuple[str, str, str]]:
+        """(pod, service, host) of the batch that the graph has not been given by this pipeline yet."""
+        seen = set(zip(cols["pod"], cols["service"], cols["host"], strict=True))
+        return {p for p in seen - self._placements if p[0] and p[1]}
 
-    def _link_templates(self, template_ids: list[str], aggs: dict[str, _TemplateAgg]) -> None:
+    def _owe(self, kind: batch.Kind, table: pa.Table, needed: bool) -> int | None:
+        """Inside the batch's commit: settle the entries done since the last commit, and record this
+        batch's graph work as owed (when it has any and there is a graph). Returns the entry's id."""
+        if self._settled:
+            self.events.owed.settle(self._settled)
+            self._settled = []
+        if not needed or self.graph is None:
+            return None
+        lo, hi = (v.as_py() for v in pc.min_max(table[TIME_COLUMN[kind]]).values())
+        return self.events.owed.add("graph", kind, lo, hi)
+
+    def _write_graph(
+        self, owed: int, report: IngestReport, places: set[tuple[str, str, str]], more: Any = None
+    ) -> bool:
+        """Do a batch's graph work; settle its ledger entry, or leave it owed when the graph fails."""
+        try:
+            if places and self.graph is not None:
+                pods = [PodPlacement(pod=p, service=s, host=h) for p, s, h in sorted(places)]
+                self.graph.upsert_topology(Topology(services=sorted({p.service for p in pods}), pods=pods))
+            if more is not None:
+                more()
+        except DevMeshError as exc:  # EngineUnavailable above all; the stored events stay the record
+            report.graph_error = exc.message
+            log.warning("graph write failed; owed to the repair", extra={"error": exc.message, "owed": owed})
+            self.events.owed.failed([owed], exc.message)
+            return False
+        self._placements |= places
+        if report.kind == "spans" and report.stored:
+            self._calls_owed.append(owed)  # settled by the next refresh of the call graph
+        else:
+            self._settled.append(owed)
+        return True
+
+    def settled(self) -> list[int]:
+        """Ledger entries done but not yet removed (they are not owed)."""
+        return list(self._settled)
+
+    def flush_settled(self) -> None:
+        """Remove the ledger entries that are done."""
+        with self._lock:
+            if self._settled:
+                self.events.owed.settle(self._settled)
+                self._settled = []
+
+    def _link_templates(self, aggs: dict[str, _TemplateAgg]) -> None:
         """EMITS edges for the (service, template) pairs of a batch, with their stored line counts."""
         if self.graph is None or not aggs:
             return
-        rows = [
-            {
-                "service": r["service"],
-                "template_id": r["template_id"],
-                "text": aggs[r["template_id"]].text,
-                "level": aggs[r["template_id"]].level,
-                "count": int(r["count"]),
-            }
-            for r in self.events.count_by(
-                "logs", ["service", "template_id"], where={"template_id": sorted(aggs)}, limit=1_000_000
-            )
-            if r["service"]
-        ]
+        texts = {tid: (a.text, a.level) for tid, a in aggs.items()}
+        rows = derive.template_links(self.events, sorted(aggs), texts)
         if rows:
             self.graph.upsert_templates(rows)
 
@@ -235,6 +279,9 @@ class Pipeline:
         assert self.vectors is not None and self.embedder is not None
         if not rows:
             return 0
+        if not self._collection_ready:  # set up lazily: ingestion never waits for the vector store
+            self.vectors.ensure_collection(TEMPLATES, self.embedder.dim)
+            self._collection_ready = True
         vectors = self.embedder.embed([embedding_text(r.text) for r in rows])
         points = [
             VectorPoint(
@@ -249,7 +296,8 @@ class Pipeline:
         return len(rows)
 
     def backfill(self, *, batch_size: int = 256, progress: Any = None) -> int:
-        """Embed every template still without a vector; resumable (each batch is marked when stored)."""
+        """Embed every template still without a vector; resumable (each batch is marked when stored).
+        Raises what the embedder or the vector store raised (what is done stays done)."""
         if self.vectors is None or self.embedder is None:
             return 0
         done = 0
@@ -271,16 +319,22 @@ class Pipeline:
         return self._store_plain("metrics", cols)
 
     def _store_plain(self, kind: batch.Kind, cols: dict[str, list[Any]]) -> IngestReport:
-        """Spans and metrics: stored as they are (de-duplicated); where their pods run goes to the graph."""
+        """Spans and metrics: stored as they are (de-duplicated); where their pods run goes to the graph,
+        and new spans owe the call graph a refresh (`refresh_topology`)."""
         t0 = time.perf_counter()
         report = IngestReport(kind=kind, received=batch.num_rows(cols))
         if not report.received:
             return report
         append = self.events.append_spans if kind == "spans" else self.events.append_metrics
         with self._lock:
-            result = append(batch.to_table(kind, cols))
-            report.stored, report.duplicates = result.inserted, result.duplicates
-            self._learn_placements(cols)
+            table = batch.to_table(kind, cols)
+            places = self._new_placements(cols)
+            with self.events.transaction():
+                result = append(table)
+                report.stored, report.duplicates = result.inserted, result.duplicates
+                owed = self._owe(kind, table, bool(places) or (kind == "spans" and result.inserted > 0))
+            if owed is not None:
+                self._write_graph(owed, report, places)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -295,8 +349,11 @@ class Pipeline:
 
     # ---- derived state -----------------------------------------------------------------------------
     def refresh_topology(self, start_ns: int | None = None, end_ns: int | None = None) -> Topology:
-        """Service CALLS edges from the stored spans (caller = parent span's service), written to the graph."""
-        self.spans_since_refresh = 0
+        """Service CALLS edges from the stored spans (caller = parent span's service), written to the graph.
+
+        Raises what the graph raised; the span batches' ledger entries then stay owed."""
+        with self._lock:
+            done, waiting = list(self._calls_owed), self.spans_since_refresh
         span_range = self.events.stats()["tables"]["spans"]
         if span_range["rows"] == 0:
             return Topology()
@@ -311,9 +368,17 @@ class Pipeline:
         topo = Topology(services=sorted({e.caller for e in edges} | {e.callee for e in edges}), calls=edges)
         if self.graph is not None and (topo.services or topo.calls):
             self.graph.upsert_topology(topo)
+        with self._lock:
+            self.spans_since_refresh = max(0, self.spans_since_refresh - waiting)
+            self._calls_owed = [i for i in self._calls_owed if i not in done]
+            self._settled += done
         return topo
 
     def save_state(self) -> None:
+        """Keep the miner's state, and remove the ledger entries that are done."""
         with self._lock:
             self.events.kv.set(MINER_STATE_KEY, self.miner.state())
             self._miner_dirty = False
+            if self._settled:
+                self.events.owed.settle(self._settled)
+                self._settled = []

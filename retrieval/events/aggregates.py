@@ -215,3 +215,20 @@ class Aggregations:
             params,
         )
         return {(r[0], r[1]): float(r[2]) for r in rows if r[2] is not None}
+
+    def latest_placements(self, pods: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
+        """(pod, service, host) of each pod (all, or those named) as its latest row of any kind says:
+        the service and host of its newest row that names one ('' for a host never named). Pods never
+        named with a service are left out."""
+        params: list[Any] = []
+        parts = []
+        for kind in KINDS:
+            cond = f" AND {in_clause('pod', list(pods), params)}" if pods is not None else ""
+            parts.append(f"SELECT pod, service, host, {TIME_COLUMN[kind]} AS t FROM {kind} WHERE pod <> ''{cond}")
+        _, rows = self._db.all(
+            "SELECT pod, arg_max(service, t) FILTER (WHERE service <> ''),"
+            " coalesce(arg_max(host, t) FILTER (WHERE host <> ''), '')"
+            f" FROM ({' UNION ALL '.join(parts)}) GROUP BY pod ORDER BY pod",
+            params,
+        )
+        return [(pod, service, host) for pod, service, host in rows if service]

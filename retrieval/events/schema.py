@@ -22,6 +22,7 @@ import xxhash
 from core.errors import InvalidInput
 from core.telemetry import ARROW_SCHEMAS, KINDS, REQUIRED, TEXT_DEFAULTS, Kind
 from core.timeutil import iso
+from retrieval.events.owed import DDL as OWED_DDL
 
 SCHEMA_VERSION = 1
 
@@ -89,6 +90,7 @@ def ddl(*, trace_index: bool) -> list[str]:
         " updated_ns BIGINT NOT NULL, PRIMARY KEY (collection, id))",
         "CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_ns BIGINT NOT NULL)",
     ]
+    stmts += OWED_DDL  # the ledger of owed derived-store writes (`retrieval.events.owed`)
     if trace_index:
         stmts += [
             "CREATE INDEX IF NOT EXISTS logs_trace_id ON logs (trace_id)",

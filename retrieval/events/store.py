@@ -28,6 +28,7 @@ from retrieval.events.aggregates import Aggregations
 from retrieval.events.db import Database
 from retrieval.events.docs import DocStore, DuckDocStore
 from retrieval.events.kv import DuckKeyValueStore, KeyValueStore
+from retrieval.events.owed import OwedLedger
 from retrieval.events.query import (
     LogPage,
     LogQuery,
@@ -61,6 +62,8 @@ class EventStore(TemplateTables, Aggregations):
         """Incidents, explanations and detection runs, as JSON documents."""
         self.kv: KeyValueStore = DuckKeyValueStore(self._db)
         """Small state: the template miner's, the detection schedule's marker."""
+        self.owed = OwedLedger(self._db)
+        """Graph work that stored batches still need (`retrieval.events.owed`)."""
 
     @property
     def schema_version(self) -> int:

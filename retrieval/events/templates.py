@@ -160,6 +160,12 @@ class TemplateTables:
         )
         return [StoredTemplate(*r) for r in rows]
 
+    def mark_unembedded(self) -> int:
+        """Record that no template's vector is stored (before embedding them all again); returns how many."""
+        with self._db.write() as cur:
+            row = cur.execute("UPDATE templates SET embedded = false").fetchone()
+        return int(row[0]) if row else 0
+
     def recount_templates(self, ids: Sequence[str]) -> None:
         """Set these templates' count and first/last time from the stored lines (after de-duplication)."""
         if not ids:

@@ -1,0 +1,185 @@
+"""Completing owed writes, and rebuilding a derived store, from the event store (the source of truth).
+
+- `repair_owed(pipeline)`: the graph work recorded in the ledger (`retrieval.events.owed`) and the
+  templates still without a vector; run on a timer inside `devmesh serve`, and by whoever sees an
+  engine come back. Idempotent: graph writes are MERGEs of what the stored events imply, vectors are
+  upserted under ids derived from the template ids.
+- `rebuild_graph(pipeline)` / `rebuild_vectors(pipeline)`: the same writes for every stored event
+  (`devmesh rebuild graph|vectors`).
+- `owed_counts(pipeline)`: what is owed now, per store (shown by `/health`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import DevMeshError
+from ingest import derive
+from ingest.pipeline import Pipeline
+from retrieval.events.owed import OwedWork
+
+log = logging.getLogger(__name__)
+
+ENTRIES_A_ROUND = 200
+"""Ledger entries completed under one hold of the pipeline's lock (ingestion waits meanwhile)."""
+
+Progress = Callable[[int, int], None]
+"""Called with (done, total) as a rebuild goes."""
+
+
+@dataclass
+class RepairReport:
+    """What a repair or rebuild did, what failed, and what is still owed afterwards."""
+
+    entries: int = 0
+    pods: int = 0
+    templates: int = 0
+    calls: int = 0
+    embedded: int = 0
+    graph_error: str | None = None
+    vector_error: str | None = None
+    owed: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def owed_counts(pipeline: Pipeline) -> dict[str, int]:
+    """Ledger entries owed to the graph, and templates owed a vector (0 without a vector store)."""
+    events = pipeline.events
+    graph = events.owed.counts(exclude=pipeline.settled()).get("graph", 0) if pipeline.graph is not None else 0
+    vectors = 0
+    if pipeline.vectors is not None and pipeline.embedder is not None:
+        vectors = int(events.stats()["templates"]["unembedded"])
+    return {"graph": graph, "vectors": vectors}
+
+
+def repair_owed(pipeline: Pipeline, *, stores: Sequence[str] = ("graph", "vectors")) -> RepairReport:
+    """Complete what the graph and the vector store are owed (see the module doc). Never raises for an
+    engine that is still down: the report says so and the work stays owed for the next call."""
+    t0 = time.perf_counter()
+    report = RepairReport()
+    if "graph" in stores and pipeline.graph is not None:
+        while _repair_graph_round(pipeline, report):
+            pass
+    if "vectors" in stores:
+        _embed(pipeline, report)
+    report.owed = owed_counts(pipeline)
+    report.seconds = time.perf_counter() - t0
+    if report.entries or report.embedded:
+        log.info("owed writes repaired", extra=report.as_dict())
+    return report
+
+
+def _repair_graph_round(pipeline: Pipeline, report: RepairReport) -> bool:
+    """One round of ledger entries; True when there may be more."""
+    events = pipeline.events
+    with pipeline.lock:
+        pipeline.flush_settled()
+        entries = events.owed.pending("graph", limit=ENTRIES_A_ROUND)
+        if not entries:
+            return False
+        ids = [e.id for e in entries]
+        try:
+            _write_ranges(pipeline, entries, report)
+        except DevMeshError as exc:
+            report.graph_error = exc.message
+            events.owed.failed(ids, exc.message)
+            log.warning("graph repair failed; still owed", extra={"error": exc.message, "entries": len(ids)})
+            return False
+        events.owed.settle(ids)
+        report.entries += len(ids)
+    return len(entries) == ENTRIES_A_ROUND
+
+
+def _write_ranges(pipeline: Pipeline, entries: Sequence[OwedWork], report: RepairReport) -> None:
+    """The graph writes the stored events of these ledger entries imply."""
+    events = pipeline.events
+    pods: set[str] = set()
+    templates: set[str] = set()
+    for e in entries:
+        pods.update(derive.in_range(events, e.kind, "pod", e.lo_ns, e.hi_ns))
+        if e.kind == "logs":
+            templates.update(derive.in_range(events, "logs", "template_id", e.lo_ns, e.hi_ns))
+    _write(pipeline, sorted(pods), sorted(templates), report)
+    if any(e.kind == "spans" for e in entries):
+        report.calls += len(pipeline.refresh_topology().calls)
+
+
+def _write(
+    pipeline: Pipeline,
+    pods: Sequence[str] | None,
+    templates: Sequence[str],
+    report: RepairReport,
+    progress: Progress | None = None,
+) -> None:
+    """Placements of `pods` (all when None) and EMITS edges of `templates`, from the stored events."""
+    graph = pipeline.graph
+    assert graph is not None
+    if pods is None or pods:
+        topo = derive.placements(pipeline.events, pods)
+        graph.upsert_topology(topo)
+        report.pods += len(topo.pods)
+    done = 0
+    for part in derive.chunks(templates):
+        rows = derive.template_links(pipeline.events, part)
+        if rows:
+            graph.upsert_templates(rows)
+        done += len(part)
+        report.templates += len(part)
+        if progress is not None:
+            progress(done, len(templates))
+
+
+def _embed(pipeline: Pipeline, report: RepairReport, progress: Callable[[int], None] | None = None) -> None:
+    if pipeline.vectors is None or pipeline.embedder is None:
+        return
+    try:
+        report.embedded += pipeline.backfill(progress=progress)
+    except DevMeshError as exc:
+        report.vector_error = exc.message
+        log.warning("vector repair failed; still owed", extra={"error": exc.message})
+
+
+def rebuild_graph(pipeline: Pipeline, *, wipe: bool = False, progress: Progress | None = None) -> RepairReport:
+    """Write into the graph everything the stored events imply: every pod's placement, every template's
+    EMITS edges, the CALLS edges. `wipe` first removes every node and edge (runbooks and incidents
+    included: import the runbooks again). Settles the ledger. Raises when the graph is down."""
+    t0 = time.perf_counter()
+    report = RepairReport()
+    graph = pipeline.graph
+    if graph is None:
+        raise DevMeshError("there is no graph to rebuild (opened without one)")
+    events = pipeline.events
+    with pipeline.lock:
+        pipeline.flush_settled()
+        owed = [e.id for e in events.owed.pending("graph", limit=derive.ALL)]
+        if wipe:
+            graph.delete_all()
+        templates = [t.template_id for t in events.templates()]
+        _write(pipeline, None, templates, report, progress)
+        report.calls = len(pipeline.refresh_topology().calls)
+        events.owed.settle(owed)
+        report.entries = len(owed)
+    report.owed = owed_counts(pipeline)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def rebuild_vectors(pipeline: Pipeline, *, progress: Callable[[int], None] | None = None) -> RepairReport:
+    """Embed every stored template again and upsert its vector (same ids: nothing is doubled). Marks
+    them all owed first, so an interrupted rebuild is finished by the repair."""
+    t0 = time.perf_counter()
+    report = RepairReport()
+    if pipeline.vectors is None or pipeline.embedder is None:
+        raise DevMeshError("there is no vector store or embedder to rebuild (opened without one)")
+    pipeline.events.mark_unembedded()
+    report.embedded = pipeline.backfill(progress=progress)
+    report.owed = owed_counts(pipeline)
+    report.seconds = time.perf_counter() - t0
+    return report
