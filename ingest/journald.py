@@ -59,53 +59,67 @@ def parse_journald(lines: Iterable[str | bytes], limits: Limits, *, now_ns: int,
         except RecursionError:
             out.errors.append(EventError(n, f"line {n}", "not JSON: nested too deeply"))
             continue
-        if not isinstance(doc, dict):
-            out.errors.append(EventError(n, f"line {n}", "must be a JSON object"))
-            continue
-        try:
-            ts = int(str(doc.get("__REALTIME_TIMESTAMP", ""))) * 1000
-        except ValueError:
-            out.errors.append(EventError(n, f"line {n}.__REALTIME_TIMESTAMP", "missing or not microseconds"))
-            continue
-        bad = check_sane(ts, min_year=limits.min_year, max_future_skew_s=limits.max_future_skew_s, now=now_ns)
-        if bad:
-            out.errors.append(EventError(n, f"line {n}.__REALTIME_TIMESTAMP", bad))
-            continue
-        msg = _text(doc.get("MESSAGE"))
-        if msg is None:
-            out.errors.append(EventError(n, f"line {n}.MESSAGE", "missing or not text"))
-            continue
-        level_word, _ = split_head(msg)
-        try:
-            level = _PRIORITY.get(int(str(doc.get("PRIORITY", "6"))), "INFO")
-        except ValueError:
-            level = "INFO"
-        if level_word and level == "INFO":
-            level = level_word
-        unit = _field(doc, "_SYSTEMD_UNIT")
-        service = _field(doc, "SYSLOG_IDENTIFIER") or (unit[:-8] if unit.endswith(".service") else unit)
-        message, cut = clean_text(msg, limits.max_message_chars)
-        meta = {k: doc[k] for k in _META_FIELDS if k in doc}
-        if cut:
-            meta["truncated"] = True
-        batch.append_row(
-            out.rows,
-            {
-                "ts_ns": ts,
-                "source": "journald",
-                "service": short(service or _field(doc, "_COMM")),
-                "host": short(_field(doc, "_HOSTNAME")),
-                "pod": short(_pod_of_container(_field(doc, "CONTAINER_NAME"))),
-                "level": level,
-                "message": message,
-                "trace_id": short(_field(doc, "TRACE_ID").lower(), 64),
-                "span_id": short(_field(doc, "SPAN_ID").lower(), 32),
-                "event_type": "journald",
-                "error_code": "",
-                "meta": clean_text(dump_meta(meta))[0],
-            },
-        )
+        _add_entry(out, doc, n, f"line {n}", limits, now_ns)
     return out
+
+
+def parse_journald_entries(entries: Iterable[Any], limits: Limits, *, now_ns: int) -> ParsedEvents:
+    """Parse decoded journald entries (a JSON array of `journalctl -o json` objects, as `POST /ingest/journald`
+    takes them); bad entries are reported by their index, as `entries[i]`."""
+    out = ParsedEvents(rows=batch.empty("logs"))
+    for i, doc in enumerate(entries):
+        _add_entry(out, doc, i, f"entries[{i}]", limits, now_ns)
+    return out
+
+
+def _add_entry(out: ParsedEvents, doc: Any, n: int, where: str, limits: Limits, now_ns: int) -> None:
+    """One decoded entry: a row of `out`, or an error naming `where` (index `n`)."""
+    if not isinstance(doc, dict):
+        out.errors.append(EventError(n, where, "must be a JSON object"))
+        return
+    try:
+        ts = int(str(doc.get("__REALTIME_TIMESTAMP", ""))) * 1000
+    except ValueError:
+        out.errors.append(EventError(n, f"{where}.__REALTIME_TIMESTAMP", "missing or not microseconds"))
+        return
+    bad = check_sane(ts, min_year=limits.min_year, max_future_skew_s=limits.max_future_skew_s, now=now_ns)
+    if bad:
+        out.errors.append(EventError(n, f"{where}.__REALTIME_TIMESTAMP", bad))
+        return
+    msg = _text(doc.get("MESSAGE"))
+    if msg is None:
+        out.errors.append(EventError(n, f"{where}.MESSAGE", "missing or not text"))
+        return
+    level_word, _ = split_head(msg)
+    try:
+        level = _PRIORITY.get(int(str(doc.get("PRIORITY", "6"))), "INFO")
+    except ValueError:
+        level = "INFO"
+    if level_word and level == "INFO":
+        level = level_word
+    unit = _field(doc, "_SYSTEMD_UNIT")
+    service = _field(doc, "SYSLOG_IDENTIFIER") or (unit[:-8] if unit.endswith(".service") else unit)
+    message, cut = clean_text(msg, limits.max_message_chars)
+    meta = {k: doc[k] for k in _META_FIELDS if k in doc}
+    if cut:
+        meta["truncated"] = True
+    batch.append_row(
+        out.rows,
+        {
+            "ts_ns": ts,
+            "source": "journald",
+            "service": short(service or _field(doc, "_COMM")),
+            "host": short(_field(doc, "_HOSTNAME")),
+            "pod": short(_pod_of_container(_field(doc, "CONTAINER_NAME"))),
+            "level": level,
+            "message": message,
+            "trace_id": short(_field(doc, "TRACE_ID").lower(), 64),
+            "span_id": short(_field(doc, "SPAN_ID").lower(), 32),
+            "event_type": "journald",
+            "error_code": "",
+            "meta": clean_text(dump_meta(meta))[0],
+        },
+    )
 
 
 def chunks(lines: Iterable[str | bytes], size: int) -> Iterator[tuple[int, list[str | bytes]]]:

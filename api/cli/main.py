@@ -18,6 +18,7 @@ from api.cli import (
     keys_cmds,
     query_cmds,
     serve_cmds,
+    ship_cmds,
 )
 from api.cli.common import State, err_console, setup_logging
 from core.errors import DevMeshError
@@ -54,6 +55,7 @@ eval_cmds.register(app)
 incident_cmds.register(app)
 detect_cmds.register(app)
 keys_cmds.register(app)
+ship_cmds.register(app)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from api.audit import AuditLog
 from api.chat import routes as chat_routes
 from api.chat.slack_app import slack_bot_from_settings
 from api.engine_port import EnginePort
-from api.http import detect, explain, incidents, ingest, meta, otlp, query
+from api.http import detect, explain, incidents, ingest, journald, meta, otlp, query
 from api.http.errors import install_error_handlers
 from api.http.guard import AccessGuard
 from api.http.limits import BodyLimitMiddleware
@@ -36,6 +36,7 @@ TOPOLOGY_REFRESH_S = 15.0
 ROUTERS = (
     meta.router,
     ingest.router,
+    journald.router,
     otlp.router,
     query.router,
     explain.router,

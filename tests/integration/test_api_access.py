@@ -23,6 +23,7 @@ T = 1_760_000_000 * NS
 
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/ingest/logs"): Scope.INGEST,
+    ("POST", "/ingest/journald"): Scope.INGEST,
     ("POST", "/v1/logs"): Scope.INGEST,
     ("POST", "/v1/traces"): Scope.INGEST,
     ("POST", "/v1/metrics"): Scope.INGEST,
