@@ -27,6 +27,7 @@ from detect.runner import DetectionRun, DetectOptions, Notify, run_once
 from graph.neighborhood import neighborhood
 from ingest.batch import Kind
 from ingest.pipeline import IngestReport
+from ingest.repair import owed_counts
 from retrieval.events import LogPage, LogQuery
 from retrieval.search import SearchResult, search_logs
 
@@ -159,6 +160,9 @@ class EnginePort:
         if svc.vectors is not None:
             checks["vectors"] = _reachable("vectors", svc.vectors.collections)
         return checks
+
+    def owed(self) -> dict[str, int]:
+        return owed_counts(self.svc.pipeline)
 
     def info(self) -> dict[str, Any]:
         return backend_info(self.svc)

@@ -182,6 +182,11 @@ class DevMeshPort(ConversationPort, Protocol):
         """Whether each engine answers a trivial request."""
         ...
 
+    def owed(self) -> dict[str, int]:
+        """Writes owed to each derived store (graph: ledger entries, vectors: templates), completed by the
+        background repair."""
+        ...
+
     def info(self) -> dict[str, Any]:
         """Versions, backends and how much each engine holds."""
         ...

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import DevMeshError
 from ingest import batch, nezha
 from ingest.pipeline import IngestReport, Pipeline
+from ingest.repair import embed_owed
 from ingest.runbooks import Runbook, read_runbooks, services_mentioned
 from retrieval.collections import RUNBOOKS
 from retrieval.vectors import VectorPoint
@@ -75,10 +77,14 @@ def import_nezha(
             for f in files:
                 on_file(kind, f.path, report)
     pipeline.save_state()
-    if "logs" in out.reports:
-        out.reports["logs"].embedded = pipeline.backfill()
-    topo = pipeline.refresh_topology()
-    out.services, out.calls = len(topo.services), len(topo.calls)
+    if "logs" in out.reports:  # a vector store or embedder that is down leaves the vectors owed
+        logs = out.reports["logs"]
+        logs.embedded, logs.embed_error = embed_owed(pipeline)
+    try:
+        topo = pipeline.refresh_topology()
+        out.services, out.calls = len(topo.services), len(topo.calls)
+    except DevMeshError as exc:  # the events are stored; the call graph is owed to the repair
+        out.warnings.append(f"call graph not written ({exc.message}); owed to the repair")
     for w in out.warnings:
         log.warning("nezha import: %s", w)
     out.seconds = time.perf_counter() - t0

@@ -15,9 +15,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from core.errors import DevMeshError
+from core.errors import DevMeshError, EngineUnavailable
 from ingest import derive
 from ingest.pipeline import Pipeline
 from retrieval.events.owed import OwedWork
@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 
 ENTRIES_A_ROUND = 200
 """Ledger entries completed under one hold of the pipeline's lock (ingestion waits meanwhile)."""
+
+
+class HasPipeline(Protocol):
+    """Anything holding the pipeline (`api.wiring.Services`)."""
+
+    @property
+    def pipeline(self) -> Pipeline: ...
+
 
 Progress = Callable[[int, int], None]
 """Called with (done, total) as a rebuild goes."""
@@ -55,13 +63,15 @@ def owed_counts(pipeline: Pipeline) -> dict[str, int]:
     graph = events.owed.counts(exclude=pipeline.settled()).get("graph", 0) if pipeline.graph is not None else 0
     vectors = 0
     if pipeline.vectors is not None and pipeline.embedder is not None:
-        vectors = int(events.stats()["templates"]["unembedded"])
+        vectors = events.unembedded_count()
     return {"graph": graph, "vectors": vectors}
 
 
-def repair_owed(pipeline: Pipeline, *, stores: Sequence[str] = ("graph", "vectors")) -> RepairReport:
-    """Complete what the graph and the vector store are owed (see the module doc). Never raises for an
-    engine that is still down: the report says so and the work stays owed for the next call."""
+def repair_owed(target: Pipeline | HasPipeline, *, stores: Sequence[str] = ("graph", "vectors")) -> RepairReport:
+    """Complete what the graph and the vector store are owed (see the module doc); `target` is the
+    pipeline or what holds it (the services). Never raises for an engine that is still down: the
+    report says so and the work stays owed for the next call."""
+    pipeline = target if isinstance(target, Pipeline) else target.pipeline
     t0 = time.perf_counter()
     report = RepairReport()
     if "graph" in stores and pipeline.graph is not None:
@@ -136,14 +146,23 @@ def _write(
             progress(done, len(templates))
 
 
-def _embed(pipeline: Pipeline, report: RepairReport, progress: Callable[[int], None] | None = None) -> None:
+def embed_owed(pipeline: Pipeline) -> tuple[int, str | None]:
+    """Embed the templates still without a vector: (how many, the error that stopped it or None).
+    What is not embedded stays owed (`embedded = false`) for the next repair."""
     if pipeline.vectors is None or pipeline.embedder is None:
-        return
+        return 0, None
+    done = 0
     try:
-        report.embedded += pipeline.backfill(progress=progress)
+        done = pipeline.backfill(progress=None)
     except DevMeshError as exc:
-        report.vector_error = exc.message
-        log.warning("vector repair failed; still owed", extra={"error": exc.message})
+        log.warning("embedding failed; templates still owed a vector", extra={"error": exc.message})
+        return done, exc.message
+    return done, None
+
+
+def _embed(pipeline: Pipeline, report: RepairReport) -> None:
+    done, report.vector_error = embed_owed(pipeline)
+    report.embedded += done
 
 
 def rebuild_graph(pipeline: Pipeline, *, wipe: bool = False, progress: Progress | None = None) -> RepairReport:
@@ -154,7 +173,7 @@ def rebuild_graph(pipeline: Pipeline, *, wipe: bool = False, progress: Progress 
     report = RepairReport()
     graph = pipeline.graph
     if graph is None:
-        raise DevMeshError("there is no graph to rebuild (opened without one)")
+        raise EngineUnavailable("there is no graph to rebuild (opened without one)")
     events = pipeline.events
     with pipeline.lock:
         pipeline.flush_settled()
@@ -177,7 +196,9 @@ def rebuild_vectors(pipeline: Pipeline, *, progress: Callable[[int], None] | Non
     t0 = time.perf_counter()
     report = RepairReport()
     if pipeline.vectors is None or pipeline.embedder is None:
-        raise DevMeshError("there is no vector store or embedder to rebuild (opened without one)")
+        raise EngineUnavailable(
+            "there is no vector store or embedder to rebuild: DEVMESH_EMBEDDER is none, or opened without one"
+        )
     pipeline.events.mark_unembedded()
     report.embedded = pipeline.backfill(progress=progress)
     report.owed = owed_counts(pipeline)

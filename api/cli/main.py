@@ -17,6 +17,7 @@ from api.cli import (
     incident_cmds,
     keys_cmds,
     query_cmds,
+    rebuild_cmds,
     serve_cmds,
     ship_cmds,
 )
@@ -50,6 +51,7 @@ serve_cmds.register(app)
 demo_cmds.register(app)
 data_cmds.register(app)
 query_cmds.register(app)
+rebuild_cmds.register(app)
 bench_cmds.register(app)
 eval_cmds.register(app)
 incident_cmds.register(app)

@@ -29,10 +29,13 @@ from api.wiring import Services, open_services
 from core.settings import Settings
 from core.timeutil import now_ns, parse_duration
 from detect.runner import DetectOptions
+from ingest.repair import repair_owed
 
 log = logging.getLogger(__name__)
 
 TOPOLOGY_REFRESH_S = 15.0
+REPAIR_S = 30.0
+"""How often the server completes owed graph and vector writes (`ingest.repair`)."""
 ROUTERS = (
     meta.router,
     ingest.router,
@@ -59,7 +62,7 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         app.state.slack = slack_bot_from_settings(settings, port)
         if settings.alerts_token is not None:
             app.state.alerts_token = settings.alerts_token.get_secret_value()
-        tasks = [asyncio.create_task(_refresh_topology_loop(svc))]
+        tasks = [asyncio.create_task(_refresh_topology_loop(svc)), asyncio.create_task(_repair_loop(svc))]
         if settings.detect_every:
             every_s = parse_duration(settings.detect_every).total_seconds()
             tasks.append(asyncio.create_task(_detect_loop(port, every_s)))
@@ -97,6 +100,16 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         app.include_router(router)
     install_openapi_doc(app)
     return app
+
+
+async def _repair_loop(svc: Services) -> None:
+    """Complete the writes owed to the graph and the vector store, from the event store, no operator needed."""
+    while True:
+        await asyncio.sleep(REPAIR_S)
+        try:
+            await run_in_threadpool(repair_owed, svc)
+        except Exception:
+            log.exception("repair of owed writes failed; will retry")
 
 
 async def _refresh_topology_loop(svc: Services) -> None:

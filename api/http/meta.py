@@ -22,7 +22,8 @@ router = APIRouter(tags=["meta"])
 def health(port: DevMeshPort = Depends(get_port)) -> JSONResponse:
     checks = port.health()
     ok = all(checks.values())
-    return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
+    body = {"status": "ok" if ok else "degraded", "checks": checks, "owed": port.owed()}
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/info", summary="Versions, backends and counts", dependencies=[Depends(require(Scope.READ))])

@@ -160,6 +160,10 @@ class TemplateTables:
         )
         return [StoredTemplate(*r) for r in rows]
 
+    def unembedded_count(self) -> int:
+        """How many templates are still without a vector."""
+        return int(self._db.one("SELECT count(*) FROM templates WHERE NOT embedded")[0])
+
     def mark_unembedded(self) -> int:
         """Record that no template's vector is stored (before embedding them all again); returns how many."""
         with self._db.write() as cur:
