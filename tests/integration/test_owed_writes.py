@@ -17,6 +17,7 @@ from qdrant_client import QdrantClient
 
 from api.http.app import create_app
 from api.wiring import Services
+from core.errors import DevMeshError
 from core.settings import Settings
 from graph.schema import ensure_schema
 from graph.server import EmbeddedFalkorDB, connect_url
@@ -62,15 +63,20 @@ def graph_server(tmp_path: Path) -> Iterator[EmbeddedFalkorDB]:
     server.stop()
 
 
-@pytest.fixture
-def svc(tmp_path: Path, graph_server: EmbeddedFalkorDB) -> Iterator[Services]:
-    assert graph_server.url is not None
-    settings = Settings(home=tmp_path / "home", embedder="none")
-    services = Services(settings=settings, events=EventStore(tmp_path / "events.duckdb"))
-    conn = connect_url(graph_server.url, "owed")
+def open_owed_services(home: Path, server: EmbeddedFalkorDB) -> Services:
+    """Events in `home`, the graph on `server`, no vectors."""
+    assert server.url is not None
+    services = Services(settings=Settings(home=home, embedder="none"), events=EventStore(home / "events.duckdb"))
+    conn = connect_url(server.url, "owed")
     ensure_schema(conn.graph)
     services.graph = GraphStore(conn.graph)
     services._closers += [services.events.close, conn.close]
+    return services
+
+
+@pytest.fixture
+def svc(tmp_path: Path, graph_server: EmbeddedFalkorDB) -> Iterator[Services]:
+    services = open_owed_services(tmp_path / "home", graph_server)
     yield services
     services.close()
 
@@ -211,3 +217,49 @@ def test_vector_store_down_ingest_stores_and_owes_vectors(tmp_path: Path) -> Non
         assert health["owed"]["vectors"] == owed["vectors"]
         report = repair_owed(svc)
         assert report.vector_error is not None and report.embedded == 0
+
+
+def spans_of(trace: str, start_ns: int) -> dict[str, list[Any]]:
+    """A call from auth (pod auth-1) to billing (pod billing-1)."""
+    return {
+        "trace_id": [trace, trace],
+        "span_id": ["a", "b"],
+        "parent_id": ["", "a"],
+        "service": ["auth", "billing"],
+        "pod": ["auth-1", "billing-1"],
+        "host": ["node-1", "node-2"],
+        "operation": ["GET /login", "POST /charge"],
+        "start_ns": [start_ns, start_ns + 1000],
+        "end_ns": [start_ns + NS, start_ns + 9000],
+        "duration_us": [1e6, 8.0],
+        "status": ["OK", "ERROR"],
+        "kind": ["SERVER", "SERVER"],
+        "attributes": ["", ""],
+    }
+
+
+def test_http_ingest_while_the_graph_is_down_is_acknowledged_and_the_calls_come_later(
+    graph_server: EmbeddedFalkorDB, tmp_path: Path
+) -> None:
+    """Through the API: 200 while FalkorDB is stopped, the events stored, the graph (pods, CALLS) owed;
+    FalkorDB back, the repair writes the new service and the call."""
+    svc = open_owed_services(tmp_path / "home", graph_server)  # the app closes it
+    with TestClient(create_app(svc.settings, open_fn=lambda s: svc), base_url="http://127.0.0.1") as client:
+        graph_server.stop()
+        r = client.post("/ingest/logs", json={"events": events_of("billing", "billing-1", "node-2", 0)})
+        assert r.status_code == 200, r.text
+        assert r.json()["stored"] == 3
+        svc.pipeline.ingest("spans", spans_of("t1", T + 5 * NS))
+        with pytest.raises(DevMeshError):
+            svc.pipeline.refresh_topology()  # the call graph cannot be written: its entry stays owed
+        assert client.get("/health").json()["owed"]["graph"] == 2
+        assert svc.events.stats()["tables"]["logs"]["rows"] == 3
+
+        graph_server.start()
+        report = repair_owed(svc)
+        assert (report.graph_error, report.entries, report.calls) == (None, 2, 1)
+        assert client.get("/health").json()["owed"] == {"graph": 0, "vectors": 0}
+        assert svc.graph is not None
+        calls = [(c.caller, c.callee, c.calls, c.errors) for c in svc.graph.call_edges()]
+        assert calls == [("auth", "billing", 1, 1)]
+        assert graph_picture(svc)["pods"] == [["auth-1", "auth", "node-1"], ["billing-1", "billing", "node-2"]]
