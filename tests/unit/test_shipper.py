@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typer.testing import CliRunner
 from api.cli.main import app
 from api.shipper.filters import FilterConfig, NoiseFilter, load_config, merge
 from api.shipper.ship import ShipOptions, Shipper, load_state, resume_position, spool_dir
-from api.shipper.source import END, Entry, FileSource
+from api.shipper.source import END, Entry, FileSource, JournalSource
 from api.shipper.state import Cursor, Spool
 from api.shipper.unit import render_unit
 from core.errors import InvalidInput, Unauthorized
@@ -300,3 +301,93 @@ def test_the_shipped_unit_is_the_rendered_one_and_install_writes_it(tmp_path: Pa
         " --exclude-unit cron.service --max-priority 6"
     )
     assert "systemctl enable --now devmesh-ship-journald.service" in res.output
+
+
+def test_a_full_spool_pauses_reading_until_the_api_answers(tmp_path: Path) -> None:
+    journal(tmp_path / "j.json", [entry(i) for i in range(200)])
+    down = threading.Event()
+    down.set()
+    api = FakeApi(lambda n, e: 503 if down.is_set() else 200)
+    opts = ShipOptions(
+        "http://devmesh.test",
+        tmp_path / "state" / "cursor.json",
+        once=True,
+        batch_size=10,
+        spool_max_bytes=2_000,
+        backoff_base_s=0.001,
+        backoff_cap_s=0.01,
+    )
+    cursor, spool = load_state(opts)
+    src = FileSource(tmp_path / "j.json", resume_position(cursor, spool), once=True, capacity=10)
+    shipper = Shipper(opts, src, NoiseFilter(), cursor, spool, transport=httpx.MockTransport(api.handler))
+    seen: list[int] = []
+
+    def watch() -> None:
+        while shipper.stats.retries < 20:
+            threading.Event().wait(0.01)
+        seen.append(shipper.stats.read)
+        seen.append(spool.bytes)
+        down.clear()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stats = shipper.run()
+    watcher.join(10)
+    assert seen[0] < 200 and seen[1] < 2_000 + 2_000  # reading paused near the bound, not the whole journal spooled
+    assert len(api.stored) == 200 and stats.server.duplicates == 0
+
+
+FAKE_JOURNALCTL = """\
+import json, os, sys
+args = sys.argv[1:]
+after = args[args.index("--after-cursor") + 1] if "--after-cursor" in args else None
+lines = open(os.environ["FAKE_JOURNAL"]).read().splitlines()
+if after is not None:
+    lines = lines[[json.loads(x)["__CURSOR"] for x in lines].index(after) + 1:]
+elif "-n" in args:
+    lines = lines[len(lines) - int(args[args.index("-n") + 1]):] if int(args[args.index("-n") + 1]) else []
+with open(os.environ["FAKE_JOURNAL"] + ".args", "a") as f:
+    f.write(json.dumps(args) + "\\n")
+for x in lines:
+    print(x, flush=True)
+"""
+
+
+def test_journalctl_is_resumed_after_the_acknowledged_cursor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+
+    entries = [entry(i) for i in range(25)]
+    journal(tmp_path / "journal.json", entries)
+    script = tmp_path / "journalctl"
+    script.write_text(f"#!{sys.executable}\n{FAKE_JOURNALCTL}")
+    script.chmod(0o755)
+    monkeypatch.setenv("FAKE_JOURNAL", str(tmp_path / "journal.json"))
+    api = FakeApi(lambda n, e: 200 if n <= 1 else 503)
+
+    def one_run(api: FakeApi, stop_after_retries: int | None) -> Shipper:
+        opts = ShipOptions("http://devmesh.test", tmp_path / "state" / "cursor.json", once=True, batch_size=10)
+        cursor, spool = load_state(opts)
+        start = resume_position(cursor, spool)
+        src = JournalSource(start, once=True, capacity=100, from_start=True, command=[str(script)])
+        shipper = Shipper(opts, src, NoiseFilter(), cursor, spool, transport=httpx.MockTransport(api.handler))
+        shipper.backoff.base = shipper.backoff.cap = 0.001
+        if stop_after_retries is not None:
+
+            def stop() -> None:
+                while shipper.stats.retries < stop_after_retries:
+                    threading.Event().wait(0.01)
+                shipper.stop()
+
+            threading.Thread(target=stop, daemon=True).start()
+        shipper.run()
+        return shipper
+
+    first = one_run(api, stop_after_retries=2)
+    assert Cursor.load(tmp_path / "state" / "cursor.json").position == {"kind": "journal", "cursor": "s=abc;i=9"}
+    assert len(api.stored) == 10 and len(first.spool) >= 1
+    api.script = lambda n, e: 200
+    one_run(api, stop_after_retries=None)
+    assert sorted(api.stored) == sorted(json.dumps(e, sort_keys=True) for e in entries)
+    calls = [json.loads(x) for x in (tmp_path / "journal.json.args").read_text().splitlines()]
+    assert calls[0] == ["-o", "json", "--no-pager"]  # no cursor yet, --from-start: the whole journal
+    last = calls[-1]
+    assert last[:3] == ["-o", "json", "--no-pager"] and last[3] == "--after-cursor"  # resumed after the spool
