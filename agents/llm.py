@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import ollama
 
-from agents.llm_breaker import BreakerState, CircuitBreaker
+from core.breaker import BreakerState, CircuitBreaker
 from core.errors import LLMUnavailable
 from core.redaction import redact_urls
 
@@ -260,6 +260,10 @@ class RetryingLLM:
     def available(self) -> bool:
         raise NotImplementedError
 
+    def reachable(self) -> bool:
+        """Whether the server answers, whatever the breaker says (the backends override this)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Close the connections (the backends override this)."""
 
@@ -344,6 +348,10 @@ class OllamaLLM(RetryingLLM):
     def available(self) -> bool:
         if self.breaker.state is BreakerState.OPEN:
             return False
+        return self.reachable()
+
+    def reachable(self) -> bool:
+        """Whether the server answers and lists the model, whatever the breaker says (the supervisor's probe)."""
         try:
             listed = self._client.list()
         except (ollama.ResponseError, ValueError, ConnectionError, httpx.TransportError) as exc:

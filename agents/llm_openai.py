@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from agents.llm import LLMReply, RetryingLLM, TextSink, TransientLLMError
-from agents.llm_breaker import BreakerState
+from core.breaker import BreakerState
 from core.errors import LLMUnavailable
 from core.redaction import redact_urls
 
@@ -203,6 +203,9 @@ class OpenAICompatLLM(RetryingLLM):
     def available(self) -> bool:
         if self.breaker.state is BreakerState.OPEN:
             return False
+        return self.reachable()
+
+    def reachable(self) -> bool:
         models = self._get("/v1/models")
         if not isinstance(models, dict):
             return False

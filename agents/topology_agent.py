@@ -18,6 +18,9 @@ from detect.rank.windows import IncidentOptions, rank_incident
 from graph.store import GraphStore
 from retrieval.evidence import gather_evidence
 
+TOPOLOGY_DOWN = "topology unavailable, ranked from events alone (the spans' own calls, logs and metrics)"
+"""The note of an explanation made while the graph store could not be read (down, or coming back)."""
+
 
 def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
     t0 = time.perf_counter()
@@ -29,7 +32,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
         edges, step = known_calls(tools.graph)
         steps.append(step)
         if step.status == StepStatus.ERROR:
-            notes.append("topology unavailable: ranked from the spans' own calls and the events alone")
+            notes.append(TOPOLOGY_DOWN)
     ranking, step = record(
         "topology",
         "rca.rank_incident",

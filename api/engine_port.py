@@ -161,6 +161,9 @@ class EnginePort:
             checks["vectors"] = _reachable("vectors", svc.vectors.collections)
         return checks
 
+    def engines(self) -> dict[str, dict[str, Any]]:
+        return {name: health.snapshot() for name, health in self.svc.engines.items()}
+
     def owed(self) -> dict[str, int]:
         return owed_counts(self.svc.pipeline)
 

@@ -182,6 +182,11 @@ class DevMeshPort(ConversationPort, Protocol):
         """Whether each engine answers a trivial request."""
         ...
 
+    def engines(self) -> dict[str, dict[str, Any]]:
+        """The state of each supervised engine (graph, a Qdrant server, the LLM): up, down or restarting,
+        since when (epoch seconds), the last error while not up, outages and restarts so far."""
+        ...
+
     def owed(self) -> dict[str, int]:
         """Writes owed to each derived store (graph: ledger entries, vectors: templates), completed by the
         background repair."""

@@ -13,12 +13,15 @@ from agents.investigate import detection_context
 from agents.llm_factory import make_llm
 from agents.masking import Masker, MaskOptions
 from agents.toolbox import Budget, Toolbox
+from core.breaker import EngineHealth
 from core.settings import Settings
+from core.supervisor import Supervisor, Watch
 from detect.incidents import IncidentBook
 from detect.runner import DetectContext
 from graph.schema import ensure_schema
 from graph.server import EmbeddedFalkorDB, connect_url
 from graph.store import GraphStore
+from graph.supervise import graph_health, graph_watch
 from ingest.pipeline import Pipeline
 from retrieval.embedder_factory import make_embedder
 from retrieval.embedders import Embedder
@@ -38,6 +41,11 @@ class Services:
     graph: GraphStore | None = None
     vectors: VectorStore | None = None
     embedder: Embedder | None = None
+    engines: dict[str, EngineHealth] = field(default_factory=dict)
+    """The health of each engine that can go away and come back (graph, a Qdrant server, the LLM)."""
+    watches: list[Watch] = field(default_factory=list)
+    """What `api.supervision.supervise` watches (the graph; the rest it adds itself)."""
+    supervisor: Supervisor | None = None
     _pipeline: Pipeline | None = None
     _llm: Any = None
     _closers: list[Any] = field(default_factory=list)
@@ -58,19 +66,25 @@ class Services:
         """What scheduled detection works with: the toolbox's stores, the agent team to explain."""
         return detection_context(self.toolbox(), explain=explain)
 
-    def toolbox(self, *, modalities: tuple[str, ...] = ("logs", "traces", "metrics")) -> Toolbox:
-        """What the agent team works with, built from these engines and the settings."""
+    @property
+    def llm(self) -> Any:
+        """The language-model client the settings name (built once), or None."""
         s = self.settings
         if self._llm is None and (s.ollama_host or s.llm_url):
             self._llm = make_llm(s)
             self._closers.append(self._llm.close)
+        return self._llm
+
+    def toolbox(self, *, modalities: tuple[str, ...] = ("logs", "traces", "metrics")) -> Toolbox:
+        """What the agent team works with, built from these engines and the settings."""
+        s = self.settings
         return Toolbox(
             events=self.events,
             graph=self.graph,
             vectors=self.vectors,
             embedder=self.embedder,
             book=IncidentBook(self.events, self.graph, self.vectors, self.embedder),
-            llm=self._llm,
+            llm=self.llm,
             masker=Masker(MaskOptions()) if s.mask_prompts else None,
             budget=Budget(seconds=s.investigation_budget_s),
             modalities=modalities,
@@ -102,20 +116,26 @@ def open_services(settings: Settings, *, graph: bool = True, vectors: bool = Tru
     try:
         if graph:
             url = settings.falkordb_url
+            server = None
             if not url:
                 server = EmbeddedFalkorDB(settings.falkordb_dir)
                 url = server.start()
                 if server.launched:  # started by this process: stop it (with a save) when done
                     svc._closers.append(server.stop)
-            conn = connect_url(url, settings.graph_name)
+            health = svc.engines["graph"] = graph_health()
+            conn = connect_url(url, settings.graph_name, health=health)
             svc._closers.append(conn.close)
             ensure_schema(conn.graph)
             svc.graph = GraphStore(conn.graph)
+            svc.watches.append(graph_watch(health, conn, url, server=server))
         if vectors:
             svc.embedder = make_embedder(settings, settings.home / "models")
             if svc.embedder is not None:
                 svc.vectors = open_vector_store(settings)
                 svc._closers.append(svc.vectors.close)
+                vector_health = getattr(svc.vectors, "health", None)  # a Qdrant server's (Edge is in-process)
+                if isinstance(vector_health, EngineHealth):
+                    svc.engines["vectors"] = vector_health
     except BaseException:
         svc.close()
         raise

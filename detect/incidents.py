@@ -10,7 +10,7 @@ import builtins
 import logging
 from typing import TYPE_CHECKING, Any
 
-from core.errors import InvalidInput, NotFound
+from core.errors import EngineUnavailable, InvalidInput, NotFound
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest, alert_service, incident_id_for
 from core.timeutil import NS, iso, now_ns, to_ns
@@ -155,7 +155,7 @@ class IncidentBook:
             service=incident.root_cause or incident.service,
         )
         if self.graph is not None:
-            self.graph.upsert_incident(
+            self._mirror(
                 {
                     "id": incident.id,
                     "title": incident.title,
@@ -196,7 +196,7 @@ class IncidentBook:
         self._index(updated, explanation.summary)
         if self.graph is not None:
             templates = [e.id.split(":", 1)[1] for e in explanation.evidence if e.id.startswith("template:")]
-            self.graph.upsert_incident(
+            self._mirror(
                 {
                     "id": incident.id,
                     "root_causes": [
@@ -234,13 +234,28 @@ class IncidentBook:
                 props["confirmed_root_cause"] = fb.root_cause
             if fb.helpful is not None:
                 props["helpful"] = fb.helpful
-            self.graph.upsert_incident(props)
+            self._mirror(props)
         explanation = self.explanation(updated)
         if explanation is not None:
             self._index(updated, explanation.summary)
         return updated
 
+    def _mirror(self, props: dict[str, Any]) -> None:
+        """The incident's node and edges in the graph. Best effort: the document in the event store is the
+        record, so a graph that is down (supervised, coming back) costs the mirror, not the answer."""
+        assert self.graph is not None
+        try:
+            self.graph.upsert_incident(props)
+        except EngineUnavailable as exc:
+            log.warning("graph down: incident not mirrored", extra={"incident": props.get("id"), "error": exc.message})
+
     def _index(self, incident: Incident, summary: str) -> None:
+        try:
+            self._index_vector(incident, summary)
+        except EngineUnavailable as exc:  # the vector store is down: found by similarity once re-explained
+            log.warning("vectors down: incident not indexed", extra={"incident": incident.id, "error": exc.message})
+
+    def _index_vector(self, incident: Incident, summary: str) -> None:
         """Past incidents are found by meaning: by their symptoms (the text a later incident's agents search
         with), else their summary; the payload keeps the summary and what is known of the cause."""
         text = incident.symptoms or summary

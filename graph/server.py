@@ -3,8 +3,9 @@
 One daemonized server per data directory, found again by any later process (pid file + state file),
 started under an fcntl lock so that two processes starting at once start it once. It listens on a
 unix socket under the data directory (no TCP port); only when that path is too long for a unix
-socket does it fall back to a free loopback port. Data persists as AOF (fsync every second) plus
-RDB snapshots; `stop()` shuts down with SAVE.
+socket does it fall back to a free loopback port. Data persists as AOF (fsync before each write is
+answered, so a killed server loses no acknowledged write) plus RDB snapshots; `stop()` shuts down with SAVE.
+`graph.supervise` restarts it on the same files when its process dies.
 
 Files under `data_dir`: falkordb.sock, redis.conf, redis.pid, redis.log, server.json (address and
 pid of the running server), start.lock, dump.rdb, appendonlydir/.
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import redis
 from falkordb import FalkorDB, Graph
 
+from core.breaker import EngineHealth
 from core.errors import EngineUnavailable
 from core.redaction import redact_url
 from graph.schema import ensure_schema
@@ -279,7 +281,7 @@ class EmbeddedFalkorDB:
             'dbfilename "dump.rdb"',
             "appendonly yes",
             'appenddirname "appendonlydir"',
-            "appendfsync everysec",
+            "appendfsync always",
             'save "3600 1 300 100 60 10000"',
             "stop-writes-on-bgsave-error yes",
             "tcp-backlog 128",
@@ -359,17 +361,25 @@ class GraphConnection(NamedTuple):
         self.db.connection.close()
 
 
-def connect_url(url: str, graph_name: str, *, timeout_s: float = 600.0) -> GraphConnection:
+def connect_url(
+    url: str, graph_name: str, *, timeout_s: float = 600.0, health: EngineHealth | None = None
+) -> GraphConnection:
     """Client and graph for a server URL (redis://, rediss://, unix://); EngineUnavailable if it is down.
 
-    `timeout_s` bounds one reply (redis-py's own default, 5 s, would cut off large batch writes).
+    `timeout_s` bounds one reply (redis-py's own default, 5 s, would cut off large batch writes). With
+    `health`, every command of the graph goes through its breaker (refused at once while the server is down;
+    the client reconnects by itself once it is back).
     """
     try:
         db = FalkorDB.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=10)
         db.connection.ping()
     except (redis.RedisError, ValueError) as exc:
         raise EngineUnavailable(f"cannot reach FalkorDB at {redact_url(url)}: {exc}") from exc
-    return GraphConnection(db, db.select_graph(graph_name))
+    graph = db.select_graph(graph_name)
+    if health is not None:
+        send = graph.execute_command
+        graph.execute_command = lambda *args, **kw: health.call(send, *args, **kw)
+    return GraphConnection(db, graph)
 
 
 def connect_graph(settings: Settings, *, ensure: bool = True) -> GraphConnection:

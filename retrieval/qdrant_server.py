@@ -12,12 +12,13 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from core.breaker import EngineHealth
 from core.errors import EngineUnavailable, InvalidInput, NotFound
 from retrieval.qdrant_edge import (
     as_vector,
@@ -29,10 +30,10 @@ from retrieval.qdrant_edge import (
 )
 from retrieval.vectors import VectorFilter, VectorHit, VectorPoint, point_uuid
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger(__name__)
+
+VECTOR_FAILURES: tuple[type[BaseException], ...] = (ResponseHandlingException, ConnectionError, OSError)
+"""A server that cannot be reached (qdrant-client wraps the transport's errors in ResponseHandlingException)."""
 
 _UPSERT_CHUNK = 256
 
@@ -62,8 +63,10 @@ class ServerVectorStore:
 
     backend = "qdrant-server"
 
-    def __init__(self, client: QdrantClient) -> None:
+    def __init__(self, client: QdrantClient, *, health: EngineHealth | None = None) -> None:
         self.client = client
+        self.health = health or EngineHealth("vectors", failures=VECTOR_FAILURES)
+        """Calls go through its breaker: refused at once while the server is down."""
         self._dims: dict[str, int] = {}
         self._indexed: dict[str, set[str]] = {}
         self._lock = threading.Lock()
@@ -71,7 +74,8 @@ class ServerVectorStore:
     @contextmanager
     def _engine(self, what: str, name: str) -> Iterator[None]:
         try:
-            yield
+            with self.health.guarded():
+                yield
         except (ResponseHandlingException, UnexpectedResponse, ConnectionError, OSError) as exc:
             raise EngineUnavailable(
                 f"Qdrant server failed to {what} (collection {name!r}): {exc}; check DEVMESH_QDRANT_URL"
@@ -174,6 +178,16 @@ class ServerVectorStore:
     def collections(self) -> list[str]:
         with self._engine("list collections", ""):
             return sorted(c.name for c in self.client.get_collections().collections)
+
+    def ping(self) -> bool:
+        """Whether the server answers now (around the breaker: what the supervisor probes with)."""
+        try:
+            self.client.get_collections()
+        except VECTOR_FAILURES:
+            return False
+        except UnexpectedResponse:  # it answered (with an error of its own)
+            return True
+        return True
 
     def close(self) -> None:
         self.client.close()

@@ -25,6 +25,7 @@ from api.http.ratelimit import RateLimitMiddleware, rates_of
 from api.keystore import KeyStore
 from api.notify import notifier_from_settings
 from api.port import DevMeshPort
+from api.supervision import supervise
 from api.wiring import Services, open_services
 from core.settings import Settings
 from core.timeutil import now_ns, parse_duration
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await run_in_threadpool(open_fn, settings)
         app.state.services = svc
+        supervise(svc)  # engines that die are restarted or waited for; owed writes replayed when back
         port = await run_in_threadpool(EnginePort, svc, notify=notifier_from_settings(settings))
         app.state.port = port
         app.state.slack = slack_bot_from_settings(settings, port)

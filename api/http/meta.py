@@ -22,7 +22,7 @@ router = APIRouter(tags=["meta"])
 def health(port: DevMeshPort = Depends(get_port)) -> JSONResponse:
     checks = port.health()
     ok = all(checks.values())
-    body = {"status": "ok" if ok else "degraded", "checks": checks, "owed": port.owed()}
+    body = {"status": "ok" if ok else "degraded", "checks": checks, "engines": port.engines(), "owed": port.owed()}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

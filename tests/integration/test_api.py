@@ -353,6 +353,8 @@ def test_health_and_info(client: TestClient, api_settings: Settings) -> None:
     body = health.json()
     assert (body["status"], body["checks"]) == ("ok", {"events": True, "graph": True, "vectors": True})
     assert body["owed"] == {"graph": 0, "vectors": 0}  # nothing owed to the derived stores
+    graph = body["engines"]["graph"]  # supervised; Qdrant Edge is in-process and has no outages of its own
+    assert (set(body["engines"]), graph["state"], graph["outages"], graph["restarts"]) == ({"graph"}, "up", 0, 0)
 
     info = client.get("/info").json()
     assert info["backends"] == {

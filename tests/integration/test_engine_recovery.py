@@ -1,0 +1,140 @@
+"""The embedded FalkorDB killed under a running app: /health says so, explain and ingest go on without the
+graph (labelled), and the server comes back by itself on its own files with the owed writes replayed.
+
+The supervisor's restart is held back while the test looks at the outage by holding the server's start
+lock (the restart waits on it); every wait is bounded, none is a timing assertion.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agents.topology_agent import TOPOLOGY_DOWN
+from api.http.app import create_app
+from api.wiring import Services
+from core.errors import EngineUnavailable
+from core.settings import Settings
+from core.timeutil import NS
+from graph.server import EmbeddedFalkorDB
+from tests.conftest import ImportedSample
+
+SERVICE = "ts-verification-code-service"
+BOUND_S = 90.0
+
+
+def wait_for(check: Callable[[], bool], what: str, bound_s: float = BOUND_S) -> None:
+    deadline = time.monotonic() + bound_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {bound_s:.0f} s: {what}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def start_lock_held(server: EmbeddedFalkorDB) -> Iterator[None]:
+    """While held, nobody (the supervisor included) can start the server."""
+    with open(server.data_dir / "start.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def embedded(sample: ImportedSample, tmp_path: Path, minilm_dir: Path) -> Settings:
+    """The imported sample's events under a home of this test, with an embedded FalkorDB of its own."""
+    home = tmp_path / "home"
+    shutil.copytree(sample.settings.home, home)
+    return Settings(
+        home=home,
+        model_dir=minilm_dir,
+        falkordb_url=None,
+        embedder="none",
+        qdrant_url=None,
+        ollama_host=None,
+        allowed_hosts=["testserver"],
+    )
+
+
+def graph_state(client: TestClient) -> dict[str, Any]:
+    return client.get("/health").json()["engines"]["graph"]  # type: ignore[no-any-return]
+
+
+def pod_names(svc: Services, service: str) -> set[str]:
+    assert svc.graph is not None
+    return {p.pod for p in svc.graph.pods_of(service)}
+
+
+def test_killed_embedded_falkordb_comes_back_and_nothing_stops(
+    embedded: Settings, sample: ImportedSample, open_fn: Callable[[Settings], Services]
+) -> None:
+    with TestClient(create_app(embedded, open_fn=open_fn), raise_server_exceptions=False) as client:
+        svc: Services = client.app.state.services  # type: ignore[attr-defined]
+        assert client.get("/health").status_code == 200
+        assert graph_state(client)["state"] == "up"
+        server = EmbeddedFalkorDB(embedded.falkordb_dir)
+        assert server.is_running()
+        pid = server._read_state()[1]  # type: ignore[index]
+
+        with start_lock_held(server):
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: graph_state(client)["state"] != "up", "/health shows the graph down")
+            health = client.get("/health")
+            assert health.status_code == 503
+            body = health.json()
+            assert body["status"] == "degraded" and body["checks"]["graph"] is False
+            assert body["engines"]["graph"]["state"] in ("down", "restarting")
+            assert body["engines"]["graph"]["since"] > 0 and body["engines"]["graph"]["outages"] == 1
+
+            # ingest is acknowledged: the events are stored, the graph work owed
+            lines = [
+                {
+                    "timestamp": (sample.fault_ns + i * NS) // 1000,
+                    "message": f"probe {i} done",
+                    "service": "newsvc",
+                    "pod": "newsvc-0",
+                    "host": "node-9",
+                }
+                for i in range(5)
+            ]
+            ingested = client.post("/ingest/logs", json={"events": lines})
+            assert ingested.status_code == 200, ingested.text
+            assert ingested.json()["stored"] == 5
+
+            # explain answers from the events, and says the topology was not available
+            start = sample.fault_ns
+            answer = client.post("/explain", json={"service": SERVICE, "start_ns": start, "end_ns": start + 300 * NS})
+            assert answer.status_code == 200, answer.text
+            expl = answer.json()["explanation"]
+            assert TOPOLOGY_DOWN in expl["notes"]
+            assert expl["root_causes"] and expl["root_causes"][0]["service"] == SERVICE
+            assert not pod_names_safe(svc, "newsvc")
+
+        # released: the supervisor restarts it on the same files, and the owed graph work is replayed
+        wait_for(lambda: graph_state(client)["state"] == "up", "the graph is back up")
+        assert graph_state(client)["restarts"] >= 1
+        assert server.is_running() and server._read_state()[1] != pid  # type: ignore[index]
+        assert client.get("/health").status_code == 200
+        wait_for(lambda: pod_names_safe(svc, "newsvc") == {"newsvc-0"}, "the owed placement is in the graph")
+        again = client.post("/explain", json={"service": SERVICE, "start_ns": start, "end_ns": start + 300 * NS})
+        assert again.status_code == 200 and TOPOLOGY_DOWN not in again.json()["explanation"]["notes"]
+
+
+def pod_names_safe(svc: Services, service: str) -> set[str]:
+    """The pods the graph knows for `service`; empty while the graph cannot be read."""
+    try:
+        return pod_names(svc, service)
+    except EngineUnavailable:
+        return set()
