@@ -198,7 +198,13 @@ def _stop_falkordb(home: Path) -> None:
     """The embedded FalkorDB outlives a killed `devmesh serve` (by design); stop this home's one by its pid file."""
     pid_file = home / "falkordb" / "redis.pid"
     with contextlib.suppress(OSError, ValueError):
-        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30  # it saves on the way out: wait before the home is deleted
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)  # OSError once it is gone
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
 
 
 def read_journal(path: Path, limit: int | None) -> list[str]:
