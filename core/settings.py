@@ -111,6 +111,22 @@ class Settings(BaseSettings):
     detect_every: str | None = Field(
         default=None, description="Run detection in `devmesh serve` at this interval (e.g. 1m, 5m); unset: never."
     )
+    retain_logs: str = Field(
+        default="14d", description="Raw log lines older than this age out (counts stay); '0' or 'none': kept."
+    )
+    retain_spans: str = Field(default="7d", description="Raw spans older than this age out; '0' or 'none': kept.")
+    retain_metrics: str = Field(
+        default="30d", description="Raw metric points older than this age out; '0' or 'none': kept."
+    )
+    retain_max_bytes: int = Field(
+        default=0, ge=0, description="Most bytes the event store's data may use; oldest raw rows go first. 0: no cap."
+    )
+    retain_logs_max_bytes: int = Field(default=0, ge=0, description="Most bytes of raw log lines; 0: no cap.")
+    retain_spans_max_bytes: int = Field(default=0, ge=0, description="Most bytes of raw spans; 0: no cap.")
+    retain_metrics_max_bytes: int = Field(default=0, ge=0, description="Most bytes of raw metric points; 0: no cap.")
+    prune_every: str = Field(
+        default="1h", description="How often `devmesh serve` applies retention; '0' or 'none': never."
+    )
     slack_socket_mode: bool = Field(default=False, description="Use Socket Mode instead of the Events API.")
     chat_webhook_url: SecretStr | None = Field(default=None, description="Incoming webhook for explanations.")
     chat_webhook_format: str = Field(default="mattermost", description="mattermost, slack, teams or generic.")

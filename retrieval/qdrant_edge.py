@@ -304,6 +304,22 @@ class EdgeVectorStore:
 
     # -- Edge-specific ----------------------------------------------------------------------------
 
+    def export_points(self, name: str, *, page: int = 1000) -> Iterator[VectorPoint]:
+        """Every point of a collection, page by page (for backups); each point is read whole."""
+        coll = self._collection(name)
+        offset = None
+        while True:
+            with self._engine("scroll points", name):
+                records, offset = coll.shard.scroll(
+                    qe.ScrollRequest(offset=offset, limit=page, with_payload=True, with_vector=True)
+                )
+            for rec in records:
+                payload = dict(rec.payload or {})
+                pid = str(payload.pop("_id"))
+                yield VectorPoint(id=pid, vector=np.asarray(rec.vector, dtype=np.float32), payload=payload)
+            if offset is None:
+                return
+
     def optimize(self, name: str | None = None) -> None:
         """Merge segments and build HNSW where a segment is large enough; blocks until done.
 

@@ -18,6 +18,7 @@ from api.cli import (
     keys_cmds,
     query_cmds,
     rebuild_cmds,
+    retention_cmds,
     serve_cmds,
     ship_cmds,
 )
@@ -57,6 +58,7 @@ eval_cmds.register(app)
 incident_cmds.register(app)
 detect_cmds.register(app)
 keys_cmds.register(app)
+retention_cmds.register(app)
 ship_cmds.register(app)
 
 

@@ -25,6 +25,7 @@ from api.http.ratelimit import RateLimitMiddleware, rates_of
 from api.keystore import KeyStore
 from api.notify import notifier_from_settings
 from api.port import DevMeshPort
+from api.retention import RetentionPolicy, period_ns, policy_from_settings, prune
 from api.supervision import supervise
 from api.wiring import Services, open_services
 from core.settings import Settings
@@ -68,6 +69,10 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         if settings.detect_every:
             every_s = parse_duration(settings.detect_every).total_seconds()
             tasks.append(asyncio.create_task(_detect_loop(port, every_s)))
+        prune_every_ns = period_ns(settings.prune_every, "prune_every")
+        if prune_every_ns:
+            policy = policy_from_settings(settings)
+            tasks.append(asyncio.create_task(_prune_loop(svc, policy, prune_every_ns / 1e9)))
         try:
             yield
         finally:
@@ -133,3 +138,13 @@ async def _detect_loop(port: DevMeshPort, every_s: float) -> None:
         except Exception:
             log.exception("detection run failed; will retry")
         await asyncio.sleep(every_s)
+
+
+async def _prune_loop(svc: Services, policy: RetentionPolicy, every_s: float) -> None:
+    """Retention inside the server, through the server's own event store (one writer): first after `every_s`."""
+    while policy.enabled:
+        await asyncio.sleep(every_s)
+        try:
+            await run_in_threadpool(prune, svc.events, policy)
+        except Exception:
+            log.exception("retention run failed; will retry")

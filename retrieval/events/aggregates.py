@@ -138,11 +138,15 @@ class Aggregations:
         """Lines per (template, service) in [start_ns, end_ns), most frequent first; untemplated skipped."""
         params: list[Any] = [start_ns, end_ns]
         cond = f" AND {in_clause('service', list(services), params)}" if services is not None else ""
+        # lines pruned by retention count from their per-minute rollup (buckets starting in the window)
         _, rows = self._db.all(
-            "SELECT template_id, service, count(*) AS n, min(ts_ns), max(ts_ns) FROM logs"
-            f" WHERE ts_ns >= ? AND ts_ns < ? AND template_id <> ''{cond}"
+            "SELECT template_id, service, sum(n) AS n, min(lo), max(hi) FROM"
+            " (SELECT template_id, service, count(*) AS n, min(ts_ns) AS lo, max(ts_ns) AS hi FROM logs"
+            f" WHERE ts_ns >= ? AND ts_ns < ? AND template_id <> ''{cond} GROUP BY template_id, service"
+            " UNION ALL SELECT template_id, service, sum(count), min(first_ns), max(last_ns) FROM log_rollup"
+            f" WHERE bucket_ns >= ? AND bucket_ns < ? AND template_id <> ''{cond} GROUP BY template_id, service)"
             " GROUP BY template_id, service ORDER BY n DESC, template_id, service",
-            params,
+            params + params,
         )
         return [TemplateCount(*r) for r in rows]
 
@@ -163,11 +167,14 @@ class Aggregations:
         cond = in_clause("level", levels_at_least(min_level), params)
         if services is not None:
             cond += f" AND {in_clause('service', list(services), params)}"
-        _, rows = self._db.all(
-            "SELECT (ts_ns // ?) * ? AS bucket_ns, service, count(*) FROM logs"
-            f" WHERE ts_ns >= ? AND ts_ns < ? AND {cond}"
+        _, rows = self._db.all(  # pruned lines count from their per-minute rollup
+            "SELECT b AS bucket_ns, service, sum(n) FROM"
+            " (SELECT (ts_ns // ?) * ? AS b, service, count(*) AS n FROM logs"
+            f" WHERE ts_ns >= ? AND ts_ns < ? AND {cond} GROUP BY b, service"
+            " UNION ALL SELECT (bucket_ns // ?) * ? AS b, service, sum(count) FROM log_rollup"
+            f" WHERE bucket_ns >= ? AND bucket_ns < ? AND {cond} GROUP BY b, service)"
             " GROUP BY bucket_ns, service ORDER BY bucket_ns, service",
-            params,
+            params + params,
         )
         return [BucketCount(*r) for r in rows]
 

@@ -89,6 +89,16 @@ def ddl(*, trace_index: bool) -> list[str]:
         " status VARCHAR NOT NULL DEFAULT '', service VARCHAR NOT NULL DEFAULT '', body VARCHAR NOT NULL,"
         " updated_ns BIGINT NOT NULL, PRIMARY KEY (collection, id))",
         "CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_ns BIGINT NOT NULL)",
+        # What pruned raw rows leave behind, per minute (`retrieval.events.retention`); rows of one
+        # bucket may be split over several entries: readers sum them.
+        "CREATE TABLE IF NOT EXISTS log_rollup (bucket_ns BIGINT NOT NULL, service VARCHAR NOT NULL,"
+        " template_id VARCHAR NOT NULL, level VARCHAR NOT NULL, count BIGINT NOT NULL,"
+        " first_ns BIGINT NOT NULL, last_ns BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS span_rollup (bucket_ns BIGINT NOT NULL, service VARCHAR NOT NULL,"
+        " operation VARCHAR NOT NULL, status VARCHAR NOT NULL, count BIGINT NOT NULL, sum_us DOUBLE NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS metric_rollup (bucket_ns BIGINT NOT NULL, pod VARCHAR NOT NULL,"
+        " name VARCHAR NOT NULL, count BIGINT NOT NULL, sum DOUBLE NOT NULL, min DOUBLE NOT NULL,"
+        " max DOUBLE NOT NULL)",
     ]
     stmts += OWED_DDL  # the ledger of owed derived-store writes (`retrieval.events.owed`)
     if trace_index:

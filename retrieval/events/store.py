@@ -39,6 +39,7 @@ from retrieval.events.query import (
     where_clause,
 )
 from retrieval.events.readonly_sql import run_read_only
+from retrieval.events.retention import Retention
 from retrieval.events.schema import LOG_SELECT, SPAN_SELECT, json_or_text, log_row, normalize
 from retrieval.events.templates import TemplateTables
 
@@ -51,7 +52,7 @@ class AppendResult:
     duplicates: int
 
 
-class EventStore(TemplateTables, Aggregations):
+class EventStore(TemplateTables, Aggregations, Retention):
     """DuckDB event store. `path=None` keeps everything in memory."""
 
     def __init__(self, path: Path | None, *, trace_index: bool = True, sql_timeout_s: float = 30.0) -> None:

@@ -176,12 +176,15 @@ class TemplateTables:
             return
         params: list[Any] = []
         cond = in_clause("template_id", list(ids), params)
-        with self._db.write() as cur:
+        with self._db.write() as cur:  # lines pruned by retention are counted from their rollup
             cur.execute(
                 "UPDATE templates SET count = s.n, first_ns = s.lo, last_ns = s.hi FROM"
+                " (SELECT tid, sum(n) AS n, min(lo) AS lo, max(hi) AS hi FROM"
                 " (SELECT template_id AS tid, count(*) AS n, min(ts_ns) AS lo, max(ts_ns) AS hi FROM logs"
-                f" WHERE {cond} GROUP BY template_id) AS s WHERE templates.template_id = s.tid",
-                params,
+                f" WHERE {cond} GROUP BY template_id UNION ALL SELECT template_id, sum(count), min(first_ns),"
+                f" max(last_ns) FROM log_rollup WHERE {cond} GROUP BY template_id) GROUP BY tid) AS s"
+                " WHERE templates.template_id = s.tid",
+                params + params,
             )
 
     def top_templates(
