@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -75,12 +76,19 @@ def restore_cmd(
 ) -> None:
     """Restore a backup into the home: checksums checked first, counts compared after."""
     settings = state(ctx).settings
+    started = time.perf_counter()
     manifest = restore_files(settings, directory, force=force)
     with open_services(settings) as svc:
         loaded = load_vectors(svc, directory)
         counts = current_counts(svc)
     want = manifest["counts"]
-    report = {"restored": str(directory), "vectors_loaded": loaded, "counts": counts, "match": _same(want, counts)}
+    report = {
+        "restored": str(directory),
+        "vectors_loaded": loaded,
+        "counts": counts,
+        "match": _same(want, counts),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     emit(report, as_json, lambda d: console.print_json(data=d))
     if not report["match"]:
         raise typer.Exit(1)

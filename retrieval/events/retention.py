@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,7 @@ def compact_file(path: Path) -> dict[str, Any]:
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
     before = path.stat().st_size
+    started = time.perf_counter()
     try:
         conn = duckdb.connect(str(path))
     except duckdb.Error as exc:
@@ -235,7 +237,8 @@ def compact_file(path: Path) -> dict[str, Any]:
         raise
     conn.close()
     os.replace(tmp, path)
-    return {"file_bytes_before": before, "file_bytes_after": path.stat().st_size}
+    seconds = round(time.perf_counter() - started, 3)
+    return {"file_bytes_before": before, "file_bytes_after": path.stat().st_size, "seconds": seconds}
 
 
 def _copy_sql(path: Path) -> str:
