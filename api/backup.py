@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-_SKIP_TOP = {"events.duckdb", "events.duckdb.wal", "falkordb", "qdrant", "models"}
+_SKIP_TOP = {"events.duckdb", "events.duckdb.wal", "falkordb", "qdrant", "models", "serve.json"}
+"""Not copied as home files: the stores (copied their own way), the model cache, a running server's address."""
 _SQLITE = {".sqlite", ".sqlite3", ".db"}
 _BGSAVE_TIMEOUT_S = 600.0
 

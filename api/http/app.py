@@ -16,7 +16,7 @@ from api.audit import AuditLog
 from api.chat import routes as chat_routes
 from api.chat.slack_app import slack_bot_from_settings
 from api.engine_port import EnginePort
-from api.http import detect, explain, incidents, ingest, journald, meta, otlp, query
+from api.http import admin, detect, explain, incidents, ingest, journald, meta, otlp, query
 from api.http.errors import install_error_handlers
 from api.http.guard import AccessGuard
 from api.http.limits import BodyLimitMiddleware
@@ -47,6 +47,7 @@ ROUTERS = (
     explain.router,
     incidents.router,
     detect.router,
+    admin.router,
     alerts.router,
     chat_routes.router,
 )

@@ -203,6 +203,25 @@ def rewrite_table(db: Database, kind: Kind) -> None:
             cur.execute(sql)
 
 
+def check_sole_writer(db: Database) -> None:
+    """EngineUnavailable when another process holds the file's write lock (e.g. `devmesh serve`).
+
+    DuckDB lets a second process open the file and fails only at its first commit that writes; this
+    commits a one-row write to find out before any work is done.
+    """
+    try:
+        with db.transaction(), db.write() as cur:
+            cur.execute(  # a row that changes: DuckDB takes the lock only for a commit that writes
+                "INSERT INTO kv VALUES ('writer_probe', '{}', epoch_ns(now())) ON CONFLICT (key)"
+                " DO UPDATE SET updated_ns = excluded.updated_ns"
+            )
+    except duckdb.Error as exc:
+        raise EngineUnavailable(
+            f"another process holds the event store at {db.path} (is `devmesh serve` running?): "
+            f"{str(exc).splitlines()[0][:200]}"
+        ) from exc
+
+
 def checkpoint(db: Database) -> None:
     """Write the WAL into the file and let DuckDB truncate trailing free blocks where it can."""
     with db.write() as cur:
@@ -269,6 +288,10 @@ class Retention:
     def rewrite_table(self, kind: Kind) -> None:
         """See `rewrite_table`."""
         rewrite_table(self._db, kind)
+
+    def check_sole_writer(self) -> None:
+        """See `check_sole_writer`."""
+        check_sole_writer(self._db)
 
     def checkpoint_file(self) -> None:
         """CHECKPOINT: the WAL into the file."""

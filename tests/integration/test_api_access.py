@@ -38,6 +38,8 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/incidents/{incident_id}/resolve"): Scope.EXPLAIN,
     ("POST", "/alerts/alertmanager"): Scope.EXPLAIN,
     ("POST", "/detect/run"): Scope.ADMIN,
+    ("POST", "/admin/prune"): Scope.ADMIN,
+    ("POST", "/admin/backup"): Scope.ADMIN,
 }
 OPEN = {("GET", "/health")}
 SIGNED = {"/slack/events", "/slack/commands", "/slack/interactions"}  # Slack's signature, not a key
