@@ -138,3 +138,24 @@ def pod_names_safe(svc: Services, service: str) -> set[str]:
         return pod_names(svc, service)
     except EngineUnavailable:
         return set()
+
+
+def test_a_remote_falkordb_that_goes_away_is_waited_for_and_caught_up(
+    sample: ImportedSample, tmp_path: Path, embedded: Settings, open_fn: Callable[[Settings], Services]
+) -> None:
+    """DEVMESH_FALKORDB_URL: DevMesh does not restart a server it does not own; it waits for it."""
+    remote = EmbeddedFalkorDB(tmp_path / "remote")
+    settings = embedded.model_copy(update={"falkordb_url": remote.start()})
+    try:
+        with TestClient(create_app(settings, open_fn=open_fn), raise_server_exceptions=False) as client:
+            svc: Services = client.app.state.services  # type: ignore[attr-defined]
+            os.kill(remote._read_state()[1], signal.SIGKILL)  # type: ignore[index]
+            wait_for(lambda: graph_state(client)["state"] == "down", "/health shows the remote graph down")
+            line = {"timestamp": sample.fault_ns // 1000, "message": "probe done", "service": "far", "pod": "far-0"}
+            assert client.post("/ingest/logs", json={"events": [line]}).json()["stored"] == 1
+            assert graph_state(client)["restarts"] == 0  # not ours to restart
+            remote.start()  # its operator brings it back, on the same files
+            wait_for(lambda: graph_state(client)["state"] == "up", "the remote graph is seen back")
+            wait_for(lambda: pod_names_safe(svc, "far") == {"far-0"}, "the owed placement is in the graph")
+    finally:
+        remote.stop()
