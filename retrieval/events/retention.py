@@ -8,7 +8,8 @@ and metric name). Templates (with their total counts), the documents (incidents,
 detection runs) and the key-value state are never touched. The newest pruned time of each kind is
 kept in the key-value store (`HORIZON_KEY`): windows before it hold rollups only.
 
-Deletion runs in bounded batches of whole time slices, each its own short transaction under the
+Rows in a time range whose graph work is still owed (`retrieval.events.owed`) are kept until the
+repair has done it. Deletion runs in bounded batches of whole time slices, each its own short transaction under the
 store's write lock, so ingestion interleaves with a prune running inside `devmesh serve`; rows newer
 than the cut-off are never touched. DuckDB keeps deleted blocks in its file and reuses them for new
 rows: the file shrinks only when rewritten (`compact_file`, with no other process holding it).
@@ -134,6 +135,9 @@ def prune_before(
     if batch_rows < 1:
         raise InvalidInput("batch_rows must be at least 1", field="batch_rows")
     tcol = TIME_COLUMN[kind]
+    owed = db.one("SELECT min(lo_ns) FROM owed WHERE kind = ?", [kind])[0]
+    if owed is not None and int(owed) < cutoff_ns:  # rows the graph is still owed stay until repaired
+        cutoff_ns = int(owed)
     rows_before = int(db.one(f"SELECT count(*) FROM {kind}")[0])
     if dry_run:
         doomed = int(db.one(f"SELECT count(*) FROM {kind} WHERE {tcol} < ?", [cutoff_ns])[0])

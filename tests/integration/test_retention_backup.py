@@ -255,3 +255,23 @@ def test_restore_refuses_a_backup_whose_files_do_not_match(tmp_path: Path, servi
         verify_backup(tmp_path / "backup")
     with pytest.raises(InvalidInput, match="not empty"):
         backup_home(services, tmp_path / "backup")
+
+
+def test_rows_whose_graph_work_is_owed_are_kept_until_repaired(tmp_path: Path) -> None:
+    ev = EventStore(tmp_path / "events.duckdb")
+    try:
+        start = now_ns() - 48 * HOUR
+        ev.append_logs(synthetic_logs(1000, start))  # one line every 10 ms from two days ago
+        owed_from = start + 5 * NS  # the graph still lacks what lines from here on imply
+        entry = ev.owed.add("graph", "logs", owed_from, start + 8 * NS)
+        cutoff = start + 9 * NS
+
+        kept = ev.prune_before("logs", cutoff)
+        assert kept.cutoff_ns == owed_from
+        assert raw_rows(ev, "logs", f"WHERE ts_ns < {owed_from}") == 0
+        assert raw_rows(ev, "logs") == 500  # the owed range and after are still there for the repair
+
+        ev.owed.settle([entry])
+        assert ev.prune_before("logs", cutoff).deleted == 400
+    finally:
+        ev.close()
