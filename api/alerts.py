@@ -38,7 +38,7 @@ from api.port import ConversationPort, DevMeshPort
 from core.errors import DevMeshError, InvalidInput, Overloaded
 from core.explanation import Explanation, RunbookLink
 from core.incident import AlertIn, InvestigationRequest
-from core.jsontypes import json_integer
+from core.jsontypes import json_integer, strip_text
 from core.naming import service_of_pod
 from core.settings import Settings
 from core.timeutil import ISO_SINCE_2001_PATTERN, NS, check_sane, now_ns, to_ns
@@ -80,6 +80,8 @@ class AlertmanagerAlert(_Model):
     )
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = Field(default="", max_length=200)
+
+    _stripped = field_validator("starts_at", "ends_at", mode="before")(strip_text)
 
     @field_validator("starts_at", "ends_at")
     @classmethod

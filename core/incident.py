@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import InvalidInput
-from core.jsontypes import json_integer
+from core.jsontypes import json_integer, strip_text
 from core.timeutil import LATEST_NS, TIME_PATTERN, to_ns
 
 
@@ -78,6 +78,8 @@ class AlertIn(BaseModel):
     endsAt: str | None = None  # noqa: N815
     generatorURL: str | None = Field(default=None, max_length=4000)  # noqa: N815
     fingerprint: str = ""
+
+    _stripped = field_validator("startsAt", mode="before")(strip_text)
 
     @field_validator("startsAt")
     @classmethod

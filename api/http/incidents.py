@@ -13,6 +13,7 @@ from api.port import DevMeshPort
 from core.errors import InvalidInput, NotFound
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus
+from core.jsontypes import StripText
 from core.timeutil import TIME_ARG_PATTERN, parse_time_arg
 
 router = APIRouter(tags=["incidents"])
@@ -71,10 +72,12 @@ class FeedbackIn(BaseModel):
 def list_incidents(
     status: IncidentStatus | None = None,
     since: Annotated[
-        str | None, Query(pattern=TIME_ARG_PATTERN, description="Started at or after: ISO-8601, epoch, or relative.")
+        str | None,
+        Query(pattern=TIME_ARG_PATTERN, description="Started at or after: ISO-8601, epoch, or relative."),
+        StripText,
     ] = None,
     until: Annotated[
-        str | None, Query(pattern=TIME_ARG_PATTERN, description="Started before (same forms as since).")
+        str | None, Query(pattern=TIME_ARG_PATTERN, description="Started before (same forms as since)."), StripText
     ] = None,
     q: Annotated[
         str | None,

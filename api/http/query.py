@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from api.http.access import Scope, require
 from api.http.deps import get_port
 from api.port import DevMeshPort
+from core.jsontypes import StripText
 from core.naming import LEVEL_ORDER
 from core.timeutil import TIME_ARG_PATTERN
 from retrieval.events import LogPage, query_from_args
@@ -20,16 +21,20 @@ router = APIRouter(tags=["query"], dependencies=[Depends(require(Scope.READ))])
 Since = Annotated[
     str | None,
     Query(pattern=TIME_ARG_PATTERN, description="Start: ISO-8601, epoch, 'now' or relative ('15m' = 15 minutes ago)."),
+    StripText,
 ]
 Until = Annotated[
     str | None,
     Query(pattern=TIME_ARG_PATTERN, description="End (exclusive), same forms as since; before since: nothing."),
+    StripText,
 ]
 Services_ = Annotated[list[str] | None, Query(alias="service", description="Service; repeat for several.")]
 Hosts = Annotated[list[str] | None, Query(alias="host", description="Host; repeat for several.")]
 LEVEL_PATTERN = "^(" + "|".join(f"{name}|{name.lower()}" for name in (*LEVEL_ORDER, "WARNING")) + ")$"
 Level = Annotated[
-    str | None, Query(pattern=LEVEL_PATTERN, description="Minimum level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL.")
+    str | None,
+    Query(pattern=LEVEL_PATTERN, description="Minimum level: TRACE, DEBUG, INFO, WARN, ERROR, FATAL."),
+    StripText,
 ]
 
 
