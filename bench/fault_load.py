@@ -30,7 +30,36 @@ SHAPES = (
     "upstream timeout after {ms} ms calling inventory",
     "GET /api/items/{u} 200 {ms}ms",
 )
-"""Five templates; every line also carries `seq=N`, so each line sent can be found once stored."""
+"""Five templates all along; every line also carries `seq=N`, so each line sent can be found once stored."""
+WORDS = [
+    "amber",
+    "birch",
+    "cedar",
+    "delta",
+    "ember",
+    "fjord",
+    "grove",
+    "harbor",
+    "island",
+    "juniper",
+    "kestrel",
+    "lagoon",
+    "meadow",
+    "nectar",
+    "orchard",
+    "prairie",
+    "quarry",
+    "ravine",
+    "summit",
+    "tundra",
+    "upland",
+    "valley",
+    "willow",
+    "yarrow",
+    "zephyr",
+]
+PHASE_BATCHES = 10
+"""Every PHASE_BATCHES batches a new kind of line starts (new templates keep coming, outages included)."""
 
 
 def lines(batch_no: int, first_seq: int, now_ns: int) -> list[dict[str, Any]]:
@@ -40,6 +69,9 @@ def lines(batch_no: int, first_seq: int, now_ns: int) -> list[dict[str, Any]]:
     for i in range(BATCH):
         seq = first_seq + i
         text = SHAPES[seq % len(SHAPES)].format(u=seq % 97, ms=seq % 500)
+        if i % 10 == 0:  # this phase's own kind of line
+            phase = batch_no // PHASE_BATCHES
+            text = " ".join(WORDS[(phase * 7 + k * 3) % len(WORDS)] for k in range(2 + phase % 5)) + " flushed"
         out.append(
             {
                 "timestamp": (now_ns + i * 1000) // 1000,

@@ -137,6 +137,7 @@ def run_engine(engine: str, seconds: float, work: Path) -> dict[str, Any]:
         back_at = killed_at
         if fake is not None:  # an outside server: down for a third of the run, then started again
             time.sleep(seconds / 3)
+            result["owed_before_return"] = health(server.url).get("owed")
             fake.start()
             back_at = time.monotonic()
         recovered = wait_recovered(server.url, engine, back_at)
