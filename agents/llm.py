@@ -261,7 +261,8 @@ class RetryingLLM:
         raise NotImplementedError
 
     def reachable(self) -> bool:
-        """Whether the server answers, whatever the breaker says (the backends override this)."""
+        """Whether the server answers at all, whatever the breaker and the model list say (what the supervisor
+        probes: a missing model is not an outage). The backends override this."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -348,17 +349,21 @@ class OllamaLLM(RetryingLLM):
     def available(self) -> bool:
         if self.breaker.state is BreakerState.OPEN:
             return False
-        return self.reachable()
-
-    def reachable(self) -> bool:
-        """Whether the server answers and lists the model, whatever the breaker says (the supervisor's probe)."""
-        try:
-            listed = self._client.list()
-        except (ollama.ResponseError, ValueError, ConnectionError, httpx.TransportError) as exc:
-            logger.info("Ollama not available", extra={"host": redact_urls(self.host), "error": str(exc)})
+        listed = self._list()
+        if listed is None:
             return False
         names = {m.model for m in listed.models if m.model}
         return _canonical(self._model) in {_canonical(n) for n in names}
+
+    def reachable(self) -> bool:
+        return self._list() is not None
+
+    def _list(self) -> ollama.ListResponse | None:
+        try:
+            return self._client.list()
+        except (ollama.ResponseError, ValueError, ConnectionError, httpx.TransportError) as exc:
+            logger.info("Ollama not available", extra={"host": redact_urls(self.host), "error": str(exc)})
+            return None
 
     def _refused(self, exc: ollama.ResponseError) -> str:
         text = f"Ollama at {self.host} refused {self._model!r} (HTTP {exc.status_code}: {exc.error})"

@@ -200,12 +200,16 @@ class OpenAICompatLLM(RetryingLLM):
         self._tokenizer = True
         return len(tokens)
 
+    def reachable(self) -> bool:
+        try:
+            self._http.get("/v1/models")
+        except httpx.TransportError:
+            return False
+        return True  # any answer, even an error status, is a server that is there
+
     def available(self) -> bool:
         if self.breaker.state is BreakerState.OPEN:
             return False
-        return self.reachable()
-
-    def reachable(self) -> bool:
         models = self._get("/v1/models")
         if not isinstance(models, dict):
             return False

@@ -1,16 +1,24 @@
 """The engines' health, breaker and supervisor (core.breaker, core.supervisor) on hand-made engines: a probe
-and a restart that the test switches, a clock the test moves. No engine, no thread."""
+and a restart that the test switches, a clock the test moves; and an LLM server (the Ollama fake on
+loopback) that goes away and comes back. No engine, no supervisor thread."""
 
 from __future__ import annotations
 
 import random
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
+from agents.llm import BreakerState, ChatMessage, OllamaLLM
 from core.breaker import CircuitBreaker, EngineHealth, EngineState, backoff_delays
-from core.errors import EngineUnavailable
+from core.errors import EngineUnavailable, LLMUnavailable
 from core.supervisor import Supervisor, Watch
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.serve_fake import _FixedPortServer
 
 
 @dataclass
@@ -155,3 +163,43 @@ def test_backoff_is_bounded_and_jittered() -> None:
     assert all(0.25 <= d <= 30.0 for d in got)
     assert max(got[-4:]) > 14.0  # reached the cap's range
     assert len(set(got)) == len(got)  # drawn, not fixed
+
+
+@contextmanager
+def ollama_on(port: int, models: list[str]) -> Iterator[FakeOllama]:
+    """The Ollama fake on a fixed loopback port (so that it can come back where it was)."""
+    fake = FakeOllama(models=models)
+    server = _FixedPortServer(fake, port)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_an_llm_server_that_goes_away_fails_fast_and_is_used_again_when_back() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OllamaLLM(f"http://127.0.0.1:{port}", "llama3.1:8b", retries=0, sleep=lambda s: None)
+    h = EngineHealth("llm", breaker=llm.breaker)
+    sup = Supervisor([Watch(health=h, probe=llm.reachable)])
+    try:
+        with ollama_on(port, ["llama3.1:8b"]):
+            sup.check()
+            assert h.state is EngineState.UP
+        sup.check()  # gone: seen down, the model's breaker opened
+        assert h.state is EngineState.DOWN and llm.breaker.state is BreakerState.OPEN
+        with pytest.raises(LLMUnavailable, match="circuit breaker open"):
+            llm.chat([ChatMessage(role="user", content="hi")])
+        with ollama_on(port, ["other:7b"]) as fake:  # back, but without the model: still not an outage
+            sup.check()
+            assert h.state is EngineState.UP and llm.breaker.state is BreakerState.CLOSED
+            assert llm.available() is False  # what the explainer asks: the model is missing
+            fake.models.append("llama3.1:8b")
+            assert llm.chat([ChatMessage(role="user", content="hi")]).content == "{}"
+    finally:
+        llm.close()
