@@ -18,7 +18,7 @@ from agents.investigate import Investigation, InvestigationEvent, detection_cont
 from agents.masking import Masker
 from agents.toolbox import Toolbox
 from api.info import backend_info
-from api.port import LogLine, Topology, TopologyEdge, TopologyNode, log_lines
+from api.port import LogLine, Topology, TopologyEdge, TopologyNode, log_lines, search_hits_as_lines
 from api.wiring import Services
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest
@@ -111,8 +111,7 @@ class EnginePort:
 
     def search_logs(self, text: str, *, service: str | None, since_ns: int | None, limit: int) -> list[LogLine]:
         result = self.search_templates(text, LogQuery(service=service, start_ns=since_ns), limit=limit)
-        rows = [dict(e, score=h.score, template=h.text) for h in result.hits for e in h.examples]
-        return log_lines(sorted(rows, key=lambda r: -r["ts_ns"])[:limit])
+        return search_hits_as_lines(result, limit)
 
     def logs_for(self, incident_id: str, limit: int) -> list[LogLine]:
         inc = self.tools.book.get(incident_id)

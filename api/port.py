@@ -200,3 +200,9 @@ class DevMeshPort(ConversationPort, Protocol):
 def log_lines(rows: Sequence[dict[str, Any]]) -> list[LogLine]:
     """Event-store rows as `LogLine`s."""
     return [LogLine.model_validate(r) for r in rows]
+
+
+def search_hits_as_lines(result: SearchResult, limit: int) -> list[LogLine]:
+    """The example lines of a template search, each with its template's score and text, newest first."""
+    rows = [dict(e, score=h.score, template=h.text) for h in result.hits for e in h.examples]
+    return log_lines(sorted(rows, key=lambda r: -r["ts_ns"])[:limit])

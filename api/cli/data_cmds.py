@@ -12,10 +12,11 @@ from typing import Any
 import typer
 
 from api.cli import export_cmds
-from api.cli.common import JsonOpt, console, emit, err_console, opened, progress, state
+from api.cli.common import JsonOpt, connect, console, emit, err_console, opened, progress, state
+from api.port import DevMeshPort
 from core.errors import InvalidInput
 from core.timeutil import now_ns
-from ingest.devmesh_json import EventError, Limits, events_of, parse_events
+from ingest.devmesh_json import EventError, Limits, ParsedEvents, events_of, parse_events
 from ingest.feed import FeedOptions, LineFormat, feed_lines
 from ingest.importers import import_nezha, import_runbooks
 from ingest.jsonlines import Readable, loads, numbered_lines, open_input
@@ -105,14 +106,14 @@ def _ingest_json(ctx: typer.Context, raw: bytes, batch_size: int, as_json: bool)
     total.rejected += len(bad_lines)
     total.received += len(bad_lines)
     total.errors.extend(e.as_dict() for e in bad_lines[:100])
-    with opened(ctx) as svc, progress(not as_json) as bar:
+    with connect(ctx) as port, progress(not as_json) as bar:
         task = bar.add_task("ingest json", total=len(items), status="")
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             parsed = parse_events(chunk, limits, default_source="file", now_ns=now_ns(), index_offset=start)
             if line_of is not None:
                 parsed.errors = [_on_line(e, line_of[e.index]) for e in parsed.errors]
-            _one(svc, parsed, total)
+            _one(port, parsed, total)
             bar.update(task, advance=len(chunk), status=f"{total.stored} stored")
     return total.as_dict()
 
@@ -147,8 +148,8 @@ def _on_line(e: EventError, line: int) -> EventError:
     return EventError(line, e.field.replace(f"events[{e.index}]", f"line {line}", 1), e.problem)
 
 
-def _one(svc: Any, parsed: Any, total: IngestReport) -> None:
-    report = svc.pipeline.ingest_logs(parsed.rows)
+def _one(port: DevMeshPort, parsed: ParsedEvents, total: IngestReport) -> None:
+    report = port.ingest("logs", parsed.rows)
     report.rejected = len(parsed.errors)
     report.received += len(parsed.errors)
     report.errors = [e.as_dict() for e in parsed.errors]

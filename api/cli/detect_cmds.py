@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 import typer
-from pydantic import SecretStr
 
-from api.cli.common import JsonOpt, console, emit, err_console, opened, state
+from api.cli.common import JsonOpt, connect, console, emit, state
 from api.engine_port import EnginePort
 from api.notify import notifier_from_settings
-from core.errors import EngineUnavailable
 from core.timeutil import now_ns, parse_duration, parse_time_arg
 from detect.runner import DetectOptions
 
@@ -26,7 +23,9 @@ def detect(
     every: str | None = typer.Option(None, "--every", help="Run repeatedly at this interval (e.g. 1m, 5m)."),
     at: str | None = typer.Option(None, "--at", help="Treat this time as now (replays; ISO or epoch)."),
     window: str = typer.Option("1m", help="Width of one detection window."),
-    server: str | None = typer.Option(None, help="Ask a running `devmesh serve` at this URL to run detection."),
+    server: str | None = typer.Option(
+        None, help="Ask a running `devmesh serve` at this URL to run detection (as `devmesh --server URL detect`)."
+    ),
     no_explain: bool = typer.Option(False, "--no-explain", help="Open incidents without running the agents."),
     max_runs: int = typer.Option(0, min=0, help="With --every: stop after this many runs (0: never)."),
     as_json: bool = JsonOpt,
@@ -34,10 +33,12 @@ def detect(
     """Find anomalous services in the last window, open or update incidents, explain them and notify."""
     opt = DetectOptions(window_s=int(parse_duration(window).total_seconds()), explain=not no_explain)
     interval = parse_duration(every).total_seconds() if every else 0.0
+    if server:
+        state(ctx).server = server
     runs = 0
     while True:
         end = parse_time_arg(at) if at else now_ns()
-        data = _via_server(server, end, opt, state(ctx).settings.api_key) if server else _local(ctx, end, opt)
+        data = _run(ctx, end, opt)
         emit(data, as_json, _render)
         runs += 1
         if not every or (max_runs and runs >= max_runs):
@@ -45,30 +46,12 @@ def detect(
         time.sleep(interval)
 
 
-def _local(ctx: typer.Context, end: int, opt: DetectOptions) -> dict[str, Any]:
-    with opened(ctx) as svc:
-        port = EnginePort(svc, notify=notifier_from_settings(svc.settings))
+def _run(ctx: typer.Context, end: int, opt: DetectOptions) -> dict[str, Any]:
+    """One run through the port: a server (it notifies as its settings say) or the home's engines."""
+    with connect(ctx) as port:
+        if isinstance(port, EnginePort):  # the engines of this home: announce as this user's settings say
+            port.notify = notifier_from_settings(port.svc.settings)
         return {"runs": [r.as_dict() for r in port.detect(end_ns=end, options=opt)]}
-
-
-def _via_server(url: str, end: int, opt: DetectOptions, api_key: SecretStr | None) -> dict[str, Any]:
-    """POST /detect/run on a running `devmesh serve` (it notifies as its settings say), with DEVMESH_API_KEY
-    as the bearer token when set (the server wants a key with the admin scope once keys exist)."""
-    headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"} if api_key is not None else {}
-    try:
-        r = httpx.post(
-            url.rstrip("/") + "/detect/run",
-            json={"end_ns": end, "window_s": opt.window_s, "explain": opt.explain},
-            headers=headers,
-            timeout=600,
-        )
-    except httpx.HTTPError as exc:
-        raise EngineUnavailable(f"cannot reach DevMesh at {url}: {exc}") from exc
-    if r.status_code >= 400:
-        err_console.print(r.text)
-        raise EngineUnavailable(f"DevMesh at {url} answered {r.status_code}")
-    data: dict[str, Any] = r.json()
-    return data
 
 
 def _render(d: dict[str, Any]) -> None:

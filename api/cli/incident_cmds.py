@@ -12,8 +12,7 @@ import typer
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from api.cli.common import JsonOpt, console, emit, opened
-from api.engine_port import EnginePort
+from api.cli.common import JsonOpt, connect, console, emit
 from api.render.markdown import to_markdown
 from api.render.terminal import Indented, evidence_lines, one_line, terminal_renderable
 from api.render.text import plain, to_json
@@ -76,8 +75,8 @@ def explain(
         end_ns=parse_time_arg(until) if until else None,
         alert=read_alert(alert) if alert else None,
     )
-    with opened(ctx) as svc:
-        expl = EnginePort(svc).explain(req, source=SOURCE).explanation
+    with connect(ctx) as port:
+        expl = port.explain(req, source=SOURCE).explanation
     show_explanation(expl, Format.json if as_json else fmt)
 
 
@@ -104,8 +103,7 @@ def read_alert(source: str) -> AlertIn:
 
 def evidence(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
     """The fused evidence list (graph and vector, reranked) behind an incident's explanation."""
-    with opened(ctx) as svc:
-        port = EnginePort(svc)
+    with connect(ctx) as port:
         expl = port.latest_explanation(port.incident(incident_id))
     items = [e.model_dump(mode="json") for e in expl.evidence] if expl else []
 
@@ -123,8 +121,8 @@ def list_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Incidents, newest first."""
-    with opened(ctx, vectors=False) as svc:
-        rows = [i.model_dump(mode="json") for i in EnginePort(svc).list_incidents(status=status, limit=limit)]
+    with connect(ctx, vectors=False) as port:
+        rows = [i.model_dump(mode="json") for i in port.list_incidents(status=status, limit=limit)]
 
     def render(data: list[dict[str, Any]]) -> None:
         """Each incident: id, status, start and source on one line; its root cause and title below it."""
@@ -149,8 +147,7 @@ def show_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """An incident's latest explanation."""
-    with opened(ctx, vectors=False) as svc:
-        port = EnginePort(svc)
+    with connect(ctx, vectors=False) as port:
         incident = port.incident(incident_id)
         expl = port.latest_explanation(incident)
     if expl is None:
@@ -162,8 +159,8 @@ def show_cmd(
 @incidents_app.command("resolve")
 def resolve_cmd(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
     """Mark an incident resolved."""
-    with opened(ctx, vectors=False) as svc:
-        inc = EnginePort(svc).resolve(incident_id)
+    with connect(ctx, vectors=False) as port:
+        inc = port.resolve(incident_id)
     emit(inc.model_dump(mode="json"), as_json, lambda d: console.print(f"resolved {d['id']}"))
 
 
@@ -180,6 +177,6 @@ def feedback_cmd(
     root_cause = (root_cause or "").strip() or None
     if root_cause is None and helpful is None:
         raise InvalidInput("give --root-cause, or --helpful / --not-helpful", field="root_cause")
-    with opened(ctx) as svc:
-        inc = EnginePort(svc).feedback(incident_id, Feedback(root_cause=root_cause, helpful=helpful, by=by))
+    with connect(ctx) as port:
+        inc = port.feedback(incident_id, Feedback(root_cause=root_cause, helpful=helpful, by=by))
     emit(inc.model_dump(mode="json"), as_json, lambda d: console.print(f"feedback stored on {d['id']}"))

@@ -43,8 +43,15 @@ def _root(
     ctx: typer.Context,
     home: Path | None = typer.Option(None, "--home", envvar="DEVMESH_HOME", help="Data folder (DEVMESH_HOME)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        envvar="DEVMESH_SERVER",
+        help="Go through the DevMesh server at this URL (DEVMESH_SERVER; default: the `devmesh serve` that owns "
+        "the home, if one runs), sending DEVMESH_API_KEY.",
+    ),
 ) -> None:
-    ctx.obj = State(home, verbose)
+    ctx.obj = State(home, verbose, server)
     setup_logging(ctx.obj.settings.log_level if not verbose else "DEBUG", verbose)
 
 

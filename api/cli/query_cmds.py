@@ -9,8 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from api.cli.common import JsonOpt, console, emit, opened
-from api.engine_port import EnginePort
+from api.cli.common import JsonOpt, connect, console, emit
 from api.render.terminal import Indented, one_line
 from api.render.text import plain
 from retrieval.events import query_from_args
@@ -79,8 +78,8 @@ def query_logs_cmd(
         limit=limit,
         cursor=cursor,
     )
-    with opened(ctx, graph=False, vectors=False) as svc:
-        page = EnginePort(svc).query_logs(q)
+    with connect(ctx, graph=False, vectors=False) as port:
+        page = port.query_logs(q)
     emit(page.model_dump(), as_json, _render_logs)
 
 
@@ -103,8 +102,8 @@ def query_sql_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Read-only SQL over the event store (statements that write are refused)."""
-    with opened(ctx, graph=False, vectors=False) as svc:
-        columns, rows = EnginePort(svc).sql(statement, limit=limit)
+    with connect(ctx, graph=False, vectors=False) as port:
+        columns, rows = port.sql(statement, limit=limit)
     data = {"columns": columns, "rows": [list(r) for r in rows]}
 
     def render(d: dict[str, Any]) -> None:
@@ -132,8 +131,8 @@ def search_logs_cmd(
 ) -> None:
     """Log templates closest in meaning to TEXT, with scores, counts and example lines."""
     filters = query_from_args(_OPTION_OF, since=since, until=until, service=service, host=host, level=level)
-    with opened(ctx) as svc:
-        result = EnginePort(svc).search_templates(text, filters, limit=limit)
+    with connect(ctx) as port:
+        result = port.search_templates(text, filters, limit=limit)
     emit(result.model_dump(), as_json, _render_search)
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import typer
 
-from api.cli.common import JsonOpt, console, emit, err_console, opened, state
+from api.cli import serve_file
+from api.cli.common import JsonOpt, connect, console, emit, err_console, opened, state
 from api.engine_port import EnginePort
 from api.http.access import LOCAL, Principal, authenticate, is_loopback
 from api.http.app import create_app
 from api.http.guard import allowed_hosts
-from api.info import backend_info
 from api.keystore import KeyStore
 from core.errors import Unauthorized
 from core.settings import Settings
@@ -53,18 +54,24 @@ def serve(
     log.info(
         "access: answering Host %s", "any (DEVMESH_ALLOWED_HOSTS=*)" if hosts is None else ", ".join(sorted(hosts))
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=port or settings.api_port,
-        log_level=settings.log_level.lower(),
-    )
+    bind_port = port or settings.api_port
+    serve_file.record(settings.home, serve_file.local_url(settings.api_host, bind_port))  # the CLI goes through us
+    # uvicorn re-raises the SIGTERM it stopped on once it is done: exit through `finally`, not by the signal
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        uvicorn.run(create_app(settings), host=settings.api_host, port=bind_port, log_level=settings.log_level.lower())
+    finally:
+        serve_file.forget(settings.home)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def info(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Backends, versions and how much each engine holds."""
-    with opened(ctx) as svc:
-        data = backend_info(svc)
+    with connect(ctx) as port:
+        data = port.info()
     emit(data, as_json, lambda d: console.print_json(data=d))
 
 

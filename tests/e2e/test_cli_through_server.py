@@ -1,0 +1,154 @@
+"""The CLI while `devmesh serve` owns the home: every command goes through the server's API with the user's
+key and prints what it prints on the home directly (checked against the same commands after the server
+stopped); without the key a clear refusal; a serve.json left by a dead server is ignored (all on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.cli.serve_file import read, serve_path
+from api.keystore import KeyStore
+from core.settings import Settings
+from tests.cli import DEVMESH, env_of
+from tests.conftest import free_port
+
+T0 = 1_760_000_000  # 2025-10-09T08:53:20Z
+WINDOW = ("--since", str(T0 - 60), "--until", str(T0 + 600))
+
+
+def events() -> bytes:
+    """JSON Lines: a checkout service that calls a payment service, which starts failing at T0 + 120 s."""
+    lines = []
+    for i in range(240):
+        t = T0 + i
+        lines.append({"timestamp": t, "service": "checkout", "level": "INFO", "message": f"order {i} placed"})
+        if i >= 120:
+            msg = f"payment {i} failed: connection refused to db-1:5432"
+            lines.append({"timestamp": t, "service": "payment", "level": "ERROR", "message": msg, "host": "node-1"})
+        else:
+            lines.append({"timestamp": t, "service": "payment", "level": "INFO", "message": f"payment {i} ok"})
+    return ("\n".join(json.dumps(e) for e in lines) + "\n").encode()
+
+
+def run(settings: Settings, *args: str, key: str | None, expect: int = 0) -> subprocess.CompletedProcess[bytes]:
+    env = env_of(settings, embedder="minilm")
+    if key is not None:
+        env["DEVMESH_API_KEY"] = key
+    proc = subprocess.run([str(DEVMESH), *args], capture_output=True, env=env, timeout=300, check=False)
+    assert proc.returncode == expect, (proc.returncode, proc.stdout.decode()[-2000:], proc.stderr.decode()[-4000:])
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode()
+    return proc
+
+
+def js(proc: subprocess.CompletedProcess[bytes]) -> Any:
+    return json.loads(proc.stdout)
+
+
+def start_server(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = env_of(settings, embedder="minilm")
+    proc = subprocess.Popen(
+        [str(DEVMESH), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).status_code in (200, 503):
+                return proc
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "devmesh serve did not come up"
+        time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=120)
+
+
+def reads(settings: Settings, key: str | None) -> dict[str, Any]:
+    """What the read commands print (the parts that do not depend on the clock)."""
+    search = js(run(settings, "search", "logs", "connection refused to the database", *WINDOW, "--json", key=key))
+    info = js(run(settings, "info", "--json", key=key))
+    return {
+        "logs": js(
+            run(settings, "query", "logs", *WINDOW, "--service", "payment", "--level", "ERROR", "--json", key=key)
+        ),
+        "page2": js(run(settings, "query", "logs", *WINDOW, "--oldest-first", "--limit", "7", "--json", key=key)),
+        "search": [(h["template_id"], h["count"], h["examples"]) for h in search["hits"]],
+        "incidents": js(run(settings, "incidents", "list", "--json", key=key)),
+        "info": {  # the file's and the WAL's bytes change when the server closes the store (a checkpoint)
+            "home": info["home"],
+            "backends": info["backends"],
+            "events": {k: v for k, v in info["events"].items() if not k.endswith("_bytes")},
+        },
+    }
+
+
+def explained(settings: Settings, key: str | None, incident: str) -> dict[str, Any]:
+    expl = js(run(settings, "explain", "--incident", incident, "--format", "json", key=key))
+    return {k: expl[k] for k in ("incident_id", "status", "mode", "root_causes")}
+
+
+@pytest.mark.slow
+def test_the_cli_goes_through_a_running_server_and_prints_the_same(settings: Settings, tmp_path: Path) -> None:
+    key, _ = KeyStore(settings.keys_path).create(["admin"], "me")
+    data = tmp_path / "events.jsonl"
+    data.write_bytes(events())
+    port = free_port()
+    server = start_server(settings, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert read(settings.home) is not None and read(settings.home).url == url  # type: ignore[union-attr]
+        first = js(run(settings, "ingest", str(data), "--json", key=key))
+        assert (first["received"], first["stored"], first["duplicates"], first["rejected"]) == (480, 480, 0, 0)
+        again_served = js(run(settings, "ingest", str(data), "--json", key=key))
+        opened = js(
+            run(settings, "explain", "--service", "payment", "--at", str(T0 + 120), "--format", "json", key=key)
+        )
+        incident = opened["incident_id"]
+        served_expl = explained(settings, key, incident)
+        served = reads(settings, key)  # after the second explanation, as the reads on the home below
+
+        refused = run(settings, "query", "logs", "--json", key=None, expect=1)
+        message = " ".join(refused.stderr.decode().split())
+        assert url in message and "answered 401" in message and "DEVMESH_API_KEY" in message
+        for refused_cmd in (("backfill", "--json"), ("query", "sql", "SELECT 1", "--json")):  # no route (yet)
+            message = " ".join(run(settings, *refused_cmd, key=key, expect=1).stderr.decode().split())
+            assert url in message and "stop that server" in message, message
+    finally:
+        stop(server)
+    assert not serve_path(settings.home).exists()  # removed on a clean exit
+
+    again_direct = js(run(settings, "ingest", str(data), "--json", key=None))
+    direct = reads(settings, None)
+    direct_expl = explained(settings, None, incident)
+    same = ("kind", "received", "stored", "duplicates", "rejected", "errors", "new_templates", "embedded")
+    assert {k: again_served[k] for k in same} == {k: again_direct[k] for k in same}
+    assert (again_direct["stored"], again_direct["duplicates"]) == (0, 480)
+    for name in served:
+        assert served[name] == direct[name], name
+    assert [e["service"] for e in served["logs"]["events"]] == ["payment"] * 50
+    assert [i["id"] for i in served["incidents"]] == [incident]
+    assert served_expl == direct_expl and served_expl["incident_id"] == incident
+
+
+def test_a_stale_serve_file_is_ignored(settings: Settings) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    nobody = f"http://127.0.0.1:{free_port()}"
+    for pid in (gone.pid, os.getpid()):  # a dead server; a live process that does not answer /health
+        settings.home.mkdir(parents=True, exist_ok=True)
+        serve_path(settings.home).write_text(json.dumps({"url": nobody, "pid": pid}))
+        page = js(run(settings, "query", "logs", "--json", key=None))
+        assert page == {"events": [], "next_cursor": None}
