@@ -97,6 +97,11 @@ async def ingest_logs(
     raw = await request.body()
     encoding = request.headers.get("content-encoding")
     items, parsed = await run_in_threadpool(_parse, raw, encoding, limits_of(settings), settings.max_decoded_bytes)
+    return await store_and_answer(port, items, parsed)
+
+
+async def store_and_answer(port: DevMeshPort, items: list[Any], parsed: ParsedEvents) -> JSONResponse:
+    """Store the valid rows of a parsed batch and answer each item's fate (every JSON ingest route)."""
     report = await run_in_threadpool(port.ingest, "logs", parsed.rows)
     body = {
         "received": len(items),

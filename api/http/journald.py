@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.http.access import Scope, require
 from api.http.deps import get_port, get_settings
-from api.http.ingest import decode_json, limits_of
+from api.http.ingest import decode_json, limits_of, store_and_answer
 from api.port import DevMeshPort
 from core.errors import InvalidInput, PayloadTooLarge
 from core.settings import Settings
@@ -95,16 +95,4 @@ async def ingest_journald(
     raw = await request.body()
     encoding = request.headers.get("content-encoding")
     entries, parsed = await run_in_threadpool(_parse, raw, encoding, limits_of(settings), settings.max_decoded_bytes)
-    report = await run_in_threadpool(port.ingest, "logs", parsed.rows)
-    body = {
-        "received": len(entries),
-        "accepted": parsed.accepted,
-        "stored": report.stored,
-        "duplicates": report.duplicates,
-        "rejected": len(parsed.errors),
-        "errors": [e.as_dict() for e in parsed.errors[:100]],
-        "new_templates": report.new_templates,
-    }
-    if report.embed_error:
-        body["warning"] = f"stored without vectors ({report.embed_error}); run `devmesh backfill`"
-    return JSONResponse(body)
+    return await store_and_answer(port, entries, parsed)

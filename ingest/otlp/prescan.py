@@ -101,12 +101,12 @@ class _Walk:
             self.budget -= 1
             if self.budget < 0:
                 raise _Over
-            key, pos = _varint(buf, pos, end)
+            key, pos = read_varint(buf, pos, end)
             if key < 0:
                 return
             wire_type = key & 7
             if wire_type == 2:
-                length, pos = _varint(buf, pos, end)
+                length, pos = read_varint(buf, pos, end)
                 if length < 0 or pos + length > end:
                     return
                 sub = tree.get(key >> 3)
@@ -119,7 +119,7 @@ class _Walk:
                         self.fields(pos, pos + length, sub)
                 pos += length
             elif wire_type == 0:
-                _, pos = _varint(buf, pos, end)
+                _, pos = read_varint(buf, pos, end)
                 if pos < 0:
                     return
             elif wire_type == 1:
@@ -131,7 +131,7 @@ class _Walk:
         return
 
 
-def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """(value, next position), or (-1, -1) for a varint that is truncated or longer than 10 bytes."""
     if pos < end:
         b = buf[pos]

@@ -14,6 +14,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from core.errors import InvalidInput
+from ingest.otlp.prescan import read_varint
 from ingest.otlp.result import Rejects
 
 # Leaf record types: one of these is what `rejected*` counts.
@@ -128,15 +129,10 @@ def _count_leaves(msg: Message) -> int:
 
 
 def _varint(buf: bytes, pos: int, where: str) -> tuple[int, int]:
-    result = shift = 0
-    while pos < len(buf) and shift < 64:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-    raise InvalidInput(f"body is not valid protobuf: corrupt varint in {where}", field="body")
+    value, after = read_varint(buf, pos, len(buf))
+    if after < 0:
+        raise InvalidInput(f"body is not valid protobuf: corrupt varint in {where}", field="body")
+    return value, after
 
 
 def _fields(buf: bytes, where: str) -> Iterator[tuple[int, int, int, int, bytes]]:
