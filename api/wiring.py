@@ -18,8 +18,8 @@ from core.settings import Settings
 from core.supervisor import Supervisor, Watch
 from detect.incidents import IncidentBook
 from detect.runner import DetectContext
-from graph.schema import ensure_schema
-from graph.server import EmbeddedFalkorDB, connect_url
+from graph.lazy import open_lazy
+from graph.server import EmbeddedFalkorDB
 from graph.store import GraphStore
 from graph.supervise import graph_health, graph_watch
 from ingest.pipeline import Pipeline
@@ -123,9 +123,8 @@ def open_services(settings: Settings, *, graph: bool = True, vectors: bool = Tru
                 if server.launched:  # started by this process: stop it (with a save) when done
                     svc._closers.append(server.stop)
             health = svc.engines["graph"] = graph_health()
-            conn = connect_url(url, settings.graph_name, health=health)
+            conn = open_lazy(url, settings.graph_name, health)  # a remote graph may be down: waited for
             svc._closers.append(conn.close)
-            ensure_schema(conn.graph)
             svc.graph = GraphStore(conn.graph)
             svc.watches.append(graph_watch(health, conn, url, server=server))
         if vectors:

@@ -1,7 +1,8 @@
 """The incident book: open, find, list, resolve incidents; keep their explanations and feedback.
 
 Incidents and explanations are JSON documents in the event store (`docs`), mirrored into the graph as
-`Incident` nodes with AFFECTS / ROOT_CAUSE / HAS_LOG / RELATED_RUNBOOK / SIMILAR_TO edges.
+`Incident` nodes with AFFECTS / ROOT_CAUSE / HAS_LOG / RELATED_RUNBOOK / SIMILAR_TO edges (the facts of
+`ingest.incidents`); a mirror the graph missed is owed in the ledger and written by the repair.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from core.errors import EngineUnavailable, InvalidInput, NotFound
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest, alert_service, incident_id_for
 from core.timeutil import NS, iso, now_ns, to_ns
+from ingest.incidents import EXPLANATIONS, OWED_KIND, incident_facts
 from retrieval.collections import INCIDENTS
 from retrieval.incident_search import MAX_QUERY_CHARS, search_incidents
 from retrieval.vectors import VectorPoint
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPLANATIONS = "explanations"
+__all__ = ["EXPLANATIONS", "INCIDENTS", "IncidentBook"]
 BEFORE_S = 600  # default window: ten minutes before the start ...
 AFTER_S = 300  # ... to five minutes after
 ALERT_LEAD_S = 300
@@ -155,17 +157,7 @@ class IncidentBook:
             service=incident.root_cause or incident.service,
         )
         if self.graph is not None:
-            self._mirror(
-                {
-                    "id": incident.id,
-                    "title": incident.title,
-                    "status": incident.status.value,
-                    "alert_ns": incident.alert_ns,
-                    "opened_ns": incident.opened_ns,
-                    "source": incident.source,
-                    **({"services": [incident.service]} if incident.service else {}),
-                }
-            )
+            self._mirror(incident)
 
     def record_explanation(self, incident: Incident, explanation: Explanation, *, symptoms: str = "") -> Incident:
         """Store the explanation with its agent run, and link the incident in the graph to what it found.
@@ -192,27 +184,8 @@ class IncidentBook:
                 "updated_ns": now_ns(),
             }
         )
-        self.save(updated)
+        self.save(updated)  # mirrored with the explanation's root causes, templates, runbooks, similar ones
         self._index(updated, explanation.summary)
-        if self.graph is not None:
-            templates = [e.id.split(":", 1)[1] for e in explanation.evidence if e.id.startswith("template:")]
-            self._mirror(
-                {
-                    "id": incident.id,
-                    "root_causes": [
-                        {"service": rc.service, "rank": rc.rank, "confidence": rc.confidence}
-                        for rc in explanation.root_causes
-                    ],
-                    "services": sorted(
-                        {s.source for s in explanation.propagation_path}
-                        | {s.target for s in explanation.propagation_path}
-                        | ({incident.service} if incident.service else set())
-                    ),
-                    "templates": templates[:50],
-                    "runbooks": [r.id for r in explanation.runbooks if not r.draft],
-                    "similar": [{"id": s.incident_id, "score": s.similarity} for s in explanation.similar_incidents],
-                }
-            )
         return updated
 
     def resolve(self, incident_id: str) -> Incident:
@@ -227,27 +200,22 @@ class IncidentBook:
         incident = self.get(incident_id)
         fb = feedback.model_copy(update={"time_ns": feedback.time_ns or now_ns()})
         updated = incident.model_copy(update={"feedback": [*incident.feedback, fb], "updated_ns": now_ns()})
-        self.save(updated)
-        if self.graph is not None:
-            props: dict[str, object] = {"id": incident_id}
-            if fb.root_cause:
-                props["confirmed_root_cause"] = fb.root_cause
-            if fb.helpful is not None:
-                props["helpful"] = fb.helpful
-            self._mirror(props)
+        self.save(updated)  # mirrored with the confirmed root cause and helpfulness
         explanation = self.explanation(updated)
         if explanation is not None:
             self._index(updated, explanation.summary)
         return updated
 
-    def _mirror(self, props: dict[str, Any]) -> None:
-        """The incident's node and edges in the graph. Best effort: the document in the event store is the
-        record, so a graph that is down (supervised, coming back) costs the mirror, not the answer."""
+    def _mirror(self, incident: Incident) -> None:
+        """The incident's node and edges in the graph, from its record and latest explanation. The document in
+        the event store is the record: a graph that is down (supervised, coming back) is owed the mirror in
+        the ledger, written by the repair when it is back (and by `devmesh rebuild graph`)."""
         assert self.graph is not None
         try:
-            self.graph.upsert_incident(props)
+            self.graph.upsert_incident(incident_facts(incident, self.explanation(incident)))
         except EngineUnavailable as exc:
-            log.warning("graph down: incident not mirrored", extra={"incident": props.get("id"), "error": exc.message})
+            self.events.owed.add("graph", OWED_KIND, incident.alert_ns, incident.alert_ns, error=exc.message)
+            log.warning("graph down: incident mirror owed", extra={"incident": incident.id, "error": exc.message})
 
     def _index(self, incident: Incident, summary: str) -> None:
         try:

@@ -11,6 +11,7 @@ import redis
 
 from core.breaker import CircuitBreaker, EngineHealth
 from core.supervisor import Watch
+from graph.lazy import LazyConnection
 from graph.schema import ensure_schema
 from graph.server import EmbeddedFalkorDB, GraphConnection
 
@@ -36,7 +37,9 @@ def ping(url: str, *, timeout_s: float = 2.0) -> bool:
         client.close()
 
 
-def graph_watch(health: EngineHealth, conn: GraphConnection, url: str, *, server: EmbeddedFalkorDB | None) -> Watch:
+def graph_watch(
+    health: EngineHealth, conn: GraphConnection | LazyConnection, url: str, *, server: EmbeddedFalkorDB | None
+) -> Watch:
     """The supervisor's watch on the graph: restarts `server` when given (the embedded one), else probes
     `url`; once back, the schema's indexes are ensured first (a server restarted empty has none)."""
     back: list[Callable[[], object]] = [lambda: ensure_schema(conn.graph)]

