@@ -2,7 +2,8 @@
 
 The event store is the source of truth; the graph is derived from it. The pipeline records the graph
 work of a batch in the same commit as the batch itself (an entry names the store, the event kind and
-the batch's time range), does the work, and settles the entry once the graph has it. An entry that
+the batch's time range; kind `incidents`: an incident mirror the graph missed, over its alert time),
+does the work, and settles the entry once the graph has it. An entry that
 stays (the graph was down, the process died between the commit and the graph write) is completed
 later from the stored events by `ingest.repair.repair_owed`; the work is idempotent (MERGEs), so
 replaying a range twice changes nothing. Vector work needs no entry here: a template's `embedded`
