@@ -3,7 +3,7 @@
 The CLI hands its commands this port instead of `api.engine_port.EnginePort` when a server owns the home
 (or `--server` / `DEVMESH_SERVER` names one), so each command's logic is the same either way. Requests carry
 the user's key (`DEVMESH_API_KEY`) as `Authorization: Bearer`; the server's JSON errors come back as the
-`core.errors` type they name. The methods the API has no route for (read-only SQL, topology, node changes,
+`core.errors` type they name. The methods the API has no route for (topology, node changes,
 incident logs, resolving by alert fingerprint, streamed explanations, similarity scores) raise `ServerOnly`
 naming the server.
 """
@@ -209,7 +209,9 @@ class HttpPort:
         raise self._no_route("the topology of a service")
 
     def sql(self, statement: str, *, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
-        raise self._no_route("read-only SQL (`devmesh query sql`)")
+        """GET /query/sql; values JSON has no type for (times, decimals) come back as their text."""
+        data = self._call("GET", "/query/sql", params={"statement": statement, "limit": limit})
+        return [str(c) for c in data["columns"]], [tuple(r) for r in data["rows"]]
 
     # -- the engines -------------------------------------------------------------------------------------
 

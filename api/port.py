@@ -26,7 +26,14 @@ from ingest.pipeline import IngestReport
 from retrieval.events import LogPage, LogQuery
 from retrieval.search import SearchResult
 
+MAX_SQL_ROWS = 10_000
+"""Most rows one read-only SQL statement returns (the CLI's --limit and GET /query/sql's limit)."""
+MAX_SQL_CHARS = 4000
+"""Longest read-only SQL statement: it travels in a URL (GET /query/sql), at most 3 bytes a character encoded."""
+
 __all__ = [
+    "MAX_SQL_CHARS",
+    "MAX_SQL_ROWS",
     "ConversationPort",
     "DevMeshPort",
     "Investigation",
@@ -175,7 +182,9 @@ class DevMeshPort(ConversationPort, Protocol):
         ...
 
     def sql(self, statement: str, *, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """One read-only SELECT over the event store: column names and rows."""
+        """One read-only SELECT over the event store (at most `limit` rows): column names and rows. Refused
+        with `ReadOnlyViolation` (anything that could write or read files) or `InvalidStatement` (does not
+        parse, fails, runs too long), both naming the field `statement`."""
         ...
 
     def health(self) -> dict[str, bool]:

@@ -61,6 +61,13 @@ class ReadOnlyViolation(InvalidInput):
     status_code = 400
 
 
+class InvalidStatement(InvalidInput):
+    """A read-only SQL statement that does not parse, names what is not there, or runs too long: a client error
+    no request schema can express (which text is valid SQL), so 400 like a refused write, not 422."""
+
+    status_code = 400
+
+
 class EngineUnavailable(DevMeshError):
     """A storage engine (FalkorDB, Qdrant, the event store) could not be started or reached."""
 

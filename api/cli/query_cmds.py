@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from api.cli.common import JsonOpt, connect, console, emit
+from api.port import MAX_SQL_ROWS
 from api.render.terminal import Indented, one_line
 from api.render.text import plain
 from retrieval.events import query_from_args
@@ -98,10 +99,11 @@ def _render_logs(page: dict[str, Any]) -> None:
 def query_sql_cmd(
     ctx: typer.Context,
     statement: str = typer.Argument(..., help="One read-only SELECT over logs, spans, metrics, templates."),
-    limit: int = typer.Option(1000, min=1, max=100_000, help="Most rows returned."),
+    limit: int = typer.Option(1000, min=1, max=MAX_SQL_ROWS, help="Most rows returned."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Read-only SQL over the event store (statements that write are refused)."""
+    """Read-only SQL over the event store (statements that write are refused); through the server's
+    GET /query/sql while one owns the home."""
     with connect(ctx, graph=False, vectors=False) as port:
         columns, rows = port.sql(statement, limit=limit)
     data = {"columns": columns, "rows": [list(r) for r in rows]}

@@ -1,14 +1,16 @@
-"""GET /query/logs and GET /search/logs."""
+"""GET /query/logs, GET /query/sql (read-only SQL) and GET /search/logs."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from api.http.access import Scope, require
 from api.http.deps import get_port
-from api.port import DevMeshPort
+from api.port import MAX_SQL_CHARS, MAX_SQL_ROWS, DevMeshPort
 from core.jsontypes import StripText
 from core.naming import LEVEL_ORDER
 from core.timeutil import TIME_ARG_PATTERN
@@ -83,3 +85,53 @@ def search(
 ) -> SearchResult:
     filters = query_from_args({}, since=since, until=until, service=service, host=host, level=level)
     return port.search_templates(q, filters, limit=limit)
+
+
+class SqlRows(BaseModel):
+    """The answer of one read-only SELECT: column names, and rows in column order."""
+
+    columns: list[str]
+    rows: list[list[Any]] = Field(
+        description="Numbers, text, booleans and nulls as JSON; lists and structs as JSON arrays and objects; "
+        "any other value (times, decimals, UUIDs, blobs) as its text."
+    )
+
+
+def json_cell(value: Any) -> Any:
+    """One SQL value as JSON, with the text `str()` gives for what JSON has no type for (as the CLI prints)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple):
+        return [json_cell(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_cell(v) for k, v in value.items()}
+    return str(value)
+
+
+@router.get(
+    "/query/sql",
+    response_model=SqlRows,
+    summary="One read-only SELECT over the event store",
+    responses={
+        400: {
+            "description": "The statement is refused (it could write, attach, copy, set a pragma or read files) or "
+            "does not parse, fails or runs too long; `field` is `statement`."
+        }
+    },
+)
+def query_sql(
+    statement: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_SQL_CHARS,
+            description="One SELECT over logs, spans, metrics, templates (no writes, no files).",
+        ),
+    ],
+    limit: Annotated[int, Query(ge=1, le=MAX_SQL_ROWS, description="Most rows returned.")] = 1000,
+    port: DevMeshPort = Depends(get_port),
+) -> SqlRows:
+    columns, rows = port.sql(statement, limit=limit)
+    return SqlRows(columns=columns, rows=[[json_cell(v) for v in row] for row in rows])

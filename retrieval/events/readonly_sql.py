@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from core.errors import InvalidInput, ReadOnlyViolation
+from core.errors import InvalidInput, InvalidStatement, ReadOnlyViolation
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +53,24 @@ _PATH_LIKE = re.compile(
 def check_read_only(conn: duckdb.DuckDBPyConnection, statement: str) -> None:
     """Raise ReadOnlyViolation unless `statement` is one SELECT that touches only the database."""
     if not statement.strip():
-        raise InvalidInput("empty SQL statement", field="sql")
+        raise InvalidStatement("empty SQL statement", field="statement")
     try:
         statements = duckdb.extract_statements(statement)
     except duckdb.Error as exc:
-        raise InvalidInput(f"SQL does not parse: {exc}", field="sql") from exc
+        raise InvalidStatement(f"SQL does not parse: {exc}", field="statement") from exc
     if len(statements) != 1:
-        raise ReadOnlyViolation(f"send exactly one SELECT statement, not {len(statements)} statements", field="sql")
+        raise ReadOnlyViolation(
+            f"send exactly one SELECT statement, not {len(statements)} statements", field="statement"
+        )
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
-        raise ReadOnlyViolation(f"only SELECT is allowed here, not {kind.name}", field="sql")
+        raise ReadOnlyViolation(f"only SELECT is allowed here, not {kind.name}", field="statement")
     (tree_json,) = conn.execute("SELECT json_serialize_sql(?)", [statement]).fetchone() or ("",)
     tree = json.loads(tree_json)
     if tree.get("error"):
         raise ReadOnlyViolation(
             f"only plain SELECT queries are allowed here ({tree.get('error_message', 'not a SELECT')})",
-            field="sql",
+            field="statement",
         )
     _walk(tree)
 
@@ -81,12 +83,12 @@ def _walk(node: Any) -> None:
             if name not in ALLOWED_TABLE_FUNCTIONS:
                 raise ReadOnlyViolation(
                     f"table function {name}() is not allowed here; query the event tables instead",
-                    field="sql",
+                    field="statement",
                 )
         elif ref_type == "BASE_TABLE":
             name = str(node.get("table_name", ""))
             if _PATH_LIKE.search(name):
-                raise ReadOnlyViolation(f"reading files ({name!r}) is not allowed here", field="sql")
+                raise ReadOnlyViolation(f"reading files ({name!r}) is not allowed here", field="statement")
         for value in node.values():
             _walk(value)
     elif isinstance(node, list):
@@ -111,11 +113,11 @@ def run_read_only(
             columns = [d[0] for d in cur.description or []]
             rows = cur.fetchmany(limit)
         except duckdb.InterruptException as exc:
-            raise InvalidInput(f"query ran longer than {timeout_s:g} s and was stopped", field="sql") from exc
+            raise InvalidStatement(f"query ran longer than {timeout_s:g} s and was stopped", field="statement") from exc
         except (duckdb.PermissionException, duckdb.TransactionException) as exc:
-            raise ReadOnlyViolation(f"statement refused: {exc}", field="sql") from exc
+            raise ReadOnlyViolation(f"statement refused: {exc}", field="statement") from exc
         except duckdb.Error as exc:
-            raise InvalidInput(f"query failed: {exc}", field="sql") from exc
+            raise InvalidStatement(f"query failed: {exc}", field="statement") from exc
         finally:
             timer.cancel()
             _rollback(cur)

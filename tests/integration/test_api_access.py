@@ -29,6 +29,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/metrics"): Scope.INGEST,
     ("GET", "/info"): Scope.READ,
     ("GET", "/query/logs"): Scope.READ,
+    ("GET", "/query/sql"): Scope.READ,
     ("GET", "/search/logs"): Scope.READ,
     ("GET", "/incidents"): Scope.READ,
     ("GET", "/incidents/{incident_id}"): Scope.READ,
@@ -53,7 +54,7 @@ def mounted(app: Any) -> set[tuple[str, str]]:
 def call(client: TestClient, method: str, path: str, key: str | None = None, **kw: Any) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     url = path.replace("{incident_id}", "inc-nope")
-    params = {"q": "timeout"} if path == "/search/logs" else None
+    params = {"/search/logs": {"q": "timeout"}, "/query/sql": {"statement": "SELECT 1"}}.get(path)
     if method == "POST":
         return client.post(url, json=kw.get("json", {}), headers=headers)
     return client.get(url, headers=headers, params=params)

@@ -658,7 +658,7 @@ REFUSED = [
 def test_sql_refuses_anything_that_writes_or_reads_files(filled: EventStore, statement: str) -> None:
     with pytest.raises(ReadOnlyViolation) as e:
         filled.sql(statement)
-    assert e.value.field == "sql"
+    assert e.value.field == "statement"
     assert filled.sql("SELECT count(*) FROM logs")[1] == [(10,)]
     assert not Path("/tmp/devmesh-stolen.csv").exists()
 
