@@ -99,7 +99,7 @@ def test_ingest_journald_from_a_file_and_stdin_then_query(settings: Settings) ->
     assert count == {"columns": ["n"], "rows": [[4]]}
 
     refused = devmesh(settings, "query", "sql", "DELETE FROM logs", expect=1)
-    assert b"error (sql): only SELECT is allowed here" in refused.stderr
+    assert b"error (statement): only SELECT is allowed here" in refused.stderr
     devmesh(settings, "query", "sql", "SELECT 1; DROP TABLE logs", expect=1)
     assert out(devmesh(settings, "query", "sql", "SELECT count(*) FROM logs", "--json"))["rows"] == [[4]]
 

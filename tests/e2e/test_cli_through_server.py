@@ -80,7 +80,18 @@ def reads(settings: Settings, key: str | None) -> dict[str, Any]:
     """What the read commands print (the parts that do not depend on the clock)."""
     search = js(run(settings, "search", "logs", "connection refused to the database", *WINDOW, "--json", key=key))
     info = js(run(settings, "info", "--json", key=key))
+    sql = (
+        "query",
+        "sql",
+        "SELECT service, level, count(*) AS n, make_timestamp(min(ts_ns) // 1000) AS first "
+        "FROM logs GROUP BY ALL ORDER BY ALL",
+    )
     return {
+        "sql": js(run(settings, *sql, "--json", key=key)),
+        "sql_table": run(settings, *sql, key=key).stdout.decode(),
+        "sql_refused": " ".join(
+            run(settings, "query", "sql", "DELETE FROM logs", key=key, expect=1).stderr.decode().split()
+        ),
         "logs": js(
             run(settings, "query", "logs", *WINDOW, "--service", "payment", "--level", "ERROR", "--json", key=key)
         ),
@@ -123,9 +134,8 @@ def test_the_cli_goes_through_a_running_server_and_prints_the_same(settings: Set
         refused = run(settings, "query", "logs", "--json", key=None, expect=1)
         message = " ".join(refused.stderr.decode().split())
         assert url in message and "answered 401" in message and "DEVMESH_API_KEY" in message
-        for refused_cmd in (("backfill", "--json"), ("query", "sql", "SELECT 1", "--json")):  # no route (yet)
-            message = " ".join(run(settings, *refused_cmd, key=key, expect=1).stderr.decode().split())
-            assert url in message and "stop that server" in message, message
+        message = " ".join(run(settings, "backfill", "--json", key=key, expect=1).stderr.decode().split())
+        assert url in message and "stop that server" in message, message  # no route (yet)
     finally:
         stop(server)
     assert not serve_path(settings.home).exists()  # removed on a clean exit
@@ -136,8 +146,12 @@ def test_the_cli_goes_through_a_running_server_and_prints_the_same(settings: Set
     same = ("kind", "received", "stored", "duplicates", "rejected", "errors", "new_templates", "embedded")
     assert {k: again_served[k] for k in same} == {k: again_direct[k] for k in same}
     assert (again_direct["stored"], again_direct["duplicates"]) == (0, 480)
+    assert "error (statement): only SELECT is allowed here" in served.pop("sql_refused")
+    assert "error (statement): only SELECT is allowed here" in direct.pop("sql_refused")
     for name in served:
         assert served[name] == direct[name], name
+    assert served["sql"]["columns"] == ["service", "level", "n", "first"]
+    assert served["sql"]["rows"][0] == ["checkout", "INFO", 240, "2025-10-09 08:53:20"]
     assert [e["service"] for e in served["logs"]["events"]] == ["payment"] * 50
     assert [i["id"] for i in served["incidents"]] == [incident]
     assert served_expl == direct_expl and served_expl["incident_id"] == incident
