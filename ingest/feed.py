@@ -3,8 +3,9 @@
 `feed_lines` reads numbered lines (`ingest.jsonlines`), parses them with the reader of their format (the
 same parsers as the HTTP routes), keeps only the records stamped at or before `until_ns` when one is
 given (record by record: a log's time, a span's start, a metric point's time), and stores them through
-`Pipeline.ingest` in batches of `batch_rows`. Memory stays bounded by a batch and a line. Bad lines
-and rejected records are reported by line number; everything else is stored.
+`Pipeline.ingest` (or a `RowSink`: the CLI's port to a running server) in batches of `batch_rows`.
+Memory stays bounded by a batch and a line. Bad lines and rejected records are reported by line number;
+everything else is stored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from core.errors import InvalidInput
 from core.settings import Settings
@@ -23,7 +24,7 @@ from ingest.devmesh_json import EventError, Limits, parse_events
 from ingest.journald import parse_journald
 from ingest.jsonlines import Line, loads
 from ingest.otlp.lines import parse_line
-from ingest.pipeline import IngestReport, Pipeline
+from ingest.pipeline import IngestReport
 
 MAX_ERRORS = 100
 """How many error messages a report keeps (the counts cover all of them)."""
@@ -39,6 +40,12 @@ class LineFormat(StrEnum):
     otlp = "otlp"  # an OTLP/JSON Export*ServiceRequest
     journald = "journald"  # a `journalctl -o json` entry
     devmesh = "devmesh"  # a DevMesh JSON event
+
+
+class RowSink(Protocol):
+    """Where parsed rows go: `ingest.pipeline.Pipeline`, or a front end's port to a running server."""
+
+    def ingest(self, kind: batch.Kind, cols: dict[str, list[Any]], *, embed: bool = True) -> IngestReport: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ def keep_until(kind: batch.Kind, cols: dict[str, list[Any]], until_ns: int | Non
 class _Writer:
     """Collects rows per kind and stores them through the pipeline a batch at a time."""
 
-    def __init__(self, pipeline: Pipeline, opts: FeedOptions, report: FeedReport) -> None:
+    def __init__(self, pipeline: RowSink, opts: FeedOptions, report: FeedReport) -> None:
         self.pipeline, self.opts, self.report = pipeline, opts, report
         self.pending: dict[batch.Kind, dict[str, list[Any]]] = {}
 
@@ -138,7 +145,7 @@ class _Writer:
 
 
 def feed_lines(
-    pipeline: Pipeline,
+    pipeline: RowSink,
     lines: Iterable[Line],
     fmt: LineFormat,
     opts: FeedOptions,

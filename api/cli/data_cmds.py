@@ -16,8 +16,9 @@ from api.cli.common import JsonOpt, connect, console, emit, err_console, opened,
 from api.port import DevMeshPort
 from core.errors import InvalidInput
 from core.timeutil import now_ns
+from ingest.batch import Kind
 from ingest.devmesh_json import EventError, Limits, ParsedEvents, events_of, parse_events
-from ingest.feed import FeedOptions, LineFormat, feed_lines
+from ingest.feed import FeedOptions, FeedReport, LineFormat, RowSink, feed_lines
 from ingest.importers import import_nezha, import_runbooks
 from ingest.jsonlines import Readable, loads, numbered_lines, open_input
 from ingest.pipeline import IngestReport
@@ -79,23 +80,40 @@ def ingest(
 def _ingest_lines(
     ctx: typer.Context, stream: Readable, fmt: LineFormat, file: str, batch_size: int, as_json: bool
 ) -> dict[str, Any]:
-    """Line formats (journald, OTLP), streamed a batch at a time through the pipeline."""
+    """Line formats, streamed a batch at a time: journald through the port (parsed here, then a running
+    server's POST /ingest/logs, or the home's pipeline), OTLP through the home's pipeline only."""
     opts = FeedOptions.from_settings(state(ctx).settings, batch_rows=batch_size)
-    with opened(ctx) as svc, progress(not as_json) as bar:
+    lines = numbered_lines(stream, opts.max_line_bytes)
+    with progress(not as_json) as bar:
         task = bar.add_task(f"ingest {fmt.value}", total=None, status="")
-        report = feed_lines(
-            svc.pipeline,
-            numbered_lines(stream, opts.max_line_bytes),
-            fmt,
-            opts,
-            source=file,
-            on_batch=lambda r: bar.update(task, completed=r.lines, status=f"line {r.lines}"),
-        )
-        if svc.pipeline.spans_since_refresh:  # the call graph from new spans, as the server does on its timer
-            svc.pipeline.refresh_topology()
+
+        def feed(sink: RowSink) -> FeedReport:
+            def on_batch(r: FeedReport) -> None:
+                bar.update(task, completed=r.lines, status=f"line {r.lines}")
+
+            return feed_lines(sink, lines, fmt, opts, source=file, on_batch=on_batch)
+
+        if fmt == LineFormat.journald:
+            with connect(ctx) as port:
+                report = feed(_PortSink(port))
+        else:
+            with opened(ctx) as svc:
+                report = feed(svc.pipeline)
+                if svc.pipeline.spans_since_refresh:  # the call graph from new spans, as the server does
+                    svc.pipeline.refresh_topology()
     if not report.lines:
         raise InvalidInput(f"nothing to read in {file}", field="FILE")
     return report.as_dict()
+
+
+class _PortSink:
+    """Parsed log rows into the port (`embed` is the port's business: the server and the home embed them)."""
+
+    def __init__(self, port: DevMeshPort) -> None:
+        self.port = port
+
+    def ingest(self, kind: Kind, cols: dict[str, list[Any]], *, embed: bool = True) -> IngestReport:
+        return self.port.ingest(kind, cols)
 
 
 def _ingest_json(ctx: typer.Context, raw: bytes, batch_size: int, as_json: bool) -> dict[str, Any]:

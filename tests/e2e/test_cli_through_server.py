@@ -38,6 +38,23 @@ def events() -> bytes:
     return ("\n".join(json.dumps(e) for e in lines) + "\n").encode()
 
 
+def journal() -> bytes:
+    """`journalctl -o json` lines of a unit on node-1 (one priority each), and a line that is not JSON."""
+    entries = [
+        {
+            "__CURSOR": f"s=1;i={i}",
+            "__REALTIME_TIMESTAMP": str((T0 + i) * 1_000_000),
+            "_HOSTNAME": "node-1",
+            "_SYSTEMD_UNIT": "kubelet.service",
+            "SYSLOG_IDENTIFIER": "kubelet",
+            "PRIORITY": "3" if i % 3 else "6",
+            "MESSAGE": f"Failed to pull image registry.local/shop/cart:{i}" if i % 3 else f"pod {i} started",
+        }
+        for i in range(30)
+    ]
+    return ("\n".join(json.dumps(e) for e in entries) + "\n{not json\n").encode()
+
+
 def run(settings: Settings, *args: str, key: str | None, expect: int = 0) -> subprocess.CompletedProcess[bytes]:
     env = env_of(settings, embedder="minilm")
     if key is not None:
@@ -116,6 +133,9 @@ def test_the_cli_goes_through_a_running_server_and_prints_the_same(settings: Set
     key, _ = KeyStore(settings.keys_path).create(["admin"], "me")
     data = tmp_path / "events.jsonl"
     data.write_bytes(events())
+    journald = tmp_path / "journal.json"
+    journald.write_bytes(journal())
+    as_journald = ("ingest", "--format", "journald", str(journald), "--json")
     port = free_port()
     server = start_server(settings, port)
     try:
@@ -124,6 +144,8 @@ def test_the_cli_goes_through_a_running_server_and_prints_the_same(settings: Set
         first = js(run(settings, "ingest", str(data), "--json", key=key))
         assert (first["received"], first["stored"], first["duplicates"], first["rejected"]) == (480, 480, 0, 0)
         again_served = js(run(settings, "ingest", str(data), "--json", key=key))
+        journald_first = js(run(settings, *as_journald, key=key, expect=2))
+        journald_served = js(run(settings, *as_journald, key=key, expect=2))
         opened = js(
             run(settings, "explain", "--service", "payment", "--at", str(T0 + 120), "--format", "json", key=key)
         )
@@ -141,11 +163,17 @@ def test_the_cli_goes_through_a_running_server_and_prints_the_same(settings: Set
     assert not serve_path(settings.home).exists()  # removed on a clean exit
 
     again_direct = js(run(settings, "ingest", str(data), "--json", key=None))
+    journald_direct = js(run(settings, *as_journald, key=None, expect=2))
     direct = reads(settings, None)
     direct_expl = explained(settings, None, incident)
     same = ("kind", "received", "stored", "duplicates", "rejected", "errors", "new_templates", "embedded")
     assert {k: again_served[k] for k in same} == {k: again_direct[k] for k in same}
     assert (again_direct["stored"], again_direct["duplicates"]) == (0, 480)
+    assert (journald_first["stored"], journald_first["rejected"], journald_first["lines"]) == (30, 1, 31)
+    lines_same = (*same, "source", "lines", "later")
+    assert {k: journald_served[k] for k in lines_same} == {k: journald_direct[k] for k in lines_same}
+    assert (journald_direct["stored"], journald_direct["duplicates"], journald_direct["rejected"]) == (0, 30, 1)
+    assert journald_direct["errors"][0]["field"] == "line 31"
     assert "error (statement): only SELECT is allowed here" in served.pop("sql_refused")
     assert "error (statement): only SELECT is allowed here" in direct.pop("sql_refused")
     for name in served:
