@@ -122,7 +122,7 @@ def open_services(settings: Settings, *, graph: bool = True, vectors: bool = Tru
                 url = server.start()
                 if server.launched:  # started by this process: stop it (with a save) when done
                     svc._closers.append(server.stop)
-            health = svc.engines["graph"] = graph_health()
+            health = svc.engines["graph"] = graph_health(url=url)
             conn = open_lazy(url, settings.graph_name, health)  # a remote graph may be down: waited for
             svc._closers.append(conn.close)
             svc.graph = GraphStore(conn.graph)

@@ -113,8 +113,11 @@ class EngineHealth:
         failures: tuple[type[BaseException], ...] = (ConnectionError, OSError),
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
+        where: str = "",
     ) -> None:
         self.name = name
+        self.where = where
+        """Where the engine is (a URL with its credentials redacted), for the messages; may be empty."""
         self.failures = failures
         self.breaker = breaker or CircuitBreaker(failure_threshold=1, cooldown_s=2.0)
         self._clock = clock
@@ -169,8 +172,10 @@ class EngineHealth:
     def guarded(self) -> Iterator[None]:
         """The block is one call through the breaker (class doc)."""
         if not self.breaker.allow():
+            at = f" at {self.where}" if self.where else ""
+            why = f" ({self._error})" if self._error and self.state is not EngineState.UP else ""
             raise EngineUnavailable(
-                f"{self.name} is {self.state.value} (since {_clock_text(self._since)}); not calling it for "
+                f"{self.name}{at} is {self.state.value} since {_clock_text(self._since)}{why}; not calling it for "
                 f"another {self.breaker.retry_in_s():.0f} s while it recovers"
             )
         try:

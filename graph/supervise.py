@@ -10,6 +10,7 @@ from collections.abc import Callable
 import redis
 
 from core.breaker import CircuitBreaker, EngineHealth
+from core.redaction import redact_url
 from core.supervisor import Watch
 from graph.lazy import LazyConnection
 from graph.schema import ensure_schema
@@ -19,10 +20,14 @@ GRAPH_FAILURES: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.
 """A lost or silent server (BusyLoadingError, while it reloads its files, is a ConnectionError)."""
 
 
-def graph_health(*, cooldown_s: float = 2.0) -> EngineHealth:
-    """The graph's health: one lost connection opens the breaker, a trial call every `cooldown_s`."""
+def graph_health(*, cooldown_s: float = 2.0, url: str = "") -> EngineHealth:
+    """The graph's health: one lost connection opens the breaker, a trial call every `cooldown_s`; `url` (its
+    credentials redacted) is named in the refusals."""
     return EngineHealth(
-        "graph", failures=GRAPH_FAILURES, breaker=CircuitBreaker(failure_threshold=1, cooldown_s=cooldown_s)
+        "graph",
+        failures=GRAPH_FAILURES,
+        breaker=CircuitBreaker(failure_threshold=1, cooldown_s=cooldown_s),
+        where=redact_url(url) if url else "",
     )
 
 
