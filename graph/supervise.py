@@ -27,7 +27,7 @@ def graph_health(*, cooldown_s: float = 2.0, url: str = "") -> EngineHealth:
         "graph",
         failures=GRAPH_FAILURES,
         breaker=CircuitBreaker(failure_threshold=1, cooldown_s=cooldown_s),
-        where=redact_url(url) if url else "",
+        where=(redact_url(url) or "") if url else "",
     )
 
 
