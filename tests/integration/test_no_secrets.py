@@ -155,10 +155,14 @@ def test_no_secret_in_any_response_or_log_line(
     assert explained.status_code in (200, 404), explained.text  # the LLM cannot be reached: evidence-only
 
     # engines that cannot be reached through URLs with credentials: the errors name the URL without them
-    for opener in (
-        lambda: open_services(secret_settings, vectors=False),
-        lambda: open_vector_store(secret_settings).collections(),
-    ):
+    def use_graph() -> None:  # the graph connects lazily (serve starts with it down): its first use says
+        svc = open_services(secret_settings, vectors=False)
+        try:
+            svc.graph.services() if svc.graph else None
+        finally:
+            svc.close()
+
+    for opener in (use_graph, lambda: open_vector_store(secret_settings).collections()):
         with warnings.catch_warnings(), pytest.raises(DevMeshError) as failed:
             warnings.simplefilter("ignore")  # qdrant-client: "Api key is used with an insecure connection"
             opener()

@@ -39,3 +39,14 @@ def test_explain_alert_time_is_stripped_and_stays_strict() -> None:
     assert AlertIn.model_validate({"startsAt": "2023-01-29T08:42:22Z\n"}).startsAt == "2023-01-29T08:42:22Z"
     with pytest.raises(ValidationError):
         AlertIn.model_validate({"startsAt": 1674981742})
+
+
+def test_every_alert_time_the_pattern_allows_fits_a_request() -> None:
+    """An alert's startsAt becomes start_ns/at_ns, at most LATEST_NS (2255-03-14): the pattern stops at 2254, so
+    a startsAt the schema allows is never refused as a request time (the contract test found 2260-12-30)."""
+    from core.timeutil import LATEST_NS, to_ns
+
+    assert re.search(ISO_SINCE_2001_PATTERN, "2254-12-31T23:59-23:59")
+    assert to_ns("2254-12-31T23:59-23:59") < LATEST_NS
+    for too_late in ("2255-01-01", "2256-02-29", "2260-12-30T06:20Z"):
+        assert not re.search(ISO_SINCE_2001_PATTERN, too_late)
