@@ -13,6 +13,7 @@ from agents.investigate import detection_context
 from agents.llm_factory import make_llm
 from agents.masking import Masker, MaskOptions
 from agents.toolbox import Budget, Toolbox
+from api.retention import policy_from_settings
 from core.breaker import EngineHealth
 from core.settings import Settings
 from core.supervisor import Supervisor, Watch
@@ -26,6 +27,7 @@ from ingest.pipeline import Pipeline
 from retrieval.embedder_factory import make_embedder
 from retrieval.embedders import Embedder
 from retrieval.events import EventStore
+from retrieval.events.factory import open_event_store
 from retrieval.vector_factory import open_vector_store
 from retrieval.vectors import VectorStore
 
@@ -110,7 +112,8 @@ class Services:
 def open_services(settings: Settings, *, graph: bool = True, vectors: bool = True) -> Services:
     """Open the event store, and the graph and vector stores unless asked not to."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    events = EventStore(settings.events_path)
+    retain = policy_from_settings(settings).retain_ns if settings.events_url else None
+    events = open_event_store(settings.events_path, settings.events_url, retain_ns=retain)
     svc = Services(settings=settings, events=events)
     svc._closers.append(events.close)
     try:

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         default=None, description="URL of a Qdrant server or cluster; unset uses Qdrant Edge in-process."
     )
     qdrant_api_key: str | None = Field(default=None, description="API key for DEVMESH_QDRANT_URL.")
+    events_url: str | None = Field(
+        default=None,
+        description="ClickHouse event store: clickhouse://user:pass@host:8123/db or http(s)://... (a server,"
+        " clickhouse-connect) or chdb://<folder> (in-process); unset uses DuckDB under DEVMESH_HOME.",
+    )
     embedder: str = Field(
         default="minilm",
         description="'minilm' (local all-MiniLM-L6-v2), 'ollama:<model>', or 'none' (no vectors).",

@@ -54,18 +54,29 @@ def bench_query(
     ctx: typer.Context,
     events: int = typer.Option(1_000_000, min=1000, help="Events to synthesize into a temporary store."),
     runs: int = typer.Option(200, min=10, help="Timed runs per query."),
+    backend: str = typer.Option(
+        "duckdb", help="Event store to fill: duckdb (embedded) or chdb (ClickHouse in-process, the `clickhouse` extra)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Query and semantic-search latency over a temporary store filled with EVENTS synthetic events."""
+    if backend not in ("duckdb", "chdb"):
+        raise typer.BadParameter("duckdb or chdb", param_hint="--backend")
+    settings = state(ctx).settings
+    if backend == "chdb":  # a temporary chDB folder; no TTL: the synthetic day is from 2023
+        settings = settings.model_copy(
+            update={"events_url": "chdb://", "retain_logs": "none", "retain_spans": "none", "retain_metrics": "none"}
+        )
     with progress(not as_json) as bar:
         task = bar.add_task("bench query", total=None, status="filling")
         result = run_query_bench(
-            state(ctx).settings,
+            settings,
             n_events=events,
             runs=runs,
             open_fn=lambda s: open_services(s, graph=False),
             on_status=lambda s: bar.update(task, status=s),
         )
+    result["backend"] = backend
     emit(result, as_json, _print)
 
 

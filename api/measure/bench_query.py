@@ -140,8 +140,10 @@ def run_query_bench(
                 s = rng.randrange(lo, hi - window)
                 return LogQuery(start_ns=s, end_ns=s + window, service=rng.choice(SERVICES[:12]))
 
+            stats = svc.events.stats()
             results = {
-                "events": svc.events.stats()["tables"]["logs"]["rows"],
+                "events": stats["tables"]["logs"]["rows"],
+                "store_bytes": int(stats.get("file_bytes", 0) or 0) + int(stats.get("wal_bytes", 0) or 0),
                 "templates_indexed": len(all_ids),
                 "query": timed(window_service, runs),
                 "search_unfiltered": timed(search(lambda: LogQuery()), runs),

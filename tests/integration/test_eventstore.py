@@ -1,6 +1,9 @@
-"""The DuckDB event store on real files: appends and dedup, restart, log queries, pagination,
-read-only SQL, templates, documents, small state and aggregations, with exact expected values; and
-the row contract its tables, the reader batches and the JSON input follow."""
+"""The event store on real files, one conformance suite over both backends (DuckDB embedded, and
+ClickHouse through chDB, ClickHouse in-process, standing in for a server): appends and dedup,
+restart, log queries, pagination, templates, documents, small state and aggregations, with exact
+expected values. DuckDB alone: read-only SQL in its dialect, transactions, schema versions, memory
+stores (ClickHouse's own are in test_eventstore_clickhouse.py); and the row contract its tables, the
+reader batches and the JSON input follow."""
 
 from __future__ import annotations
 
@@ -112,9 +115,27 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "home" / "events.duckdb"
 
 
+BACKENDS = ["duckdb", "chdb"]
+
+
+def open_store(backend: str, path: Path) -> Any:
+    """The store of `backend` on `path` (a DuckDB file, or a chDB folder beside it)."""
+    if backend == "duckdb":
+        return EventStore(path)
+    pytest.importorskip("chdb", reason="chdb is not installed (pip install 'devmesh[clickhouse]')")
+    from retrieval.events.clickhouse import ClickHouseEventStore, connect
+
+    return ClickHouseEventStore(connect(f"chdb://{path.with_suffix('.chdb')}"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def store(path: Path):
-    st = EventStore(path)
+def store(backend: str, path: Path):
+    st = open_store(backend, path)
     yield st
     st.close()
 
@@ -123,6 +144,19 @@ def store(path: Path):
 def filled(store: EventStore) -> EventStore:
     assert store.append_logs(table(LOGS)) == AppendResult(inserted=10, duplicates=0)
     return store
+
+
+@pytest.fixture
+def duck(path: Path):
+    st = EventStore(path)
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def duck_filled(duck: EventStore) -> EventStore:
+    assert duck.append_logs(table(LOGS)) == AppendResult(inserted=10, duplicates=0)
+    return duck
 
 
 def messages(page_events: list[dict[str, Any]]) -> list[str]:
@@ -150,8 +184,8 @@ def test_dedup_ignores_source_meta_and_template(store: EventStore) -> None:
     assert store.append_logs(table([changed])).inserted == 1
 
 
-def test_restart_keeps_everything_and_dedup_still_holds(path: Path) -> None:
-    st = EventStore(path)
+def test_restart_keeps_everything_and_dedup_still_holds(backend: str, path: Path) -> None:
+    st = open_store(backend, path)
     st.append_logs(table(LOGS))
     st.append_spans(table(SPANS))
     st.append_metrics(table([{"ts_ns": s(1), "name": "cpu", "value": 0.5, "service": "ts-order-service"}]))
@@ -160,7 +194,7 @@ def test_restart_keeps_everything_and_dedup_still_holds(path: Path) -> None:
     before = st.stats()
     st.close()
 
-    st = EventStore(path)
+    st = open_store(backend, path)
     after = st.stats()
     assert after["tables"] == before["tables"]
     assert after["tables"]["logs"]["rows"] == 10
@@ -563,7 +597,8 @@ def test_documents_by_collection_time_status_and_service(store: EventStore) -> N
     assert store.docs.find("incidents") == [] and store.docs.get("runs", "r1") == {"id": "r1"}
 
 
-def test_documents_and_kv_share_the_store_transaction(store: EventStore) -> None:
+def test_documents_and_kv_share_the_store_transaction(duck: EventStore) -> None:
+    store = duck
     with pytest.raises(RuntimeError), store.transaction():
         store.append_logs(pa.Table.from_pylist([log(1, "kept only on commit")]))
         store.docs.put("runs", "r1", {"id": "r1"}, time_ns=s(1))
@@ -603,7 +638,8 @@ def test_column_picks_are_checked_against_the_contract() -> None:
 # -- read-only SQL ----------------------------------------------------------------------------
 
 
-def test_permitted_select(filled: EventStore) -> None:
+def test_permitted_select(duck_filled: EventStore) -> None:
+    filled = duck_filled
     cols, rows = filled.sql(
         "SELECT service, count(*) AS n FROM logs WHERE level IN ('ERROR', 'FATAL') GROUP BY service ORDER BY n DESC"
     )
@@ -655,7 +691,8 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("statement", REFUSED)
-def test_sql_refuses_anything_that_writes_or_reads_files(filled: EventStore, statement: str) -> None:
+def test_sql_refuses_anything_that_writes_or_reads_files(duck_filled: EventStore, statement: str) -> None:
+    filled = duck_filled
     with pytest.raises(ReadOnlyViolation) as e:
         filled.sql(statement)
     assert e.value.field == "statement"
@@ -673,11 +710,11 @@ def test_structural_check_alone_refuses(statement: str) -> None:
     conn.close()
 
 
-def test_store_connection_cannot_touch_files(filled: EventStore) -> None:
-    assert filled.sql("SELECT current_setting('enable_external_access')")[1] == [(False,)]
+def test_store_connection_cannot_touch_files(duck_filled: EventStore) -> None:
+    assert duck_filled.sql("SELECT current_setting('enable_external_access')")[1] == [(False,)]
 
 
-def test_sql_errors_are_invalid_input(filled: EventStore) -> None:
+def test_sql_errors_are_invalid_input(filled: EventStore) -> None:  # both dialects
     for bad in ("", "SELEC 1", "SELECT * FROM no_such_table"):
         with pytest.raises(InvalidInput) as e:
             filled.sql(bad)

@@ -1,0 +1,201 @@
+"""Two thin connections to ClickHouse that run the same SQL: a server through clickhouse-connect
+(`clickhouse://` or `http(s)://` URLs), and chDB, ClickHouse in-process (`chdb://<path>`), which
+stands in for a server where none can run, as qdrant-client's local mode does for Qdrant.
+
+Every statement the store sends is a string with `{name:Type}` query parameters and a dict of
+Python values. clickhouse-connect binds them server-side; chDB takes each value as the text the
+server's HTTP interface would receive (`param_text`). Nothing from input is pasted into SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+from core.errors import EngineUnavailable, InvalidInput
+
+log = logging.getLogger(__name__)
+
+Params = Mapping[str, Any]
+
+
+class ClickHouseError(Exception):
+    """A statement ClickHouse refused; `code` is ClickHouse's error code when known (164: READONLY)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Connection(Protocol):
+    """What the ClickHouse event store needs of a connection."""
+
+    where: str
+    """Where the data is (a chDB folder, or the server URL without credentials)."""
+
+    def query(self, sql: str, params: Params | None = None) -> pa.Table:
+        """Rows of one SELECT as an Arrow table."""
+        ...
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        """Run one statement that returns nothing (DDL, ALTER, DELETE)."""
+        ...
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        """Append an Arrow table whose columns are the table's, in order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def param_text(value: Any) -> str:
+    """A parameter value as ClickHouse's escaped text format (what the HTTP interface's param_x takes)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_quoted(v) for v in value) + "]"
+    raise InvalidInput(f"cannot pass a {type(value).__name__} as a query parameter", field="params")
+
+
+def _escape(s: str) -> str:
+    return "".join("\\" + c if c in "\\'`\t\n" else c for c in s)
+
+
+def _quoted(v: Any) -> str:
+    return f"'{_escape(v)}'" if isinstance(v, str) else param_text(v)
+
+
+def _code_of(exc: BaseException) -> int | None:
+    text = str(exc)
+    if "Code: " in text:
+        digits = text.split("Code: ", 1)[1].split(".", 1)[0]
+        return int(digits) if digits.isdigit() else None
+    return None
+
+
+class ChdbConnection:
+    """chDB: one in-process session on a folder (`path=None`: a temporary one). One per process."""
+
+    def __init__(self, path: Path | None) -> None:
+        try:
+            from chdb import session  # the optional `clickhouse` extra
+        except ImportError as exc:
+            raise EngineUnavailable(
+                "chdb is not installed: pip install 'devmesh[clickhouse]' to use a chdb:// event store"
+            ) from exc
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+        self.where = str(path) if path else "chdb (temporary)"
+        self._lock = threading.Lock()  # one statement at a time on the session
+        self._session = session.Session(str(path) if path else None)
+
+    def query(self, sql: str, params: Params | None = None) -> pa.Table:
+        text = {k: param_text(v) for k, v in (params or {}).items()}
+        with self._lock:
+            try:
+                out = self._session.query(sql, "ArrowTable", params=text or None)
+            except Exception as exc:  # chdb raises ChdbError/RuntimeError with ClickHouse's message
+                self._drain()
+                raise ClickHouseError(str(exc), _code_of(exc)) from exc
+        if not isinstance(out, pa.Table):  # pragma: no cover - an empty answer of some chdb versions
+            return pa.table({})
+        return out
+
+    def _drain(self) -> None:
+        """After a query stopped mid-way (a timeout), chDB's next Arrow answer comes back empty: take it here."""
+        try:
+            self._session.query("SELECT 1", "ArrowTable")
+        except Exception:  # noqa: BLE001 - the stale answer; the session is usable afterwards
+            log.debug("chdb: drained a stale answer")
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        text = {k: param_text(v) for k, v in (params or {}).items()}
+        with self._lock:
+            try:
+                self._session.query(sql, "Null", params=text or None)
+            except Exception as exc:
+                raise ClickHouseError(str(exc), _code_of(exc)) from exc
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        _batch = data  # noqa: F841 - chDB's Python() table function reads this local by name
+        with self._lock:
+            try:
+                self._session.query(f"INSERT INTO {table} SELECT * FROM Python(_batch)")
+            except Exception as exc:
+                raise ClickHouseError(str(exc), _code_of(exc)) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class HttpConnection:
+    """A ClickHouse server through clickhouse-connect (HTTP). Thread-safe per statement."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import clickhouse_connect
+        except ImportError as exc:
+            raise EngineUnavailable(
+                "clickhouse-connect is not installed: pip install 'devmesh[clickhouse]' for DEVMESH_EVENTS_URL"
+            ) from exc
+        parts = urlsplit(url)
+        secure = parts.scheme in ("https", "clickhouses")
+        self.where = f"{parts.scheme}://{parts.hostname}:{parts.port or (8443 if secure else 8123)}{parts.path}"
+        try:
+            self._client = clickhouse_connect.get_client(
+                host=parts.hostname or "localhost",
+                port=parts.port or (8443 if secure else 8123),
+                username=parts.username or "default",
+                password=parts.password or "",
+                database=parts.path.strip("/") or "default",
+                secure=secure,
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            raise EngineUnavailable(f"cannot reach the ClickHouse event store at {self.where}: {exc}") from exc
+
+    def query(self, sql: str, params: Params | None = None) -> pa.Table:
+        try:
+            return self._client.query_arrow(sql, parameters=dict(params or {}))
+        except Exception as exc:
+            raise ClickHouseError(str(exc), _code_of(exc)) from exc
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=dict(params or {}))
+        except Exception as exc:
+            raise ClickHouseError(str(exc), _code_of(exc)) from exc
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        try:
+            self._client.insert_arrow(table, data)
+        except Exception as exc:
+            raise ClickHouseError(str(exc), _code_of(exc)) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def connect(url: str) -> Connection:
+    """The connection a DEVMESH_EVENTS_URL names: chdb://<folder>, clickhouse://, http(s)://."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "chdb":
+        rest = url.split("://", 1)[1]
+        return ChdbConnection(Path(rest).expanduser() if rest else None)
+    if scheme in ("clickhouse", "clickhouses", "http", "https"):
+        return HttpConnection(url)
+    raise InvalidInput(
+        f"DEVMESH_EVENTS_URL must start with chdb://, clickhouse:// or http(s)://, not {url.split('://')[0]!r}",
+        field="events_url",
+    )

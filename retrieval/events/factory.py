@@ -1,0 +1,40 @@
+"""Which event store to open: DuckDB embedded in a file, or ClickHouse at a URL (`DEVMESH_EVENTS_URL`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from core.telemetry import Kind
+from retrieval.events.store import EventStore
+
+if TYPE_CHECKING:
+    from retrieval.events.clickhouse import ClickHouseEventStore
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def ttl_days(retain_ns: dict[Kind, int | None]) -> dict[Kind, int | None]:
+    """Retention periods (ns, None: kept) as whole days for ClickHouse TTLs, rounded up."""
+    return {k: (-(-v // NS_PER_DAY) if v else None) for k, v in retain_ns.items()}
+
+
+def open_clickhouse(url: str, *, retain_ns: dict[Kind, int | None] | None = None) -> ClickHouseEventStore:
+    """The ClickHouse event store at `url` (chdb://<folder>, clickhouse://..., http(s)://...)."""
+    from retrieval.events.clickhouse import ClickHouseEventStore, connect
+
+    return ClickHouseEventStore(connect(url), ttl_days=ttl_days(retain_ns) if retain_ns else None)
+
+
+def open_event_store(
+    path: Path, url: str | None = None, *, retain_ns: dict[Kind, int | None] | None = None
+) -> EventStore:
+    """DuckDB at `path`, or the ClickHouse store at `url` when one is given.
+
+    The ClickHouse store answers the same appends, queries, aggregations, templates, documents and
+    key-value calls; it has no owed-writes ledger, pruning, footprint or file snapshots yet (TTL
+    drops old rows instead), so it is typed as the DuckDB store's surface it shares.
+    """
+    if url:
+        return cast(EventStore, open_clickhouse(url, retain_ns=retain_ns))
+    return EventStore(path)
