@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from core.telemetry import Kind
+from retrieval.events.clickhouse import ClickHouseEventStore, connect
 from retrieval.events.store import EventStore
-
-if TYPE_CHECKING:
-    from retrieval.events.clickhouse import ClickHouseEventStore
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -21,8 +19,6 @@ def ttl_days(retain_ns: dict[Kind, int | None]) -> dict[Kind, int | None]:
 
 def open_clickhouse(url: str, *, retain_ns: dict[Kind, int | None] | None = None) -> ClickHouseEventStore:
     """The ClickHouse event store at `url` (chdb://<folder>, clickhouse://..., http(s)://...)."""
-    from retrieval.events.clickhouse import ClickHouseEventStore, connect
-
     return ClickHouseEventStore(connect(url), ttl_days=ttl_days(retain_ns) if retain_ns else None)
 
 
