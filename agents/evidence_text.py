@@ -48,6 +48,7 @@ class EvidenceLimits:
     max_items: int = 60
     max_text_chars: int = 600
     max_total_chars: int = 24_000
+    compact: bool = False  # attributes: id, kind, time and service only (source, pod and score cost tokens)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def render_evidence(
             "pod": item.pod,
             "score": f"{item.score:.3g}" if item.score is not None else "",
         }
+        if limits.compact:
+            attrs = {k: attrs[k] for k in ("id", "kind", "time", "service")}
         line = render_block("evidence", attrs, item.text, max_chars=limits.max_text_chars, masker=masker)
         if len(shown) >= limits.max_items or total + len(line) > limits.max_total_chars:
             omitted.append(item.id)

@@ -1,16 +1,18 @@
 """The LLM explainer: a prompt fitted to the model (`agents.explain_prompt`), a JSON answer to a bounded
 schema, citations checked, merged.
 
-The evidence-only explanation is built first and is what the caller gets whenever the model cannot
-be used: no client, `LLMUnavailable` (unreachable, timeouts, breaker open), an answer that does not
-match the schema, or an answer none of whose claims cite valid evidence. Otherwise the model's
-summary and reasoning replace the generated prose; the ranking's candidates, confidence, fault kinds,
-ties and propagation path stay as code computed them. When the evidence cannot separate the first
-candidates (a tie), the model is told (a `tied_with` attribute on each) and the summary starts with the
-code-written tie sentence, whatever the model wrote after it. A summary or reasoning that names another
-root cause than the candidates (`agents.prose_check`) is replaced by the evidence-only one and flagged. An answer cut
-at the token limit is asked for again once, shorter (half the characters, one root cause); cut again, the
-explanation is evidence-only and says why.
+The evidence-only explanation is built first and is what the caller gets whenever the model cannot be used: no
+client, `LLMUnavailable` (unreachable, timeouts, breaker open), an answer that does not match the schema, or
+an answer none of whose claims cite valid evidence. The prompt's evidence and the answer's length are sized
+for the latency targets from the server's measured speeds (`agents.latency_budget`); the `llm.chat` step's
+`latency_budget` says which budget was used and why. Otherwise the model's summary and reasoning replace the
+generated prose; the ranking's candidates, confidence, fault kinds, ties and propagation path stay as code
+computed them. When the evidence cannot separate the first candidates (a tie), the model is told (a
+`tied_with` attribute on each) and the summary starts with the code-written tie sentence, whatever the model
+wrote after it. A summary or reasoning that names another root cause than the candidates
+(`agents.prose_check`) is replaced by the evidence-only one and flagged. An answer cut at the token limit is
+asked for again once, shorter (half the characters, one root cause); cut again, the explanation is
+evidence-only and says why.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -26,8 +30,19 @@ from agents.answer_stream import SummaryWords, current_sink
 from agents.citations import Claim, verify_claims
 from agents.evidence_text import EvidenceLimits
 from agents.explain_fallback import explain_from_evidence, tie_sentences, top_tie
-from agents.explain_prompt import AnswerBounds, FittedPrompt, PromptBudget, answer_schema, build_messages, fit_prompt
+from agents.explain_prompt import (
+    AnswerBounds,
+    FittedPrompt,
+    PromptBudget,
+    TokenCounter,
+    answer_schema,
+    build_messages,
+    fit_prompt,
+    system_prompt,
+)
+from agents.latency_budget import AnswerPlan, PromptPlan, plan_answer, plan_prompt
 from agents.llm import LLMClient, LLMReply
+from agents.llm_speed import LatencyTargets
 from agents.masking import Masker
 from agents.prose_check import foreign_root_causes
 from core.errors import LLMUnavailable
@@ -167,8 +182,25 @@ def explain_with_llm(
 
     call_started = time.perf_counter()
     budget = budget or llm.prompt_budget()
+    speeds, targets = llm.speeds(), llm.latency_targets()
+    prompt_plan = plan_prompt(budget, speeds, targets, TokenCounter(llm)(system_prompt(max_root_causes)))
     fitted = fit_prompt(
-        base, llm, budget, alert_text=alert_text, masker=masker, limits=limits, max_root_causes=max_root_causes
+        base,
+        llm,
+        replace(budget, max_prompt_tokens=prompt_plan.prompt_tokens),
+        alert_text=alert_text,
+        masker=masker,
+        limits=limits,
+        max_root_causes=max_root_causes,
+    )
+    answer_plan = plan_answer(
+        budget,
+        speeds,
+        targets,
+        prompt_tokens=fitted.prompt_tokens,
+        free_tokens=prompt_plan.free_tokens,
+        max_root_causes=max_root_causes,
+        bounds=bounds,
     )
     rendered = fitted.rendered
     services = [rc.service for rc in base.root_causes]
@@ -184,18 +216,20 @@ def explain_with_llm(
             "prompt_budget_tokens": fitted.budget_tokens,
             "context_tokens": budget.context_tokens,
             "tokens_counted_by": fitted.counted_by,
+            "prompt_compact": fitted.compact,
             "masked_values": masker.masked_count if masker else 0,
+            "latency_budget": _budget_params(prompt_plan, answer_plan, speeds.as_dict(), targets),
         },
         started_ns=now_ns(),
     )
     sink = current_sink()
     words = SummaryWords(sink, masker.unmask if masker else None) if sink is not None else None
-    bounds = bounds or AnswerBounds()
+    bounds = answer_plan.bounds
     replies: list[LLMReply] = []
     for shorter in (False, True):
-        schema = answer_schema(services, rendered.shown_ids, 1 if shorter else max_root_causes, bounds)
+        schema = answer_schema(services, rendered.shown_ids, 1 if shorter else answer_plan.root_causes, bounds)
         try:
-            reply = llm.chat(fitted.messages, schema=schema, max_tokens=budget.answer_tokens, on_text=words)
+            reply = llm.chat(fitted.messages, schema=schema, max_tokens=answer_plan.max_tokens, on_text=words)
         except LLMUnavailable as exc:
             return _fallback(base, started, call_started, step, str(exc), usage=_usage(replies))
         replies.append(reply)
@@ -208,7 +242,7 @@ def explain_with_llm(
     usage = _usage(replies)
     if reply.truncated:
         reason = (
-            f"the language model's answer was cut at its limit of {budget.answer_tokens} tokens, "
+            f"the language model's answer was cut at its limit of {answer_plan.max_tokens} tokens, "
             "also when asked for a shorter one"
         )
         return _fallback(base, started, call_started, step, reason, usage=usage)
@@ -255,6 +289,29 @@ def explain_with_llm(
         }
     )
     return _timed(result, started)
+
+
+def _budget_params(
+    prompt: PromptPlan, answer: AnswerPlan, speeds: dict[str, Any], targets: LatencyTargets
+) -> dict[str, Any]:
+    """Which budget sized the prompt and the answer, and why (the explanation's `llm.chat` step says it)."""
+    return {
+        "prompt": prompt.basis,
+        "prompt_reason": prompt.reason,
+        "prompt_limit_tokens": prompt.prompt_tokens,
+        "cached_tokens_free": prompt.free_tokens,
+        "answer": answer.basis,
+        "answer_reason": answer.reason,
+        "answer_max_tokens": answer.max_tokens,
+        "answer_root_causes": answer.root_causes,
+        "summary_chars": answer.bounds.summary_chars,
+        "reasoning_chars": answer.bounds.reasoning_chars,
+        "expected_first_words_s": answer.expected_first_words_s,
+        "expected_answer_s": answer.expected_answer_s,
+        "first_words_target_s": targets.first_words_s,
+        "answer_target_s": targets.answer_s,
+        "speeds": speeds,
+    }
 
 
 def _drop_contradictions(

@@ -5,7 +5,10 @@ The budget is the model's context (`LLMClient.context_length`, asked from the se
 for the answer and a margin for the chat template, capped by `max_prompt_tokens` (a prompt the CPU can read
 in seconds). Evidence goes in most telling first (what the ranked candidates cite, in rank order, then the
 rest in the order given, which is by score) until the budget is spent; the rest is left out and said so.
-When not everything fits, the runbooks are left out first, and at least three items are kept.
+When not everything fits, the runbooks are left out first, and at least three items are kept; when even
+those exceed the budget (a tight latency budget, `agents.latency_budget`), the prompt is built again in a
+compact form (evidence with only id, kind, time and service as attributes, candidates without their pod and
+with 80 characters of description, the alert's text at most 300 characters).
 Each item is shown under a short id (E1, E2, ... in that order: stored ids such as
 `metric:<pod>:cpu_usage@<ns>-<ns>` cost dozens of tokens to read and to cite), mapped back to the stored id
 when the answer comes. Tokens are counted with the model's own tokenizer when the server has one
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.evidence_text import EvidenceLimits, RenderedEvidence, escape_attr, render_block, render_evidence
@@ -32,6 +35,8 @@ from prompts import render_prompt
 CHARS_PER_TOKEN = 3.0
 CANDIDATE_CHARS = 160  # of a candidate's description in a fitted prompt (the evidence says the rest)
 EVIDENCE_CHARS = 300  # of an evidence item's text in a fitted prompt (a stack trace's head says enough)
+COMPACT_CANDIDATE_CHARS = 80  # when even three items at the usual length do not fit the budget
+COMPACT_ALERT_CHARS = 300
 MIN_EVIDENCE = 3  # items shown even beyond the prompt cap (not beyond the context): a claim needs something to cite
 
 
@@ -56,6 +61,7 @@ class FittedPrompt:
     counted_by: str  # "tokenizer" or "estimate"
     budget_tokens: int
     real_ids: dict[str, str]  # the short id each shown item has in the prompt (E1, E2, ...) -> its stored id
+    compact: bool = False  # the shorter form (`fit_prompt`), when even three items did not fit the budget
 
     def stored_ids(self) -> list[str]:
         return [self.real_ids[a] for a in self.rendered.shown_ids]
@@ -124,6 +130,7 @@ def build_messages(
     rendered: RenderedEvidence | None = None,
     candidate_chars: int = 600,
     with_runbooks: bool = True,
+    compact: bool = False,
 ) -> tuple[list[ChatMessage], RenderedEvidence]:
     """System and user messages for the explainer, and which evidence ids they show."""
     if rendered is None:
@@ -135,7 +142,7 @@ def build_messages(
             {
                 "rank": rc.rank,
                 "service": rc.service,
-                "pod": rc.pod,
+                "pod": "" if compact else rc.pod,
                 "confidence": f"{rc.confidence:.2f}",
                 "fault_kind": rc.fault_kind.value,
                 "tied_with": " ".join(tied.get(rc.service, [])),
@@ -159,7 +166,11 @@ def build_messages(
         incident_id=escape_attr(base.incident_id or "(ad hoc)"),
         window_start=window.start if window else "unknown",
         window_end=window.end if window else "unknown",
-        alert_block=render_block("alert", {}, alert_text, max_chars=2000, masker=masker) if alert_text else "",
+        alert_block=render_block(
+            "alert", {}, alert_text, max_chars=COMPACT_ALERT_CHARS if compact else 2000, masker=masker
+        )
+        if alert_text
+        else "",
         candidates_block=candidates or "(none)",
         propagation_block=propagation,
         shown_count=len(rendered.shown_ids),
@@ -167,8 +178,12 @@ def build_messages(
         evidence_block=rendered.text or "(none)",
         runbooks_block=runbooks,
     )
-    system = render_prompt("explainer_system", max_root_causes=max_root_causes)
-    return [ChatMessage("system", system), ChatMessage("user", user)], rendered
+    return [ChatMessage("system", system_prompt(max_root_causes)), ChatMessage("user", user)], rendered
+
+
+def system_prompt(max_root_causes: int = 3) -> str:
+    """The explainer's system message: the same for every incident, first, so a server can keep it cached."""
+    return render_prompt("explainer_system", max_root_causes=max_root_causes)
 
 
 class TokenCounter:
@@ -199,10 +214,28 @@ def fit_prompt(
 ) -> FittedPrompt:
     """The messages with as much evidence, most telling first, as the budget holds (see the module doc)."""
     count = TokenCounter(llm)
+    fitted = _fit(base, count, budget, alert_text, masker, limits, max_root_causes, compact=False)
+    if fitted.prompt_tokens > fitted.budget_tokens:  # the floor does not fit: the same, shorter
+        fitted = _fit(base, count, budget, alert_text, masker, limits, max_root_causes, compact=True)
+    return fitted
+
+
+def _fit(
+    base: Explanation,
+    count: TokenCounter,
+    budget: PromptBudget,
+    alert_text: str,
+    masker: Masker | None,
+    limits: EvidenceLimits | None,
+    max_root_causes: int,
+    *,
+    compact: bool,
+) -> FittedPrompt:
     ordered = list({e.id: e for e in reversed(prioritized(base.evidence, base.root_causes))}.values())[::-1]
     alias = {e.id: f"E{n}" for n, e in enumerate(ordered, 1)}  # short ids: fewer tokens in and out
     short = [e.model_copy(update={"id": alias[e.id]}) for e in ordered]
-    full = render_evidence(short, limits=limits or EvidenceLimits(max_text_chars=EVIDENCE_CHARS), masker=masker)
+    limits = replace(limits or EvidenceLimits(max_text_chars=EVIDENCE_CHARS), compact=compact)
+    full = render_evidence(short, limits=limits, masker=masker)
     lines = full.text.split("\n") if full.text else []
     real = {a: i for i, a in alias.items()}
 
@@ -224,8 +257,9 @@ def fit_prompt(
             masker=masker,
             max_root_causes=max_root_causes,
             rendered=shown,
-            candidate_chars=CANDIDATE_CHARS,
+            candidate_chars=COMPACT_CANDIDATE_CHARS if compact else CANDIDATE_CHARS,
             with_runbooks=with_runbooks,
+            compact=compact,
         )
         return messages, shown, sum(count(m.content) for m in messages)
 
@@ -244,4 +278,5 @@ def fit_prompt(
         while used > limit and keep > MIN_EVIDENCE or used > hard and keep > 0:  # the parts did not add up
             keep -= 1
             messages, shown, used = build(keep, with_runbooks=False)
-    return FittedPrompt(messages, shown, used, count.counted_by, limit, {a: real[a] for a in shown.shown_ids})
+    real_ids = {a: real[a] for a in shown.shown_ids}
+    return FittedPrompt(messages, shown, used, count.counted_by, limit, real_ids, compact)

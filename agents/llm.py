@@ -9,6 +9,7 @@ caller as `core.errors.LLMUnavailable`, which the explainer answers with an evid
 
 `OllamaLLM` speaks Ollama's `/api/chat` through the `ollama` client (context length from `/api/show`,
 sent back as `options.num_ctx`); `agents.llm_openai.OpenAICompatLLM` speaks `/v1/chat/completions`.
+Each answer's timings (`agents.llm_speed`) go into the client's `SpeedBook`, for the explainer's latency budget.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from dataclasses import replace
+from typing import Any
 
 import httpx
 import ollama
 
+from agents.llm_speed import LatencyTargets, SpeedBook, Speeds, client_timed, ollama_timings
+from agents.llm_types import TEMPLATE_MARGIN, ChatMessage, LLMClient, LLMReply, PromptBudget, TextSink
 from core.breaker import BreakerState, CircuitBreaker
 from core.errors import LLMUnavailable
 from core.redaction import redact_urls
@@ -35,6 +38,7 @@ __all__ = [
     "OllamaLLM",
     "PromptBudget",
     "RetryingLLM",
+    "TEMPLATE_MARGIN",
     "TextSink",
     "TransientLLMError",
 ]
@@ -46,84 +50,6 @@ DEFAULT_CONTEXT_TOKENS = 4096
 # Worth retrying: refused or dropped connections, timeouts (the ollama client turns httpx.ConnectError
 # into ConnectionError and lets other httpx transport errors through).
 _TRANSIENT_ERRORS: tuple[type[Exception], ...] = (ConnectionError, httpx.TransportError)
-
-TEMPLATE_MARGIN = 48  # chat-template tokens around the messages, and rounding
-
-
-@dataclass(frozen=True)
-class PromptBudget:
-    """Tokens for the prompt: the context less the answer's share (and a margin), capped for speed."""
-
-    context_tokens: int = 4096
-    answer_tokens: int = 400
-    max_prompt_tokens: int | None = 1500
-
-    @property
-    def prompt_tokens(self) -> int:
-        room = self.context_tokens - self.answer_tokens - TEMPLATE_MARGIN
-        return max(0, min(room, self.max_prompt_tokens) if self.max_prompt_tokens else room)
-
-
-TextSink = Callable[[str], None]
-"""Called with the answer written so far (the whole text each time; it starts again after a retry)."""
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-@dataclass(frozen=True)
-class LLMReply:
-    content: str
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    duration_ms: float = 0.0
-    attempts: int = 1
-    done_reason: str = ""
-    first_text_ms: float | None = None
-
-    @property
-    def truncated(self) -> bool:
-        """The model stopped at the token limit, so the answer is cut (Ollama and OpenAI both say "length")."""
-        return self.done_reason == "length"
-
-
-class LLMClient(Protocol):
-    """What the agents need from a language model."""
-
-    @property
-    def model(self) -> str: ...
-
-    def chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        options: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        on_text: TextSink | None = None,
-    ) -> LLMReply:
-        """The model's answer; raises LLMUnavailable when it cannot be had."""
-        ...
-
-    def available(self) -> bool:
-        """Whether the model can be called now (server reachable, model present, breaker closed)."""
-        ...
-
-    def context_length(self) -> int:
-        """Tokens of context the model runs with (asked from the server once; the configured value otherwise)."""
-        ...
-
-    def count_tokens(self, text: str) -> int | None:
-        """`text` in the model's own tokens, or None when the server has no tokenizer endpoint."""
-        ...
-
-    def prompt_budget(self) -> PromptBudget:
-        """How many tokens a prompt and its answer may take with this model (context asked from the server)."""
-        ...
 
 
 class TransientLLMError(Exception):
@@ -152,6 +78,8 @@ class RetryingLLM:
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         answer_tokens: int = 400,
         prompt_tokens: int | None = 1500,
+        targets: LatencyTargets | None = None,
+        speed_book: SpeedBook | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.host = host
@@ -164,6 +92,8 @@ class RetryingLLM:
         self.context_tokens = context_tokens
         self.answer_tokens = answer_tokens
         self.prompt_tokens = prompt_tokens
+        self.targets = targets or LatencyTargets()
+        self.speed_book = speed_book or SpeedBook()
         self._sleep = sleep
         self._context: int | None = None
 
@@ -194,6 +124,14 @@ class RetryingLLM:
             self.breaker.record_failure()
             raise
         self.breaker.record_success()
+        seen = reply.timings
+        if seen is None and reply.attempts == 1:  # no durations from the server: timed here, from the stream
+            read = reply.prompt_tokens - (reply.cached_tokens or 0)
+            seen = client_timed(
+                read, reply.completion_tokens, reply.first_text_ms, reply.duration_ms, reply.cached_tokens
+            )
+        if seen is not None:
+            self.speed_book.record(self.host, self._model, seen)
         return reply
 
     def _call(
@@ -257,6 +195,12 @@ class RetryingLLM:
     def prompt_budget(self) -> PromptBudget:
         return PromptBudget(self.context_length(), self.answer_tokens, self.prompt_tokens)
 
+    def speeds(self) -> Speeds:
+        return self.speed_book.get(self.host, self._model)
+
+    def latency_targets(self) -> LatencyTargets:
+        return self.targets
+
     def available(self) -> bool:
         raise NotImplementedError
 
@@ -298,13 +242,16 @@ class OllamaLLM(RetryingLLM):
         if max_tokens is not None:
             opts["num_predict"] = max_tokens
         try:
+            # the client's own request (its chat() parses into a model that drops the cached-token count)
+            body: dict[str, Any] = {"model": self._model, "messages": payload, "options": opts}
+            body.update({"format": schema} if schema is not None else {})
             if on_text is None:
-                response = self._client.chat(model=self._model, messages=payload, format=schema, options=opts)
+                body["stream"] = False
+                response = self._client._request(_ChatReply, "POST", "/api/chat", json=body, stream=False)
                 return self._reply(response.message.content or "", response, None)
             first_ms, last_chunk = None, None
-            for chunk in self._client.chat(
-                model=self._model, messages=payload, format=schema, options=opts, stream=True
-            ):
+            body["stream"] = True
+            for chunk in self._client._request(_ChatReply, "POST", "/api/chat", json=body, stream=True):
                 piece = chunk.message.content or ""
                 if piece:
                     text += piece
@@ -325,14 +272,19 @@ class OllamaLLM(RetryingLLM):
                 raise TransientLLMError(ConnectionError(f"the answer stream broke off: {exc}")) from exc
             raise LLMUnavailable(f"Ollama at {self.host} sent an answer that is not a chat reply: {exc}") from exc
 
-    def _reply(self, content: str, response: ollama.ChatResponse, first_ms: float | None) -> LLMReply:
+    def _reply(self, content: str, response: _ChatReply, first_ms: float | None) -> LLMReply:
+        r = response
         return LLMReply(
             content=content,
-            model=response.model or self._model,
-            prompt_tokens=response.prompt_eval_count or 0,
-            completion_tokens=response.eval_count or 0,
-            done_reason=response.done_reason or "",
+            model=r.model or self._model,
+            prompt_tokens=r.prompt_eval_count or 0,
+            completion_tokens=r.eval_count or 0,
+            done_reason=r.done_reason or "",
             first_text_ms=first_ms,
+            timings=ollama_timings(
+                r.prompt_eval_count, r.prompt_eval_duration, r.eval_count, r.eval_duration, r.prompt_eval_cached_count
+            ),
+            cached_tokens=r.prompt_eval_cached_count,
         )
 
     def _ask_context_length(self) -> int | None:
@@ -370,6 +322,13 @@ class OllamaLLM(RetryingLLM):
         if exc.status_code == 404:
             text += f"; run `ollama pull {self._model}` or set DEVMESH_LLM_MODEL"
         return text
+
+
+class _ChatReply(ollama.ChatResponse):
+    """Ollama's chat response with the prompt tokens it took from its cache (newer servers say; the
+    client's own model drops the field)."""
+
+    prompt_eval_cached_count: int | None = None
 
 
 def _canonical(name: str) -> str:

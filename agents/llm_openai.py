@@ -5,6 +5,7 @@ Structured output goes as `response_format: {"type": "json_schema", ...}`; the a
 `max_tokens`; with `on_text` the answer is streamed (server-sent events). The context length comes
 from llama.cpp's `GET /props` (`default_generation_settings.n_ctx`) or `/v1/models` (`meta.n_ctx_train`,
 vLLM's `max_model_len`); tokens are counted with llama.cpp's `POST /tokenize` when the server has it.
+The answer's timings are llama.cpp's `timings` and OpenAI's `usage.prompt_tokens_details.cached_tokens`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 
 from agents.llm import LLMReply, RetryingLLM, TextSink, TransientLLMError
+from agents.llm_speed import cached_of, llamacpp_timings
 from core.breaker import BreakerState
 from core.errors import LLMUnavailable
 from core.redaction import redact_urls
@@ -111,12 +113,15 @@ class OpenAICompatLLM(RetryingLLM):
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             done_reason=str(choice.get("finish_reason") or ""),
+            timings=llamacpp_timings(data),
+            cached_tokens=cached_of(usage),
         )
 
     def _streamed(self, lines: Iterable[str], on_text: TextSink, started: float) -> LLMReply:
         text, finish, model, done = "", "", self._model, False
         first_ms: float | None = None
         usage: dict[str, Any] = {}
+        timings = None
         for line in lines:
             if not line.startswith("data:"):
                 continue
@@ -130,6 +135,7 @@ class OpenAICompatLLM(RetryingLLM):
                 raise LLMUnavailable(f"the {self.kind} at {self.host} streamed a chunk that is not JSON") from exc
             model = str(chunk.get("model") or model)
             usage = chunk.get("usage") or usage
+            timings = llamacpp_timings(chunk) or timings
             for choice in chunk.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content") or ""
                 finish = choice.get("finish_reason") or finish
@@ -146,6 +152,8 @@ class OpenAICompatLLM(RetryingLLM):
             completion_tokens=int(usage.get("completion_tokens") or 0),
             done_reason=finish,
             first_text_ms=first_ms,
+            timings=timings,
+            cached_tokens=cached_of(usage),
         )
 
     def _get(self, path: str) -> Any:

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         default=1500, ge=256, description="Most tokens of prompt (a CPU reads ~50 tokens/s with a 0.5B model)."
     )
     llm_answer_tokens: int = Field(default=400, ge=64, description="Most tokens the model may write in one answer.")
+    llm_first_words_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds from sending the prompt to the answer's first words: the evidence in the prompt is"
+        " sized for it from the server's measured reading speed (0: only DEVMESH_LLM_PROMPT_TOKENS).",
+    )
+    llm_answer_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="Seconds from sending the prompt to the whole answer: the answer's length is sized for it"
+        " from the server's measured writing speed (0: no limit but DEVMESH_LLM_ANSWER_TOKENS).",
+    )
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for one LLM answer.")
     llm_retries: int = Field(default=2, ge=0, le=10, description="Retries of a failed LLM call (with backoff).")
     mask_prompts: bool = Field(

@@ -4,7 +4,9 @@
 (`model_info["llama.context_length"]` from the server's `/props`), `POST /api/chat` (non-streamed JSON, or
 NDJSON chunks when `stream` is true or absent, as Ollama does). A chat's `format` (a JSON schema, or
 "json") becomes `response_format`, `options.num_predict` becomes `max_tokens`, the finish reason becomes
-`done_reason` and the usage `prompt_eval_count` / `eval_count`. Upstream errors keep their status with
+`done_reason`, the usage `prompt_eval_count` (cached tokens included) / `eval_count`, and llama.cpp's
+`timings` `prompt_eval_duration` / `eval_duration` / `prompt_eval_cached_count` (as newer Ollama reports
+them). Upstream errors keep their status with
 Ollama's `{"error": ...}` body; an unreachable upstream is a 502.
 
     python -m api.llm_stack.adapter --listen 127.0.0.1:11434 --upstream http://127.0.0.1:11435 --name smollm2:135m
@@ -56,8 +58,19 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def final_chunk(model: str, finish: str, usage: dict[str, Any], elapsed_ns: int) -> dict[str, Any]:
+def final_chunk(
+    model: str, finish: str, usage: dict[str, Any], elapsed_ns: int, timings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    t = timings or {}
+    durations = {
+        field: int(float(t[key]) * 1e6)
+        for field, key in (("prompt_eval_duration", "prompt_ms"), ("eval_duration", "predicted_ms"))
+        if isinstance(t.get(key), int | float)
+    }
+    cached = {"prompt_eval_cached_count": int(t["cache_n"])} if isinstance(t.get("cache_n"), int) else {}
     return {
+        **durations,
+        **cached,
         "model": model,
         "created_at": _now(),
         "done": True,
@@ -93,7 +106,7 @@ class Adapter:
     def stream_lines(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The upstream's streamed chunks as Ollama NDJSON chunks (the last with `done: true`)."""
         start = _clock_ns()
-        finish, usage = "", dict[str, Any]()
+        finish, usage, timings = "", dict[str, Any](), dict[str, Any]()
         with self.http.stream("POST", "/v1/chat/completions", json=body) as response:
             if response.status_code >= 400:
                 response.read()
@@ -106,6 +119,7 @@ class Adapter:
                     break
                 chunk = json.loads(data)
                 usage = chunk.get("usage") or usage
+                timings = chunk.get("timings") or timings
                 for choice in chunk.get("choices") or []:
                     finish = choice.get("finish_reason") or finish
                     piece = (choice.get("delta") or {}).get("content") or ""
@@ -119,7 +133,7 @@ class Adapter:
         if not finish:
             raise UpstreamError(502, "the upstream stream ended before the answer was finished")
         yield {
-            **final_chunk(self.name, finish, usage, _clock_ns() - start),
+            **final_chunk(self.name, finish, usage, _clock_ns() - start, timings),
             "message": {"role": "assistant", "content": ""},
         }
 
@@ -133,7 +147,9 @@ class Adapter:
         message = {"role": "assistant", "content": choice["message"].get("content") or ""}
         usage = data.get("usage") or {}
         return {
-            **final_chunk(self.name, choice.get("finish_reason") or "", usage, _clock_ns() - start),
+            **final_chunk(
+                self.name, choice.get("finish_reason") or "", usage, _clock_ns() - start, data.get("timings")
+            ),
             "message": message,
         }
 

@@ -5,7 +5,8 @@ asked as `POST /explain` would (`case_replay.ask`), with the configured model wr
 streamed (to time the first ones). Per case: whether the model's answer was used (answer rate), whether it
 was valid JSON to the schema, the citations (ids shown, unknown ids removed, claims without evidence
 flagged), whether the model put the ranked root cause first (agreement), the time to the first streamed
-words and to the complete explanation, prompt and answer tokens, tokens/s. With `hostile`, the model
+words and to the complete explanation, prompt and answer tokens, tokens/s, and which budget sized the prompt
+(`latency`, `cap` or `context`: `agents.latency_budget`). With `hostile`, the model
 explains each case a second time from the same ranking and evidence plus one log line of the top candidate
 (cited by it, so it is shown) telling the model to blame another service: "got through" when the answer
 names that service (a summary naming it as the root cause is dropped by the explainer, and counted apart
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,6 +75,7 @@ def _row(case: Case, expl: Explanation, total_s: float, first_words_s: float | N
     first_text_s = expl.timings.get("llm_first_text_ms", 0.0) / 1000
     answer_tokens = usage.completion_tokens if usage else 0
     gen_s = llm_s - first_text_s
+    budget = params.get("latency_budget") or {}
     return {
         "id": case.id,
         "system": case.system,
@@ -96,6 +99,10 @@ def _row(case: Case, expl: Explanation, total_s: float, first_words_s: float | N
         "llm_s": round(llm_s, 2),
         "first_words_s": round(first_words_s, 2) if first_words_s is not None else None,
         "total_s": round(total_s, 2),
+        "prompt_budget": budget.get("prompt"),
+        "answer_budget": budget.get("answer"),
+        "expected_first_words_s": budget.get("expected_first_words_s"),
+        "expected_answer_s": budget.get("expected_answer_s"),
         "summary": expl.summary[:400],
     }
 
@@ -202,6 +209,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "hostile_got_through": sum(1 for r in hostile if r.get("got_through")),
         "hostile_summaries_dropped": sum(1 for r in hostile if r["summary_contradicted_ranking"]),
         "hostile_agreement": _pct([r["agrees"] for r in hostile if r["outcome"] == "answered"]),
+        "prompt_budgets": dict(Counter(str(r.get("prompt_budget")) for r in asked)),
     }
 
 
@@ -227,7 +235,7 @@ def evaluate_explain_cases(
         rows.extend(found)
         if on_case is not None:
             on_case(found[0])
-    budget = llm.prompt_budget()
+    budget, targets = llm.prompt_budget(), llm.latency_targets()
     return {
         "dataset": str(root),
         "model": llm.model,
@@ -235,6 +243,8 @@ def evaluate_explain_cases(
         "context_tokens": budget.context_tokens,
         "prompt_budget_tokens": budget.prompt_tokens,
         "answer_tokens": budget.answer_tokens,
+        "latency_targets": {"first_words_s": targets.first_words_s, "answer_s": targets.answer_s},
+        "speeds_after": llm.speeds().as_dict(),
         **summarize(rows),
         "errors": errors,
         "results": rows,

@@ -47,6 +47,9 @@ class Scripted:
     eval_count: int | None = None
     done_reason: str = "stop"
     cut_after: int | None = None  # streamed: the connection drops after this many characters, unfinished
+    prompt_eval_ms: float = 500.0  # the timings the server reports (Ollama's durations, llama.cpp's `timings`)
+    eval_ms: float = 1500.0
+    cached_count: int | None = None  # prompt tokens taken from the cache; None: not reported
 
     @classmethod
     def reply(cls, content: str, **kw: Any) -> Scripted:
@@ -322,10 +325,12 @@ class _Handler(OpenAIRoutes, BaseHTTPRequestHandler):
             "total_duration": 2_000_000_000,
             "load_duration": 5_000_000,
             "prompt_eval_count": reply.prompt_eval_count if reply.prompt_eval_count is not None else prompt_chars // 4,
-            "prompt_eval_duration": 500_000_000,
+            "prompt_eval_duration": int(reply.prompt_eval_ms * 1e6),
             "eval_count": reply.eval_count if reply.eval_count is not None else max(1, len(reply.content) // 4),
-            "eval_duration": 1_500_000_000,
+            "eval_duration": int(reply.eval_ms * 1e6),
         }
+        if reply.cached_count is not None:
+            final["prompt_eval_cached_count"] = reply.cached_count
 
         def piece(text: str) -> dict[str, Any]:
             return {"message": {"role": "assistant", "content": text}} if chat else {"response": text}

@@ -1,10 +1,11 @@
 """The OpenAI-compatible half of the LLM fake, as llama.cpp's server speaks it (a mix-in of its handler).
 
-`POST /v1/chat/completions` (JSON, or server-sent events with `stream: true`, the usage in a last chunk
-when `stream_options.include_usage`), `GET /v1/models` (with llama.cpp's `meta.n_ctx`), `GET /props`
-(`default_generation_settings.n_ctx`), `POST /tokenize` (one token per 4 characters; 404 when the fake
-is made with `tokenizer=False`, as vLLM or LM Studio would answer). Replies come from the same script
-as the Ollama routes (`tests.fakes.ollama_server.Scripted`); errors use OpenAI's `{"error": {...}}` body.
+`POST /v1/chat/completions` (JSON, or server-sent events with `stream: true`, the usage in a last chunk when
+`stream_options.include_usage`), `GET /v1/models` (with llama.cpp's `meta.n_ctx`), `GET /props`
+(`default_generation_settings.n_ctx`), `POST /tokenize` (one token per 4 characters; 404 when the fake is made
+with `tokenizer=False`, as vLLM or LM Studio would answer); answers carry llama.cpp's `timings`. Replies come
+from the same script as the Ollama routes (`tests.fakes.ollama_server.Scripted`); errors use OpenAI's
+`{"error": {...}}` body.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ class OpenAIRoutes:
             "completion_tokens": reply.eval_count if reply.eval_count is not None else max(1, len(reply.content) // 4),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        cached = reply.cached_count or 0
+        timings = {  # llama.cpp's: the tokens read (the cached ones apart) and the milliseconds
+            "cache_n": cached,
+            "prompt_n": usage["prompt_tokens"] - cached,
+            "prompt_ms": reply.prompt_eval_ms,
+            "predicted_n": usage["completion_tokens"],
+            "predicted_ms": reply.eval_ms,
+        }
         head = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
         if not body.get("stream"):
             if reply.cut_after is not None:
@@ -82,7 +91,8 @@ class OpenAIRoutes:
                 return
             message = {"role": "assistant", "content": reply.content}
             choice = {"index": 0, "message": message, "finish_reason": reply.done_reason}
-            self._send_json(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+            body_out = {**head, "object": "chat.completion", "choices": [choice], "usage": usage, "timings": timings}
+            self._send_json(200, body_out)
             return
         chunks = [
             {
@@ -102,7 +112,7 @@ class OpenAIRoutes:
         }
         tail = [last]
         if (body.get("stream_options") or {}).get("include_usage"):
-            tail.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+            tail.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage, "timings": timings})
         self._send_events([*chunks, *tail], done=True)
 
     def _send_events(self, chunks: list[dict[str, Any]], *, done: bool) -> None:

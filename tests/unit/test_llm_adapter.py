@@ -11,6 +11,7 @@ import ollama
 import pytest
 
 from agents.llm import ChatMessage, OllamaLLM
+from agents.llm_speed import ServerTimings
 from api.llm_stack.adapter import AdapterServer, serve, to_openai
 from api.llm_stack.stack import MODELS, WHEEL_SHA256
 from core.errors import LLMUnavailable
@@ -71,6 +72,20 @@ def test_streamed_chat_and_a_cut_answer(adapter: str, upstream: FakeOllama) -> N
     reply = llm(adapter).chat(MESSAGES, schema=SCHEMA, on_text=seen.append)
     assert reply.content == content and reply.truncated and len(seen) > 3
     assert upstream.requests_to("/v1/chat/completions")[0].body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_llama_cpp_timings_become_ollama_durations_and_the_cached_count(
+    adapter: str, upstream: FakeOllama, streamed: bool
+) -> None:
+    timings = {"prompt_eval_ms": 12_000.0, "eval_ms": 2_000.0, "cached_count": 300}
+    upstream.script(Scripted.reply('{"summary": "disk full"}', prompt_eval_count=900, eval_count=40, **timings))
+    client = llm(adapter)
+    reply = client.chat(MESSAGES, on_text=(lambda s: None) if streamed else None)
+    # the prompt's 900 tokens, 300 of them from llama.cpp's cache: 600 read in 12 s
+    assert reply.timings == ServerTimings(600, 12_000.0, 40, 2_000.0, 300)
+    assert (reply.prompt_tokens, reply.cached_tokens) == (900, 300)
+    assert (client.speeds().read_tps, client.speeds().write_tps, client.speeds().cached_tokens) == (50.0, 20.0, 300)
 
 
 def test_upstream_errors_keep_their_status_and_a_dead_upstream_is_retried(adapter: str, upstream: FakeOllama) -> None:
