@@ -16,7 +16,19 @@ from api.audit import AuditLog
 from api.chat import routes as chat_routes
 from api.chat.slack_app import slack_bot_from_settings
 from api.engine_port import EnginePort
-from api.http import admin, detect, explain, incidents, ingest, journald, meta, otlp, query
+from api.http import (
+    admin,
+    detect,
+    explain,
+    incident_map,
+    incidents,
+    ingest,
+    journald,
+    meta,
+    otlp,
+    query,
+    service_page,
+)
 from api.http.errors import install_error_handlers
 from api.http.guard import AccessGuard
 from api.http.limits import BodyLimitMiddleware
@@ -27,6 +39,7 @@ from api.notify import notifier_from_settings
 from api.port import DevMeshPort
 from api.retention import RetentionPolicy, period_ns, policy_from_settings, prune
 from api.supervision import supervise
+from api.web import install_console
 from api.wiring import Services, open_services
 from core.settings import Settings
 from core.timeutil import now_ns, parse_duration
@@ -46,6 +59,8 @@ ROUTERS = (
     query.router,
     explain.router,
     incidents.router,
+    incident_map.router,
+    service_page.router,
     detect.router,
     admin.router,
     alerts.router,
@@ -107,6 +122,7 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
     for router in ROUTERS:
         app.include_router(router)
     install_openapi_doc(app)
+    install_console(app)  # the web console at / (static assets; its data calls go to the routes above)
     return app
 
 

@@ -8,7 +8,8 @@ In this order, before any route runs or any body is read:
    one of `DEVMESH_CORS_ORIGINS` (403 otherwise), and a body must be JSON (OTLP receivers: protobuf or
    JSON; Slack's form posts are checked by their signature instead): 415 otherwise. So a web page cannot
    write with a "simple" cross-origin request.
-3. Who: every path but `/health`, the docs, `/slack/*` (signed) and `/alerts/*` (their own token check)
+3. Who: every path but `/health`, the docs, the web console's page and assets (`/`, `/console/*`: no data),
+   `/slack/*` (signed) and `/alerts/*` (their own token check)
    needs a valid key once keys exist (401, with `WWW-Authenticate: Bearer`); the principal is put on the
    request (`request.state.principal`) for the routes' scope checks (`api.http.access.require`).
 4. Audit: every write gets one line in the audit log (who, method, path, status, client), whatever the
@@ -36,7 +37,9 @@ log = logging.getLogger(__name__)
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
+OPEN_PREFIXES = ("/console/",)
+"""The web console's assets: static files without data (its data calls go to the API with the user's key)."""
 OWN_CHECK_PREFIXES = ("/slack/", "/alerts/")
 OTLP_PATHS = frozenset({"/v1/logs", "/v1/traces", "/v1/metrics"})
 
@@ -112,7 +115,11 @@ class AccessGuard:
                     self._check_media(path, headers)
             if path.startswith("/slack/"):
                 state["principal"] = SLACK
-            elif path not in OPEN_PATHS and not path.startswith(OWN_CHECK_PREFIXES) and scope["method"] != "OPTIONS":
+            elif (
+                path not in OPEN_PATHS
+                and not path.startswith(OWN_CHECK_PREFIXES + OPEN_PREFIXES)
+                and scope["method"] != "OPTIONS"
+            ):
                 state["principal"] = authenticate(self.keys, self.settings, headers)
         except DevMeshError as exc:
             return JSONResponse(exc.to_dict(), status_code=exc.status_code)

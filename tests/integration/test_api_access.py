@@ -4,6 +4,7 @@ allow-list, cross-origin writes, forged feedback and resolve, the audit log."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +35,11 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/incidents"): Scope.READ,
     ("GET", "/incidents/{incident_id}"): Scope.READ,
     ("GET", "/incidents/{incident_id}/evidence"): Scope.READ,
+    ("GET", "/incidents/{incident_id}/map"): Scope.READ,
+    ("GET", "/incidents/{incident_id}/timeline"): Scope.READ,
+    ("GET", "/overview/incidents"): Scope.READ,
+    ("GET", "/services/{service}/overview"): Scope.READ,
+    ("GET", "/traces/{trace_id}"): Scope.READ,
     ("POST", "/explain"): Scope.EXPLAIN,
     ("POST", "/incidents/{incident_id}/feedback"): Scope.EXPLAIN,
     ("POST", "/incidents/{incident_id}/resolve"): Scope.EXPLAIN,
@@ -53,7 +59,7 @@ def mounted(app: Any) -> set[tuple[str, str]]:
 
 def call(client: TestClient, method: str, path: str, key: str | None = None, **kw: Any) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    url = path.replace("{incident_id}", "inc-nope")
+    url = path.replace("{incident_id}", "inc-nope").replace("{service}", "svc-nope").replace("{trace_id}", "t-nope")
     params = {"/search/logs": {"q": "timeout"}, "/query/sql": {"statement": "SELECT 1"}}.get(path)
     if method == "POST":
         return client.post(url, json=kw.get("json", {}), headers=headers)
@@ -92,7 +98,7 @@ def make_client(open_fn: Callable[[Settings], Services]) -> Iterator[Callable[[S
 
 
 def test_every_route_has_a_scope_in_this_table(settings: Settings) -> None:
-    table = {(m, p.replace("{incident_id}", "{}")) for m, p in ROUTE_SCOPES}
+    table = {(m, re.sub(r"\{\w+\}", "{}", p)) for m, p in ROUTE_SCOPES}
     assert mounted(create_app(settings)) == table | OPEN
 
 
