@@ -40,7 +40,7 @@ class ServiceTemplate(BaseModel):
 
 class ServiceOverview(BaseModel):
     service: str
-    since_ns: int
+    since_ns: int = Field(description="The window's start as used (at most 31 days before until_ns).")
     until_ns: int
     calls: list[ServiceCall] = Field(description="Calls it makes and receives, from the spans in the window.")
     templates: list[ServiceTemplate] = Field(description="Its log templates in the window, most lines first.")
@@ -62,17 +62,15 @@ def service_overview(
     port: DevMeshPort = Depends(get_port),
     svc: Services = Depends(get_services),
 ) -> ServiceOverview:
-    lo, hi = _time(since, "since"), _time(until, "until")
-    if hi <= lo:
-        raise InvalidInput("until must be after since", field="until")
-    if hi - lo > MAX_WINDOW_NS:
-        raise InvalidInput("the window may span at most 31 days", field="until")
+    hi = _time(until, "until")
+    lo = max(_time(since, "since"), hi - MAX_WINDOW_NS)  # a longer window is cut to its last 31 days
+    empty = hi <= lo  # a window that ends before it starts holds nothing
     calls = [
         ServiceCall(caller=e.caller, callee=e.callee, figures=edge_figures(e, hi - lo))
-        for e in svc.events.call_edges(lo, hi)
+        for e in ([] if empty else svc.events.call_edges(lo, hi))
         if service in (e.caller, e.callee)
     ]
-    counts = svc.events.template_counts(lo, hi, services=[service])[:MAX_TEMPLATES]
+    counts = [] if empty else svc.events.template_counts(lo, hi, services=[service])[:MAX_TEMPLATES]
     stored = {t.template_id: t for t in svc.events.templates([c.template_id for c in counts])} if counts else {}
     templates = [
         ServiceTemplate(
