@@ -144,10 +144,17 @@ def summary_of(ranking: RankingResult, root_causes: Sequence[RootCause], ties: S
         on_host = bool(cand.host) and cand.host == cand.service  # a fault on the machine: name the host
         where = f", pod {top.pod}" if top.pod else f", host {cand.host}" if cand.host and not on_host else ""
         detail = f" ({cand.fault_detail})" if cand.fault_detail else ""
-        text = (
-            f"{'host ' if on_host else ''}{top.service} is the most likely root cause "
-            f"({top.confidence:.0%} confidence, fault kind: {top.fault_kind.value.replace('_', ' ')}{detail}{where})."
-        )
+        kind = top.fault_kind.value.replace("_", " ")
+        if cand.weak:  # no signal anywhere: only the metrics that moved most (`detect.rank.weak`)
+            text = (
+                "Weak evidence only: no signal reached its threshold. "
+                f"{top.service} is the service whose metrics moved most (fault kind: {kind}{where})."
+            )
+        else:
+            text = (
+                f"{'host ' if on_host else ''}{top.service} is the most likely root cause "
+                f"({top.confidence:.0%} confidence, fault kind: {kind}{detail}{where})."
+            )
         if cand.signals:
             text += f" Strongest signal: {signal_text(cand.signals[0]).rstrip('.')}."
         chain = path_services(cand.path)

@@ -148,6 +148,11 @@ class Candidate(BaseModel):
     path: list[PropagationStep] = Field(
         default_factory=list, description="From this candidate up to the symptoms (callers)."
     )
+    weak: bool = Field(
+        default=False,
+        description="Listed only because its metrics moved more than others' without reaching a signal's "
+        "threshold (`detect.rank.weak`): weak evidence, ranked after every candidate with a signal.",
+    )
 
 
 class SeparatorKind(StrEnum):

@@ -46,6 +46,7 @@ from core.telemetry import CallEdge
 from detect.kinds import KIND_TRAITS, Trigger
 from detect.rank.callgraph import call_graph, propagation_path, reach_of
 from detect.rank.ties import find_ties
+from detect.rank.weak import WEAK_NOTE, weak_candidates
 from detect.signals import SignalOptions, TableLike, compute_signals
 from detect.signals.faulttext import with_text_kinds
 
@@ -353,7 +354,7 @@ def rank_window(
             notes=[*notes, why],
         )
 
-    if not found.signals:
+    if not found.signals and not found.deviations:
         return insufficient("no signal reached the threshold in any telemetry: nothing to rank")
     if graph.number_of_edges() == 0:
         notes.append("no call graph: services ranked by their own evidence only")
@@ -363,8 +364,14 @@ def rank_window(
         focus = None
     candidates = rank_signals(found.signals, graph, opt, linked, found.activity, focus)
     candidates = with_text_kinds(candidates, found.text_kinds, found.peers.hosts)
-    if not candidates:
+    extra = weak_candidates(found.deviations, candidates, graph, limit=opt.max_candidates, fault_of=METRIC_FAMILY_FAULT)
+    if not candidates and not extra:
+        if not found.signals:
+            return insufficient("no signal reached the threshold and no metric moved: nothing to rank")
         return insufficient("every signal names a failing dependency that is itself active: nothing to rank")
+    if extra:
+        notes.append(WEAK_NOTE)
+    candidates += extra
     logger.info(
         "ranked",
         extra={"signals": len(found.signals), "candidates": len(candidates), "alert_ns": alert_ns},

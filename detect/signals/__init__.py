@@ -17,7 +17,7 @@ from core.rca import Modality, Signal
 from detect.signals.common import SignalOptions, TableLike, as_table, check_table, n_rows
 from detect.signals.faulttext import Phrase
 from detect.signals.logs import LOG_SCHEMA, log_signals
-from detect.signals.metrics import metric_call_edges, metric_signals
+from detect.signals.metrics import Deviation, metric_evidence
 from detect.signals.peers import PeerCalls, read_peers
 from detect.signals.slices import EXCLUDED_SLICE, slice_of
 from detect.signals.spans import SPAN_SCHEMA, SpanFold, fold_spans, span_slices
@@ -51,6 +51,8 @@ class WindowSignals:
     nobody here owns."""
     text_kinds: dict[str, Phrase] = field(default_factory=dict)
     """Per service (or host, or callee nobody owns), the fault its own window lines name."""
+    deviations: list[Deviation] = field(default_factory=list)
+    """Every metric series' deviation from its history, significant or not (the ranking's weak evidence)."""
 
 
 def infer_window(*tables: tuple[TableLike, str]) -> tuple[int, int]:
@@ -179,12 +181,18 @@ def compute_signals(
             "shared traces"
         )
     if have(metrics_window, metrics_base, Modality.METRICS):
-        signals.extend(metric_signals(metrics_window, metrics_base, opt))
-        edges |= metric_call_edges(metrics_window, metrics_base)
+        metric = metric_evidence(metrics_window, metrics_base, opt)
+        signals.extend(metric.signals)
+        edges |= metric.edges
+        deviations = metric.deviations
+    else:
+        deviations = []
     activity = _activity(fold, s_slices, lw, lb, window, width)
     signals.sort(key=lambda s: (-s.score, s.service, s.kind.value, s.key))
     logger.debug("signals", extra={"count": len(signals), "window": window})
-    return WindowSignals(signals, used, missing, notes, edges, anomalous, activity, window, width, peers, kinds)
+    return WindowSignals(
+        signals, used, missing, notes, edges, anomalous, activity, window, width, peers, kinds, deviations
+    )
 
 
 def precedence_edges(first_seen: dict[str, dict[str, int]], min_shared: int = 3) -> set[tuple[str, str]]:

@@ -15,6 +15,8 @@ ranking weighs a family it does not list as little as `other`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from core.rca import Modality, Signal, SignalKind
@@ -24,7 +26,7 @@ from detect.signals.metric_families import DIRECTION, metric_family, parse_attrs
 from detect.signals.metric_series import Points, SeriesKey, build_series
 from detect.signals.stats import Z_CAP, robust_center_scale
 
-__all__ = ["metric_call_edges", "metric_family", "metric_signals"]
+__all__ = ["Deviation", "MetricEvidence", "metric_call_edges", "metric_evidence", "metric_family", "metric_signals"]
 
 
 def _idle(series: dict[SeriesKey, Points]) -> set[tuple[str, str]]:
@@ -52,11 +54,33 @@ modality and moved the sample's scheduled detection to the wrong root cause; it 
 metrics-only, the check set (docs/research/rca.md, "Metrics only (session 4)")."""
 
 
-def metric_signals(win_data: TableLike, base_data: TableLike, opt: SignalOptions) -> list[Signal]:
-    win, base = build_series(win_data, base_data)
+@dataclass(frozen=True)
+class Deviation:
+    """One series' deviation from its baseline, however small: the robust z of its persistent window level
+    (`z`) and of its most extreme window point (`peak_z`), in the direction its family cares about (0 when
+    it moved the other way)."""
+
+    key: SeriesKey
+    family: str
+    peer: str
+    z: float
+    peak_z: float
+    direction: str
+    level: float
+    median: float
+    beyond_baseline: bool
+    """The persistent level lies beyond everything the baseline showed (`BASELINE_TAIL`)."""
+    first_ns: int
+    last_ns: int
+    """The first and last window points."""
+    sigma_z: float
+    """The most extreme window point in standard deviations of the history (0 for a constant history)."""
+
+
+def _deviations(win: dict[SeriesKey, Points], base: dict[SeriesKey, Points], opt: SignalOptions) -> list[Deviation]:
     idle = _idle(win) & _idle(base)
     peers = call_edges(set(win) | set(base))
-    out: list[Signal] = []
+    out: list[Deviation] = []
     for key in sorted(set(win) & set(base)):
         service, pod, name, attrs = key
         fam = metric_family(name, parse_attrs(attrs))
@@ -77,19 +101,70 @@ def metric_signals(win_data: TableLike, base_data: TableLike, opt: SignalOptions
         lo = float(ws[len(ws) // 2])
         want = DIRECTION[fam]
         top, bottom = np.quantile(b, [BASELINE_TAIL, 1.0 - BASELINE_TAIL])
-        z_up = (hi - med) / scale if hi > float(top) else 0.0
-        z_dn = (med - lo) / scale if lo < float(bottom) else 0.0
+        z_up, z_dn = (hi - med) / scale, (med - lo) / scale
+        peak_up, peak_dn = (float(ws[-1]) - med) / scale, (med - float(ws[0])) / scale
+        mean, sd = float(b.mean()), float(b.std())
+        if sd > 0:  # a constant history tells no scale to measure a change by
+            sd = max(sd, opt.metric_rel_floor * abs(mean))
+            sig_up, sig_dn = (float(ws[-1]) - mean) / sd, (mean - float(ws[0])) / sd
+        else:
+            sig_up = sig_dn = 0.0
         if want == "up":
-            z_dn = 0.0
+            z_dn = peak_dn = sig_dn = 0.0
         elif want == "down":
-            z_up = 0.0
-        z, direction, level = (z_up, "up", hi) if z_up >= z_dn else (z_dn, "down", lo)
-        if z < opt.min_z:
+            z_up = peak_up = sig_up = 0.0
+        if z_up >= z_dn:
+            z, peak, direction, level, beyond = z_up, peak_up, "up", hi, hi > float(top)
+        else:
+            z, peak, direction, level, beyond = z_dn, peak_dn, "down", lo, lo < float(bottom)
+        out.append(
+            Deviation(
+                key,
+                fam,
+                peer,
+                max(z, 0.0),
+                max(peak, 0.0),
+                direction,
+                level,
+                med,
+                beyond,
+                wpts[0][0],
+                wpts[-1][0],
+                max(sig_up, sig_dn, 0.0),
+            )
+        )
+    return out
+
+
+def metric_signals(win_data: TableLike, base_data: TableLike, opt: SignalOptions) -> list[Signal]:
+    """The significant deviations (`metric_evidence`) as signals."""
+    return metric_evidence(win_data, base_data, opt).signals
+
+
+@dataclass(frozen=True)
+class MetricEvidence:
+    signals: list[Signal]
+    """The deviations that count: a persistent level beyond the whole baseline and `min_z` robust scales from
+    its median."""
+    deviations: list[Deviation]
+    """Every series' deviation (the weak evidence a ranking falls back on)."""
+    edges: set[tuple[str, str]]
+    """(caller, callee) pairs client-side metrics name (`metric_call_edges`)."""
+
+
+def metric_evidence(win_data: TableLike, base_data: TableLike, opt: SignalOptions) -> MetricEvidence:
+    """What the metrics say, from one reading of their series (see `MetricEvidence`)."""
+    win, base = build_series(win_data, base_data)
+    every = _deviations(win, base, opt)
+    out: list[Signal] = []
+    for d in every:
+        if not d.beyond_baseline or d.z < opt.min_z:
             continue
+        service, pod, name, attrs = d.key
         label = f"{name}{attrs}" if attrs else name
-        ref = f"metric:{pod or service}:{label}@{wpts[0][0]}-{wpts[-1][0]}"
-        fold = _fold(level, med)
-        effect = 1.0 - 1.0 / fold if direction == "up" else 1.0 - fold
+        ref = f"metric:{pod or service}:{label}@{d.first_ns}-{d.last_ns}"
+        fold = _fold(d.level, d.median)
+        effect = 1.0 - 1.0 / fold if d.direction == "up" else 1.0 - fold
         out.append(
             Signal(
                 service=service,
@@ -97,22 +172,23 @@ def metric_signals(win_data: TableLike, base_data: TableLike, opt: SignalOptions
                 modality=Modality.METRICS,
                 kind=SignalKind.METRIC_DEVIATION,
                 key=label,
-                family=fam,
-                direction=direction,
-                score=min(z, Z_CAP),
-                baseline=med,
-                observed=level,
+                family=d.family,
+                direction=d.direction,
+                score=min(d.z, Z_CAP),
+                baseline=d.median,
+                observed=d.level,
                 fold=fold,
                 effect=round(min(1.0, max(0.0, effect)), 6),
-                group=f"metrics:{service}:{fam}" + (f":{peer}" if peer else ""),
-                dependency=peer,
-                dependency_via="call" if peer else "",
-                description=f"{pod or service} {label} {direction}: baseline median {med:.4g}, "
-                f"window {level:.4g} (robust z {z:.1f})",
+                group=f"metrics:{service}:{d.family}" + (f":{d.peer}" if d.peer else ""),
+                dependency=d.peer,
+                dependency_via="call" if d.peer else "",
+                description=f"{pod or service} {label} {d.direction}: baseline median {d.median:.4g}, "
+                f"window {d.level:.4g} (robust z {d.z:.1f})",
                 evidence_ids=[ref],
             )
         )
-    return out
+    peers = call_edges(set(win) | set(base))
+    return MetricEvidence(out, every, {(key[0], peer) for key, peer in peers.items()})
 
 
 def _fold(level: float, med: float) -> float:
