@@ -10,7 +10,8 @@ over all their calls counts for the services they call (`weak_scores`), the cand
 candidate that has a signal, and each says it is weak evidence (`Candidate.weak`, confidence 0).
 
 The family of the series that moved most gives the fault kind where a family suggests one (cpu, memory:
-a resource running out; errors: code), as it does for signals.
+a resource running out; errors: code), as it does for signals. A service whose callers' latency moved more
+than anything of its own is a network delay: callers wait while the callee's own figures look normal.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def weak_candidates(
                 rank=len(ranked) + i + 1,
                 score=floor * 0.5 ** (i + 1),  # below every candidate with a signal, in this order
                 confidence=0.0,
-                fault_kind=FaultKind.UNKNOWN if theirs else fault_of.get(d.family, FaultKind.UNKNOWN),
+                fault_kind=FaultKind.NETWORK_DELAY if theirs else fault_of.get(d.family, FaultKind.UNKNOWN),
                 evidence_ids=list(sig.evidence_ids),
                 signals=[sig],
                 weak=True,
