@@ -1,5 +1,6 @@
 """Read routes the web console draws from: an incident's service map (each call edge before vs during the
-incident) and its error timeline, and the overview rows of the incident list (with the top cause's fault kind).
+incident) and its signal timeline (`detect.timeline`), and the overview rows of the incident list (with the top
+cause's fault kind).
 
 All read scope. The map's "during" window is the explanation's ranked window (else the incident's); "before" is
 the window of the same width just before it. Edges are the calls between services seen in the spans
@@ -25,13 +26,17 @@ from core.incident import Incident, IncidentStatus
 from core.jsontypes import StripText
 from core.rca import FaultKind
 from core.timeutil import NS, TIME_ARG_PATTERN
+from detect.timeline import SignalTimeline, signal_timeline
 from retrieval.events.aggregates import EdgeStat
 
 router = APIRouter(tags=["console"], dependencies=[Depends(require(Scope.READ))])
 
 MAX_EDGES = 80
 """Most edges a map holds (the busiest during the incident first)."""
-TIMELINE_BUCKET_S = 60
+MAX_CALLERS = 3
+"""Callers of the top root cause whose latency the timeline shows (most calls first)."""
+MAX_CANDIDATES = 3
+"""Ranked candidates whose saturation metrics the timeline shows."""
 SERVICE_SCAN = 1000
 """Incidents looked at (newest first) when the list is filtered by service."""
 
@@ -59,6 +64,9 @@ class MapEdge(BaseModel):
     before: EdgeFigures
     during: EdgeFigures
     on_path: bool = Field(description="A step of the explanation's propagation path (either direction).")
+    path_step: int | None = Field(
+        default=None, description="Its place on the propagation path, 1 for the step next to the root cause."
+    )
 
 
 class MapNode(BaseModel):
@@ -79,19 +87,9 @@ class ServiceMap(BaseModel):
     edges: list[MapEdge]
 
 
-class TimelinePoint(BaseModel):
-    bucket_ns: int
-    service: str
-    errors: int
-
-
-class Timeline(BaseModel):
+class Timeline(SignalTimeline):
     incident_id: str
     alert_ns: int = Field(description="When the incident started (the fault time marked on the timeline).")
-    start_ns: int
-    end_ns: int
-    bucket_s: int = TIMELINE_BUCKET_S
-    points: list[TimelinePoint] = Field(description="ERROR-or-worse lines per service per bucket (focus services).")
 
 
 class IncidentRow(BaseModel):
@@ -119,14 +117,15 @@ def edge_figures(stat: EdgeStat | None, width_ns: int) -> EdgeFigures:
     )
 
 
-def _focus(incident: Incident, expl: Explanation | None) -> tuple[set[str], set[frozenset[str]]]:
+def _focus(incident: Incident, expl: Explanation | None) -> tuple[set[str], dict[frozenset[str], int]]:
+    """The services a map or timeline centres on, and each propagation step's pair with its place (from 1)."""
     focus = {incident.service} if incident.service else set()
-    path: set[frozenset[str]] = set()
+    path: dict[frozenset[str], int] = {}
     if expl is not None:
         focus.update(rc.service for rc in expl.root_causes)
-        for step in expl.propagation_path:
+        for i, step in enumerate(expl.propagation_path, start=1):
             focus.update((step.source, step.target))
-            path.add(frozenset((step.source, step.target)))
+            path.setdefault(frozenset((step.source, step.target)), i)
     return focus, path
 
 
@@ -150,6 +149,7 @@ def incident_map(
             before=edge_figures(before.get(p), width),
             during=edge_figures(during.get(p), width),
             on_path=frozenset(p) in path,
+            path_step=path.get(frozenset(p)),
         )
         for p in pairs[:MAX_EDGES]
     ]
@@ -175,7 +175,12 @@ def incident_map(
 @router.get(
     "/incidents/{incident_id}/timeline",
     response_model=Timeline,
-    summary="Error lines per minute of the incident's focus services, before and during it",
+    summary="The signals around an incident per minute: error templates, latency, saturation, restarts",
+    description="Over the explanation's window, the same width before it, and at least 10 minutes before and 5 "
+    "after the fault time (at most 6 hours, at most 60 buckets: a minute each, wider for a longer window): "
+    "ERROR-or-worse lines per focus service, the busiest error templates, p50/p95 of the spans of the top root "
+    "cause and its callers, CPU/memory (and cited) metrics of the ranked candidates, and restarts (crash-loop "
+    "or out-of-memory lines, pods starting or stopping).",
 )
 def incident_timeline(
     incident_id: str, port: DevMeshPort = Depends(get_port), svc: Services = Depends(get_services)
@@ -186,9 +191,32 @@ def incident_timeline(
     lo = min(start - (end - start), incident.alert_ns - 10 * 60 * NS)
     hi = max(end, incident.alert_ns + 5 * 60 * NS)
     focus, _ = _focus(incident, expl)
-    counts = svc.events.error_counts(lo, hi, bucket_s=TIMELINE_BUCKET_S, services=sorted(focus) if focus else None)
-    points = [TimelinePoint(bucket_ns=c.bucket_ns, service=c.service, errors=c.count) for c in counts]
-    return Timeline(incident_id=incident.id, alert_ns=incident.alert_ns, start_ns=lo, end_ns=hi, points=points)
+    ranked = [rc.service for rc in expl.root_causes] if expl is not None else []
+    root = ranked[0] if ranked else None
+    callers = (
+        [e.caller for e in sorted(svc.events.call_edges(start, end), key=lambda e: -e.calls) if e.callee == root]
+        if root
+        else []
+    )
+    cited = [(e.service, _metric_name(e.id)) for e in expl.evidence if e.kind == "metric"] if expl else []
+    tl = signal_timeline(
+        svc.events,
+        lo=lo,
+        hi=hi,
+        alert_ns=incident.alert_ns,
+        focus=sorted(focus),
+        root=root,
+        callers=callers[:MAX_CALLERS],
+        candidates=ranked[:MAX_CANDIDATES],
+        cited_metrics=[c for c in cited if c[0] in ranked[:MAX_CANDIDATES] and c[1]],
+    )
+    return Timeline(incident_id=incident.id, alert_ns=incident.alert_ns, **dict(tl))
+
+
+def _metric_name(evidence_id: str) -> str:
+    """The metric name in 'metric:<pod or service>:<name>@<start>-<end>' ('' for another shape)."""
+    parts = evidence_id.rsplit("@", 1)[0].split(":", 2)
+    return parts[2] if len(parts) == 3 else ""
 
 
 @router.get(

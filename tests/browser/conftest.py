@@ -1,6 +1,7 @@
 """The web console in a real browser: Debian's chromium driven by Playwright (explicit executable path, never a
 downloaded browser) against `devmesh serve` on 127.0.0.1 holding the bundled Nezha sample, imported once for the
-module with the real MiniLM embedder, with an API key configured and the sample's fault explained.
+module with the real MiniLM embedder, and the small chain incident of `tests/chain_incident.py` (hours later,
+its ranking has a propagation path), with an API key configured and both faults explained.
 
 Skipped, saying why, when the `playwright` package or the chromium binary is missing. Screenshots go to
 `$DEVMESH_SCREENSHOTS` when set, else to a pytest temporary folder.
@@ -22,6 +23,7 @@ import pytest
 
 from core.settings import Settings
 from core.timeutil import NS
+from tests.chain_incident import ALERT, ingest_chain
 from tests.cli import DEVMESH, env_of
 from tests.conftest import drop_graph, free_port
 
@@ -56,6 +58,8 @@ class Console:
     incident_id: str
     fault_service: str
     fault_ns: int
+    chain_id: str = ""
+    """The explained incident of `tests/chain_incident.py` (ranked db, path db -> api -> frontend)."""
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
         r = httpx.request(
@@ -74,6 +78,7 @@ def _import_sample(settings: Settings, embedder: Any) -> tuple[int, str]:
     svc = open_test_services(settings, embedder)
     try:
         import_nezha(svc.pipeline, sample_path() / "nezha")
+        ingest_chain(svc.pipeline)
         assert svc.graph is not None
         import_runbooks(
             sample_path() / "runbooks",
@@ -137,7 +142,8 @@ def console(
         c = Console(f"http://127.0.0.1:{port}", key, settings, "", fault_service, fault_ns)
         body = {"service": fault_service, "start_ns": fault_ns, "end_ns": fault_ns + 300 * NS}
         out = c.api("POST", "/explain", json=body)
-        yield Console(c.url, key, settings, out["incident"]["id"], fault_service, fault_ns)
+        chain = c.api("POST", "/explain", json={"service": "frontend", "start_ns": ALERT, "end_ns": ALERT + 300 * NS})
+        yield Console(c.url, key, settings, out["incident"]["id"], fault_service, fault_ns, chain["incident"]["id"])
     finally:
         proc.terminate()
         try:

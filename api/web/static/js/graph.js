@@ -107,10 +107,11 @@ export function serviceMap(map, serviceHref) {
     }
     const hot = e.on_path || worse(e);
     const widthPx = Math.min(6, 1 + Math.log10(1 + e.during.per_min));
+    const step = e.path_step ? { "data-path-step": e.path_step } : {};
     el.append(svg("path", {
       d, class: `edge${e.on_path ? " path" : ""}${worse(e) ? " worse" : ""}`, "stroke-width": widthPx.toFixed(2),
-      "marker-end": `url(#${hot ? "arrow-hot" : "arrow"})`, "data-caller": e.caller, "data-callee": e.callee,
-    }, svg("title", {}, edgeTitle(e))));
+      "marker-end": `url(#${hot ? "arrow-hot" : "arrow"})`, "data-caller": e.caller, "data-callee": e.callee, ...step,
+    }, svg("title", {}, `${e.path_step ? `propagation step ${e.path_step}: ` : ""}${edgeTitle(e)}`)));
   }
   for (const n of map.nodes) {
     const { x, y } = at(n.service);
@@ -125,6 +126,14 @@ export function serviceMap(map, serviceHref) {
         svg("title", {}, label))));
   }
   return el;
+}
+
+// The propagation path in words, root cause first (the map's path edges carry the same order in data-path-step).
+export function pathList(steps) {
+  if (!steps || !steps.length) return null;
+  return h("div", { class: "path-list", id: "map-path" }, "Propagation path: ",
+    h("ol", { class: "inline-steps", "aria-label": "propagation path from the root cause to the symptom" },
+      [steps[0].source, ...steps.map((s) => s.target)].map((name, i) => h("li", { "data-step": i }, name))));
 }
 
 export function legend() {

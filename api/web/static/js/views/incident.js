@@ -1,8 +1,9 @@
 // The incident page: summary, ranked causes, service map (before vs during), error timeline, evidence with
 // links to the lines and spans behind it, runbooks, similar incidents, the agents' steps, feedback and resolve.
 import { get, post } from "../api.js";
-import { serviceMap, legend } from "../graph.js";
-import { badge, clear, errorBox, fmtTime, h, hashLink, isoOf, kindLabel, num, pct, section, svg } from "../dom.js";
+import { serviceMap, legend, pathList } from "../graph.js";
+import { timelineChart } from "../timeline.js";
+import { badge, clear, errorBox, fmtTime, h, hashLink, isoOf, kindLabel, num, pct, section } from "../dom.js";
 
 const EVIDENCE_SHOWN = 40;
 
@@ -10,9 +11,39 @@ function serviceLink(name, win) {
   return hashLink(`/service/${encodeURIComponent(name)}`, { since: isoOf(win.start_ns), until: isoOf(win.end_ns) });
 }
 
-// Where the log lines or spans behind an evidence item are: a log page, a trace, or a service page.
-export function evidenceHref(item, win) {
+// The spans the ranking's findings cite, to open the trace behind an edge, operation, pod or node item: a span
+// item's provenance is "detect.signals <signal kind> <key>", the key an operation or "<operation>-><callee>".
+function citedSpans(evidence) {
+  return evidence.filter((e) => e.kind === "span" && e.id.split(":").length >= 3).map((e) => {
+    const words = (e.provenance || "").split(" ");
+    return { ids: e.id.split(":").slice(1), service: e.service, provenance: e.provenance,
+      key: words[0] === "detect.signals" ? words.slice(2).join(" ") : null };
+  });
+}
+
+// The first cited span behind `item`: for operation:<service>:<op>, a span of that service whose finding is about
+// <op>; for edge:<caller>-><callee>, one about the caller's calls to the callee; else (pods, nodes, either of
+// those) a span the same finding cites. None: the item links to its service page.
+function spanBehind(item, spans) {
   const [kind, ...rest] = item.id.split(":");
+  const ref = rest.join(":");
+  let hit = null;
+  if (kind === "operation") {
+    const [service, ...op] = rest;
+    const name = op.join(":");
+    hit = spans.find((s) => s.service === service && s.key !== null && (s.key === name || s.key.startsWith(`${name}->`)));
+  } else if (kind === "edge" && ref.includes("->")) {
+    const [caller, callee] = ref.split("->");
+    hit = spans.find((s) => s.service === caller && s.key !== null && s.key.endsWith(`->${callee}`));
+  }
+  return hit || spans.find((s) => s.provenance && s.provenance === item.provenance) || null;
+}
+
+// Where the log lines or spans behind an evidence item are: a log page, a trace, or a service page.
+export function evidenceHref(item, win, spans = []) {
+  const [kind, ...rest] = item.id.split(":");
+  const traced = kind !== "span" && kind !== "log" && kind !== "template" ? spanBehind(item, spans) : null;
+  if (traced) return hashLink(`/trace/${encodeURIComponent(traced.ids[0])}`, { span: traced.ids[1] });
   if (kind === "log" && item.time) {
     const t = Date.parse(item.time);
     return hashLink("/logs", { service: item.service, since: new Date(t - 2000).toISOString(),
@@ -66,45 +97,17 @@ function edgeTable(map) {
         cell(e.before, e.during, (x) => num(x.p95_ms))))))));
 }
 
-function timelineChart(tl) {
-  const services = [...new Set(tl.points.map((p) => p.service))].sort();
-  if (!services.length) return h("p", { class: "muted" }, "No error lines from these services around the incident.");
-  const width = 640;
-  const rowH = 34;
-  const left = 190;
-  const span = tl.end_ns - tl.start_ns;
-  const xOf = (ns) => left + ((ns - tl.start_ns) / span) * (width - left - 10);
-  const max = Math.max(...tl.points.map((p) => p.errors));
-  const bw = Math.max(2, ((tl.bucket_s * 1e9) / span) * (width - left - 10) - 1);
-  const height = services.length * rowH + 30;
-  const chart = svg("svg", { class: "timeline", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": `Error lines per minute for ${services.join(", ")}; the fault time is marked` });
-  services.forEach((s, i) => {
-    const y0 = i * rowH + rowH;
-    chart.append(svg("text", { x: 0, y: y0 - 8, class: "tl-label" }, s.length > 26 ? `${s.slice(0, 25)}…` : s));
-    chart.append(svg("line", { x1: left, x2: width - 10, y1: y0, y2: y0, class: "tl-axis" }));
-    for (const p of tl.points.filter((q) => q.service === s)) {
-      const bh = Math.max(1, (p.errors / max) * (rowH - 8));
-      chart.append(svg("rect", { x: xOf(p.bucket_ns), y: y0 - bh, width: bw, height: bh, class: "tl-bar" },
-        svg("title", {}, `${s}: ${p.errors} error lines in the minute from ${fmtTime(p.bucket_ns)}`)));
-    }
-  });
-  const fx = xOf(tl.alert_ns);
-  chart.append(svg("line", { x1: fx, x2: fx, y1: 4, y2: height - 22, class: "tl-fault" }),
-    svg("text", { x: fx + 4, y: height - 8, class: "tl-note" }, `fault ${fmtTime(tl.alert_ns)}`),
-    svg("text", { x: left, y: height - 8, class: "tl-note" }, fmtTime(tl.start_ns)));
-  return h("div", { class: "scroll" }, chart);
-}
-
 function evidenceList(expl, win) {
   const list = h("ul", { class: "evidence" });
+  const spans = citedSpans(expl.evidence);
   const fill = (n) => clear(list).append(...expl.evidence.slice(0, n).map((e) => {
-    const href = evidenceHref(e, win);
+    const href = evidenceHref(e, win, spans);
+    const toTrace = href && href.startsWith("#/trace/");
     return h("li", { id: `ev-${e.id}`, "data-kind": e.kind },
       h("div", { class: "ev-head" }, badge(e.kind, "kind"), h("code", {}, e.id),
         e.service ? h("span", { class: "muted" }, e.service) : null, e.time ? h("span", { class: "muted" }, fmtTime(e.time)) : null),
       h("p", { class: "ev-text" }, e.text),
-      href ? h("a", { href, class: "ev-link" }, e.kind === "span" ? "Open the trace" : e.kind === "log" ? "Open the log lines"
+      href ? h("a", { href, class: "ev-link" }, toTrace ? "Open the trace" : e.kind === "log" ? "Open the log lines"
         : e.kind === "template" ? "Open the lines of this template" : "Open the service") : null);
   }));
   fill(EVIDENCE_SHOWN);
@@ -193,9 +196,10 @@ export async function render(main, [id], _params, ctx) {
       section("Ranked root causes", "s-causes", causes(expl, win)));
   }
   const mapBody = map instanceof Error ? errorBox(map)
-    : [h("div", { class: "scroll map-wrap" }, serviceMap(map, (s) => serviceLink(s, win))), legend(), edgeTable(map)];
+    : [h("div", { class: "scroll map-wrap" }, serviceMap(map, (s) => serviceLink(s, win))),
+      pathList(expl ? expl.propagation_path : []), legend(), edgeTable(map)];
   main.append(section("Service map", "s-map", mapBody));
-  main.append(section("Error timeline", "s-timeline", tl instanceof Error ? errorBox(tl) : timelineChart(tl)));
+  main.append(section("Signal timeline", "s-timeline", tl instanceof Error ? errorBox(tl) : timelineChart(tl)));
   if (expl) {
     main.append(section(`Evidence (${expl.evidence.length})`, "s-evidence", evidenceList(expl, win)),
       section("Runbook steps", "s-runbooks", runbooks(expl)),
