@@ -51,6 +51,7 @@ class Services:
     _pipeline: Pipeline | None = None
     _llm: Any = None
     _closers: list[Any] = field(default_factory=list)
+    _closed: bool = False
 
     @property
     def pipeline(self) -> Pipeline:
@@ -93,6 +94,10 @@ class Services:
         )
 
     def close(self) -> None:
+        """Save the pipeline's state and close every engine; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         if self._pipeline is not None:
             self._pipeline.save_state()
         for closer in reversed(self._closers):
