@@ -16,7 +16,7 @@ from api.render.text import plain
 from retrieval.events import query_from_args
 
 query_app = typer.Typer(help="Query stored telemetry: log lines with filters, or read-only SQL.")
-search_app = typer.Typer(help="Semantic search over log templates.")
+search_app = typer.Typer(help="Semantic search over log templates (keywords while the vectors are down).")
 
 
 def register(app: typer.Typer) -> None:
@@ -131,7 +131,9 @@ def search_logs_cmd(
     limit: int = typer.Option(10, min=1, max=100, help="Templates returned."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Log templates closest in meaning to TEXT, with scores, counts and example lines."""
+    """Log templates closest in meaning to TEXT, with scores, counts and example lines. While the vector store or
+    the embedder is down, keyword matches from the event store instead, with a note saying so (--json: `mode`
+    is text_fallback and `note` says why and how they were scored)."""
     filters = query_from_args(_OPTION_OF, since=since, until=until, service=service, host=host, level=level)
     with connect(ctx) as port:
         result = port.search_templates(text, filters, limit=limit)
@@ -139,8 +141,11 @@ def search_logs_cmd(
 
 
 def _render_search(r: dict[str, Any]) -> None:
-    """Each template: score, count and level, then its text and an example line below it."""
+    """The note of a degraded answer first; each template: score, count and level, then its text and an example
+    line below it."""
     lines: list[RenderableType] = []
+    if r.get("note"):
+        lines.append(Text(plain(r["note"], 600), style="yellow"))
     for h in r["hits"]:
         lines.append(one_line(f"{h['score']:.3f}  {h['count']:>6} lines  {h['level']}", style="bold"))
         lines.append(Indented(Text(plain(h["text"], 160))))

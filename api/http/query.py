@@ -1,4 +1,4 @@
-"""GET /query/logs, GET /query/sql (read-only SQL) and GET /search/logs."""
+"""GET /query/logs, GET /query/sql (read-only SQL), GET /search/logs (semantic; keywords while vectors are down)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,16 @@ Until = Annotated[
     Query(pattern=TIME_ARG_PATTERN, description="End (exclusive), same forms as since; before since: nothing."),
     StripText,
 ]
-Services_ = Annotated[list[str] | None, Query(alias="service", description="Service; repeat for several.")]
-Hosts = Annotated[list[str] | None, Query(alias="host", description="Host; repeat for several.")]
+EXACT_VALUES = (
+    " Matched exactly (case and every character count, control characters included: a value no stored line"
+    " carries matches nothing)."
+)
+Texts = list[str] | str | None
+"""A repeatable query parameter: one value is a string on the wire, several are an array (both are read as a
+list). Declared so, the schema says what the handler accepts: any text, once or repeated."""
+Services_ = Annotated[Texts, Query(alias="service", description="Service; repeat for several." + EXACT_VALUES)]
+Hosts = Annotated[Texts, Query(alias="host", description="Host; repeat for several." + EXACT_VALUES)]
+TemplateIds = Annotated[Texts, Query(description="Template id; repeat for several." + EXACT_VALUES)]
 LEVEL_PATTERN = "^(" + "|".join(f"{name}|{name.lower()}" for name in (*LEVEL_ORDER, "WARNING")) + ")$"
 Level = Annotated[
     str | None,
@@ -48,7 +56,7 @@ def query_logs(
     host: Hosts = None,
     level: Level = None,
     trace_id: Annotated[str | None, Query(max_length=64)] = None,
-    template_id: Annotated[list[str] | None, Query()] = None,
+    template_id: TemplateIds = None,
     contains: Annotated[str | None, Query(max_length=1000)] = None,
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -72,7 +80,15 @@ def query_logs(
     return port.query_logs(q)
 
 
-@router.get("/search/logs", response_model=SearchResult, summary="Semantic search over log templates")
+@router.get(
+    "/search/logs",
+    response_model=SearchResult,
+    summary="Semantic search over log templates",
+    description="Templates nearest in meaning to `q` with lines under the filters, each with its count and newest "
+    "lines (`mode` semantic). While the vector store or the embedder is down or not configured, the answer is still "
+    "200: keyword matches of `q` in the templates' text and lines from the event store, `mode` text_fallback, with "
+    "a `note` saying why and how they were scored (`score` is then the share of the query's words found).",
+)
 def search(
     q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for, in words.")],
     since: Since = None,

@@ -3,6 +3,7 @@ key-value state kept beside them, in one embedded DuckDB file.
 
 - `store`: `EventStore` (appends, log pages, trace spans, Arrow windows, stats, read-only SQL)
 - `templates`, `aggregates`: the template and aggregation methods mixed into `EventStore`
+- `keyword`: keyword matching of templates and lines (the log search's fallback), mixed into `EventStore`
 - `docs`, `kv`: `DocStore` and `KeyValueStore`, reached as `store.docs` and `store.kv`
 - `query`: `LogQuery` and its SQL; `readonly_sql`: the guards of `devmesh query sql`
 - `schema`: tables, `normalize` and event ids; `db`: the shared DuckDB connection

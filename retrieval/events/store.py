@@ -27,6 +27,7 @@ from core.timeutil import iso
 from retrieval.events.aggregates import Aggregations
 from retrieval.events.db import Database
 from retrieval.events.docs import DocStore, DuckDocStore
+from retrieval.events.keyword import KeywordSearch
 from retrieval.events.kv import DuckKeyValueStore, KeyValueStore
 from retrieval.events.owed import OwedLedger
 from retrieval.events.query import (
@@ -52,7 +53,7 @@ class AppendResult:
     duplicates: int
 
 
-class EventStore(TemplateTables, Aggregations, Retention):
+class EventStore(TemplateTables, Aggregations, Retention, KeywordSearch):
     """DuckDB event store. `path=None` keeps everything in memory."""
 
     def __init__(self, path: Path | None, *, trace_index: bool = True, sql_timeout_s: float = 30.0) -> None:
