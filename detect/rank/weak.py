@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from core.rca import Candidate, FaultKind, Modality, Signal, SignalKind
+from core.rca import Candidate, FaultKind
 from detect.signals.metrics import Deviation
 from detect.signals.stats import Z_CAP
 
@@ -91,27 +91,13 @@ def weak_candidates(
     out: list[Candidate] = []
     for i, svc in enumerate(order[: max(0, limit - len(ranked))]):
         d = scores[svc].why
-        service, pod, name, attrs = d.key
-        label = f"{name}{attrs}" if attrs else name
+        service, pod, _, _ = d.key
         theirs = service != svc
-        sig = Signal(
-            service=service,
-            pod=pod,
-            modality=Modality.METRICS,
-            kind=SignalKind.METRIC_DEVIATION,
-            key=label,
-            family=d.family,
-            direction=d.direction,
+        note = f"{_score(d):.1f} scales, below a signal's threshold: weak evidence"
+        sig = d.signal(
             score=round(_score(d), 4),
-            baseline=d.median,
-            observed=d.level,
-            group=f"metrics:{service}:{d.family}",
+            note=note + (f"; {service} calls {svc}" if theirs else ""),
             dependency=svc if theirs else "",
-            dependency_via="call" if theirs else "",
-            description=f"{pod or service} {label} {d.direction}: baseline median {d.median:.4g}, window "
-            f"{d.level:.4g} ({_score(d):.1f} scales, below a signal's threshold: weak evidence"
-            + (f"; {service} calls {svc})" if theirs else ")"),
-            evidence_ids=[f"metric:{pod or service}:{label}@{d.first_ns}-{d.last_ns}"],
         )
         out.append(
             Candidate(

@@ -76,6 +76,39 @@ class Deviation:
     sigma_z: float
     """The most extreme window point in standard deviations of the history (0 for a constant history)."""
 
+    @property
+    def label(self) -> str:
+        """The metric's name and, when it has some, its data-point attributes."""
+        _, _, name, attrs = self.key
+        return f"{name}{attrs}" if attrs else name
+
+    def signal(self, *, score: float, note: str, dependency: str = "") -> Signal:
+        """This deviation as a signal of `score`; `note` closes its description; `dependency`, a server the
+        series measured its calls to (the signal is then about that call)."""
+        service, pod, _, _ = self.key
+        fold = _fold(self.level, self.median)
+        effect = 1.0 - 1.0 / fold if self.direction == "up" else 1.0 - fold
+        return Signal(
+            service=service,
+            pod=pod,
+            modality=Modality.METRICS,
+            kind=SignalKind.METRIC_DEVIATION,
+            key=self.label,
+            family=self.family,
+            direction=self.direction,
+            score=score,
+            baseline=self.median,
+            observed=self.level,
+            fold=fold,
+            effect=round(min(1.0, max(0.0, effect)), 6),
+            group=f"metrics:{service}:{self.family}" + (f":{dependency}" if dependency else ""),
+            dependency=dependency,
+            dependency_via="call" if dependency else "",
+            description=f"{pod or service} {self.label} {self.direction}: baseline median {self.median:.4g}, "
+            f"window {self.level:.4g} ({note})",
+            evidence_ids=[f"metric:{pod or service}:{self.label}@{self.first_ns}-{self.last_ns}"],
+        )
+
 
 def _deviations(win: dict[SeriesKey, Points], base: dict[SeriesKey, Points], opt: SignalOptions) -> list[Deviation]:
     idle = _idle(win) & _idle(base)
@@ -160,33 +193,7 @@ def metric_evidence(win_data: TableLike, base_data: TableLike, opt: SignalOption
     for d in every:
         if not d.beyond_baseline or d.z < opt.min_z:
             continue
-        service, pod, name, attrs = d.key
-        label = f"{name}{attrs}" if attrs else name
-        ref = f"metric:{pod or service}:{label}@{d.first_ns}-{d.last_ns}"
-        fold = _fold(d.level, d.median)
-        effect = 1.0 - 1.0 / fold if d.direction == "up" else 1.0 - fold
-        out.append(
-            Signal(
-                service=service,
-                pod=pod,
-                modality=Modality.METRICS,
-                kind=SignalKind.METRIC_DEVIATION,
-                key=label,
-                family=d.family,
-                direction=d.direction,
-                score=min(d.z, Z_CAP),
-                baseline=d.median,
-                observed=d.level,
-                fold=fold,
-                effect=round(min(1.0, max(0.0, effect)), 6),
-                group=f"metrics:{service}:{d.family}" + (f":{d.peer}" if d.peer else ""),
-                dependency=d.peer,
-                dependency_via="call" if d.peer else "",
-                description=f"{pod or service} {label} {d.direction}: baseline median {d.median:.4g}, "
-                f"window {d.level:.4g} (robust z {d.z:.1f})",
-                evidence_ids=[ref],
-            )
-        )
+        out.append(d.signal(score=min(d.z, Z_CAP), note=f"robust z {d.z:.1f}", dependency=d.peer))
     peers = call_edges(set(win) | set(base))
     return MetricEvidence(out, every, {(key[0], peer) for key, peer in peers.items()})
 
