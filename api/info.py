@@ -30,7 +30,7 @@ def backend_info(svc: Services) -> dict[str, Any]:
         "versions": {d: _version(d) for d in dists},
         "home": str(s.home),
         "backends": {
-            "events": "duckdb",
+            "events": f"clickhouse:{redact_url(s.events_url)}" if s.events_url else "duckdb",
             "graph": f"falkordb:{redact_url(s.falkordb_url)}" if s.falkordb_url else "falkordb:embedded",
             "vectors": getattr(svc.vectors, "backend", None),
             "embedder": getattr(svc.embedder, "name", None),

@@ -36,7 +36,7 @@ from retrieval.vectors import VectorPoint
 if TYPE_CHECKING:
     from graph.store import GraphStore
     from retrieval.embedders import Embedder
-    from retrieval.events import EventStore, StoredTemplate
+    from retrieval.events import AppendResult, EventStore, StoredTemplate
     from retrieval.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ class Pipeline:
             with self.events.transaction():  # one commit a batch: lines, examples, templates, miner state, owed
                 result = self.events.append_logs(table)
                 report.stored, report.duplicates = result.inserted, result.duplicates
-                if result.inserted:
+                due = self._due(result)
+                if due:
                     self.events.remember_examples(table)
                     self._store_templates(aggs, exact=result.duplicates == 0)
                 if merges:
@@ -163,9 +164,9 @@ class Pipeline:
                     self.events.alias_templates(merges, live)
                 if self._miner_dirty:
                     self.save_state()
-                owed = self._owe("logs", table, result.inserted > 0 or bool(places))
+                owed = self._owe("logs", table, due or bool(places))
             if owed is not None:
-                self._write_graph(owed, report, places, lambda: self._link_templates(aggs) if result.inserted else None)
+                self._write_graph(owed, report, places, lambda: self._link_templates(aggs) if due else None)
         if embed and changed:
             report.embedded, report.embed_error = self._embed_templates(sorted(changed))
         report.seconds = time.perf_counter() - t0
@@ -222,8 +223,20 @@ class Pipeline:
         lo, hi = (v.as_py() for v in pc.min_max(table[TIME_COLUMN[kind]]).values())
         return self.events.owed.add("graph", kind, lo, hi)
 
+    def _due(self, result: AppendResult) -> bool:
+        """Whether a batch's writes besides its lines are due: it stored lines, or it repeated stored ones
+        on a store that cannot roll a batch back (ClickHouse), where a first attempt cut short between its
+        lines and the rest left them undone; those writes are idempotent, so doing them again is safe."""
+        return bool(result.inserted) or (bool(result.duplicates) and not self.events.atomic_batches)
+
     def _write_graph(
-        self, owed: int, report: IngestReport, places: set[tuple[str, str, str]], more: Any = None
+        self,
+        owed: int,
+        report: IngestReport,
+        places: set[tuple[str, str, str]],
+        more: Any = None,
+        *,
+        calls: bool = False,
     ) -> bool:
         """Do a batch's graph work; settle its ledger entry, or leave it owed when the graph fails."""
         try:
@@ -238,7 +251,7 @@ class Pipeline:
             self.events.owed.failed([owed], exc.message)
             return False
         self._placements |= places
-        if report.kind == "spans" and report.stored:
+        if calls:
             self._calls_owed.append(owed)  # settled by the next refresh of the call graph
         else:
             self._settled.append(owed)
@@ -332,9 +345,10 @@ class Pipeline:
             with self.events.transaction():
                 result = append(table)
                 report.stored, report.duplicates = result.inserted, result.duplicates
-                owed = self._owe(kind, table, bool(places) or (kind == "spans" and result.inserted > 0))
+                due = self._due(result)
+                owed = self._owe(kind, table, bool(places) or (kind == "spans" and due))
             if owed is not None:
-                self._write_graph(owed, report, places)
+                self._write_graph(owed, report, places, calls=kind == "spans" and due)
         report.seconds = time.perf_counter() - t0
         return report
 

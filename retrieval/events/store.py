@@ -56,6 +56,9 @@ class AppendResult:
 class EventStore(TemplateTables, Aggregations, Retention, KeywordSearch):
     """DuckDB event store. `path=None` keeps everything in memory."""
 
+    atomic_batches = True
+    """`transaction()` commits or rolls back all its writes (ClickHouse's store: False)."""
+
     def __init__(self, path: Path | None, *, trace_index: bool = True, sql_timeout_s: float = 30.0) -> None:
         self.path = path
         self.sql_timeout_s = sql_timeout_s

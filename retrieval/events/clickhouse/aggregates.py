@@ -95,10 +95,17 @@ class ClickHouseAggregations:
         """Lines per (template, service) in [start_ns, end_ns), most frequent first; untemplated skipped."""
         b = Binder()
         cond = f" AND {b.one_of('service', list(services))}" if services is not None else ""
+        lo, hi = b.int(start_ns), b.int(end_ns)
+        # lines pruned by retention count from their per-minute rollup (buckets starting in the window)
         _, rows = self._rows(
-            "SELECT template_id, toString(service) AS svc, toInt64(count()) AS n, min(ts_ns), max(ts_ns) FROM logs"
-            f" WHERE ts_ns >= {b.int(start_ns)} AND ts_ns < {b.int(end_ns)} AND template_id != ''{cond}"
-            " GROUP BY template_id, svc ORDER BY n DESC, template_id, svc",
+            "SELECT template_id, svc, toInt64(sum(c)) AS n, min(lo), max(hi) FROM ("
+            "SELECT template_id, toString(service) AS svc, toInt64(count()) AS c, min(ts_ns) AS lo, max(ts_ns) AS hi"
+            " FROM logs"
+            f" WHERE ts_ns >= {lo} AND ts_ns < {hi} AND template_id != ''{cond} GROUP BY template_id, svc"
+            " UNION ALL SELECT template_id, service AS svc, toInt64(sum(count)) AS c, min(first_ns) AS lo,"
+            " max(last_ns) AS hi"
+            f" FROM log_rollup FINAL WHERE bucket_ns >= {lo} AND bucket_ns < {hi} AND template_id != ''{cond}"
+            " GROUP BY template_id, svc) GROUP BY template_id, svc ORDER BY n DESC, template_id, svc",
             b.params,
         )
         return [TemplateCount(*r) for r in rows]
@@ -120,10 +127,14 @@ class ClickHouseAggregations:
         cond = b.one_of("level", levels_at_least(min_level))
         if services is not None:
             cond += f" AND {b.one_of('service', list(services))}"
-        _, rows = self._rows(
-            f"SELECT intDiv(ts_ns, {w}) * {w} AS bucket_ns, toString(service) AS svc, toInt64(count()) FROM logs"
-            f" WHERE ts_ns >= {b.int(start_ns)} AND ts_ns < {b.int(end_ns)} AND {cond}"
-            " GROUP BY bucket_ns, svc ORDER BY bucket_ns, svc",
+        lo, hi = b.int(start_ns), b.int(end_ns)
+        _, rows = self._rows(  # pruned lines count from their per-minute rollup
+            "SELECT bucket, svc, toInt64(sum(c)) FROM ("
+            f"SELECT intDiv(ts_ns, {w}) * {w} AS bucket, toString(service) AS svc, toInt64(count()) AS c FROM logs"
+            f" WHERE ts_ns >= {lo} AND ts_ns < {hi} AND {cond} GROUP BY bucket, svc"
+            f" UNION ALL SELECT intDiv(bucket_ns, {w}) * {w} AS bucket, service AS svc, toInt64(sum(count)) AS c"
+            f" FROM log_rollup FINAL WHERE bucket_ns >= {lo} AND bucket_ns < {hi} AND {cond} GROUP BY bucket, svc)"
+            " GROUP BY bucket, svc ORDER BY bucket, svc",
             b.params,
         )
         return [BucketCount(*r) for r in rows]

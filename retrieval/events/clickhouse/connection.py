@@ -47,8 +47,9 @@ class Connection(Protocol):
         """Run one statement that returns nothing (DDL, ALTER, DELETE)."""
         ...
 
-    def insert(self, table: str, data: pa.Table) -> None:
-        """Append an Arrow table whose columns are the table's, in order."""
+    def insert(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
+        """Append an Arrow table whose columns are the table's, in order; with `dedup_token` (hex), the
+        server drops the insert when a block with the same token is among the table's recent ones."""
         ...
 
     def close(self) -> None: ...
@@ -75,6 +76,13 @@ def _quoted(v: Any) -> str:
     return f"'{_escape(v)}'" if isinstance(v, str) else param_text(v)
 
 
+def _hex(token: str) -> str:
+    """A dedup token goes into SETTINGS as text: only hex digits are accepted."""
+    if not token or any(c not in "0123456789abcdef" for c in token):
+        raise InvalidInput("a dedup token must be lowercase hex", field="dedup_token")
+    return token
+
+
 def _code_of(exc: BaseException) -> int | None:
     text = str(exc)
     if "Code: " in text:
@@ -97,7 +105,13 @@ class ChdbConnection:
             path.mkdir(parents=True, exist_ok=True)
         self.where = str(path) if path else "chdb (temporary)"
         self._lock = threading.Lock()  # one statement at a time on the session
-        self._session = session.Session(str(path) if path else None)
+        try:
+            self._session = session.Session(str(path) if path else None)
+        except Exception as exc:  # chDB refuses a folder another process has open
+            raise EngineUnavailable(
+                f"cannot open the chDB event store at {self.where}: another process holds it"
+                f" (is `devmesh serve` running?): {str(exc).splitlines()[0][:200]}"
+            ) from exc
 
     def query(self, sql: str, params: Params | None = None) -> pa.Table:
         text = {k: param_text(v) for k, v in (params or {}).items()}
@@ -126,11 +140,12 @@ class ChdbConnection:
             except Exception as exc:
                 raise ClickHouseError(str(exc), _code_of(exc)) from exc
 
-    def insert(self, table: str, data: pa.Table) -> None:
+    def insert(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         _batch = data  # noqa: F841 - chDB's Python() table function reads this local by name
+        token = f" SETTINGS insert_deduplication_token = '{_hex(dedup_token)}'" if dedup_token else ""
         with self._lock:
             try:
-                self._session.query(f"INSERT INTO {table} SELECT * FROM Python(_batch)")
+                self._session.query(f"INSERT INTO {table}{token} SELECT * FROM Python(_batch)")
             except Exception as exc:
                 raise ClickHouseError(str(exc), _code_of(exc)) from exc
 
@@ -177,9 +192,10 @@ class HttpConnection:
         except Exception as exc:
             raise ClickHouseError(str(exc), _code_of(exc)) from exc
 
-    def insert(self, table: str, data: pa.Table) -> None:
+    def insert(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
+        settings = {"insert_deduplication_token": _hex(dedup_token)} if dedup_token else None
         try:
-            self._client.insert_arrow(table, data)
+            self._client.insert_arrow(table, data, settings=settings)
         except Exception as exc:
             raise ClickHouseError(str(exc), _code_of(exc)) from exc
 

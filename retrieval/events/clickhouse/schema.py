@@ -7,8 +7,12 @@ made most: logs by (service, ts_ns, event_id) for a window of one service and ke
 An optional TTL per kind drops raw rows older than the retention period: ClickHouse counts it from
 the wall clock (`now()`), not from the newest stored row as DuckDB's pruning does.
 
-Templates, documents and key-value state are ReplacingMergeTree tables read with FINAL: an update
-is a new version of the row (`version`), a delete a version with `deleted = 1`.
+Each event table remembers the dedup tokens of its last `DEDUP_WINDOW` insert blocks (see
+`ClickHouseEventStore._append`).
+
+Templates, documents, key-value state and the owed ledger are ReplacingMergeTree tables read with
+FINAL: an update is a new version of the row (`version`), a delete a version with `deleted = 1`. The
+rollups of pruned rows are ReplacingMergeTrees keyed by bucket (`retrieval.events.clickhouse.retention`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from core.telemetry import ARROW_SCHEMAS, KINDS, TEXT_DEFAULTS, TIME_COLUMN, Kind
+from retrieval.events.clickhouse.owed import DDL as OWED_DDL
+from retrieval.events.clickhouse.retention import ROLLUP_DDL
 
 SCHEMA_VERSION = 1
 
@@ -23,6 +29,10 @@ _TYPES = {pa.string(): "String", pa.int64(): "Int64", pa.uint64(): "UInt64", pa.
 _TYPES[pa.bool_()] = "Bool"
 LOW_CARDINALITY = frozenset({"source", "service", "host", "pod", "level", "event_type", "status", "kind", "name"})
 """Text columns with few distinct values: stored as dictionaries."""
+
+DEDUP_WINDOW = 1000
+"""Insert blocks per event table whose dedup token ClickHouse remembers: a block sent again with the same
+token (a retried batch, or the same batch from two replicas at once) is dropped by the server."""
 
 SORT_KEY: dict[Kind, tuple[str, ...]] = {
     "logs": ("service", "ts_ns", "event_id"),
@@ -60,6 +70,7 @@ def ddl(ttl_days: dict[Kind, int | None] | None = None) -> list[str]:
     """Statements that create the schema; each is idempotent. `ttl_days`: retention per kind (None: kept)."""
     ttl = ttl_days or {}
     stmts = [_event_table(k, ttl.get(k)) for k in KINDS]
+    stmts += [f"ALTER TABLE {k} MODIFY SETTING non_replicated_deduplication_window = {DEDUP_WINDOW}" for k in KINDS]
     stmts += [
         f"CREATE TABLE IF NOT EXISTS template_examples ({_columns('logs')}) ENGINE = MergeTree"
         " ORDER BY (template_id, ts_ns)",
@@ -72,6 +83,7 @@ def ddl(ttl_days: dict[Kind, int | None] | None = None) -> list[str]:
         " ENGINE = ReplacingMergeTree(version, deleted) ORDER BY (collection, id)",
         "CREATE TABLE IF NOT EXISTS kv (key String, value String, version UInt64)"
         " ENGINE = ReplacingMergeTree(version) ORDER BY key",
+        OWED_DDL,  # the ledger of owed derived-store writes (`retrieval.events.clickhouse.owed`)
+        *ROLLUP_DDL,  # what pruned raw rows add up to (`retrieval.events.clickhouse.retention`)
     ]
     return stmts
-

@@ -4,13 +4,17 @@ are mixed in from `templates` and `aggregates`, documents and key-value state ar
 `store.kv`.
 
 Appends are bulk Arrow inserts. Exact repeats are stored once, as in DuckDB: a batch is
-de-duplicated in Arrow, then against the event ids stored in its own time range; appends are
-serialized within a process (ClickHouse has no multi-statement transactions, so two processes
-appending the same rows at the same moment can both store them: see docs/scaling.md).
+de-duplicated in Arrow, then against the event ids stored in its own time range, and the insert
+carries a dedup token made of its event ids, so the server drops the same block sent again (a retry,
+or the same batch from two processes at the same moment). ClickHouse has no multi-statement
+transactions: `atomic_batches` is False, and the pipeline repeats a batch's other writes when the
+batch comes again (see docs/scaling.md, "Acknowledged means stored once"). The owed ledger is
+`store.owed`; pruning, footprint and the backup refusal are mixed in from `retention`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,7 +30,9 @@ from core.timeutil import iso
 from retrieval.events.clickhouse.aggregates import ClickHouseAggregations
 from retrieval.events.clickhouse.binder import Binder, keyset, log_where
 from retrieval.events.clickhouse.connection import Connection
+from retrieval.events.clickhouse.owed import ClickHouseOwedLedger
 from retrieval.events.clickhouse.readonly import run_read_only
+from retrieval.events.clickhouse.retention import ClickHouseRetention
 from retrieval.events.clickhouse.schema import SCHEMA_VERSION, ddl
 from retrieval.events.clickhouse.state import ClickHouseDocStore, ClickHouseKeyValueStore, Versions
 from retrieval.events.clickhouse.templates import ClickHouseTemplates
@@ -37,8 +43,11 @@ from retrieval.events.store import AppendResult, _first_of_each_id, _sorted_by
 log = logging.getLogger(__name__)
 
 
-class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations):
+class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations, ClickHouseRetention):
     """Event store on a ClickHouse connection (a server, or chDB in-process)."""
+
+    atomic_batches = False
+    """`transaction()` cannot roll back: a batch's writes are made idempotent instead."""
 
     def __init__(
         self, conn: Connection, *, ttl_days: dict[Kind, int | None] | None = None, sql_timeout_s: float = 30.0
@@ -64,6 +73,8 @@ class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations):
         """Incidents, explanations and detection runs, as JSON documents."""
         self.kv = ClickHouseKeyValueStore(self)
         """Small state: the template miner's, the detection schedule's marker."""
+        self.owed = ClickHouseOwedLedger(self)
+        """Graph work that stored batches still need (`retrieval.events.clickhouse.owed`)."""
         log.info("event store open", extra={"where": self.where})
 
     # -- plumbing shared by the mixins ---------------------------------------------------------
@@ -81,10 +92,10 @@ class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations):
         _, rows = self._rows(sql, params)
         return rows[0] if rows else None
 
-    def _insert(self, table: str, data: pa.Table) -> None:
+    def _insert(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         if self._closed:
             raise EngineUnavailable("the event store is closed")
-        self._conn.insert(table, data)
+        self._conn.insert(table, data, dedup_token=dedup_token)
 
     def _command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         if self._closed:
@@ -139,7 +150,7 @@ class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations):
             if len(stored):
                 batch = batch.filter(pc.invert(pc.is_in(batch["event_id"], value_set=stored.combine_chunks())))
             if batch.num_rows:
-                self._insert(kind, batch)
+                self._insert(kind, batch, dedup_token=dedup_token(batch))
         result = AppendResult(inserted=batch.num_rows, duplicates=total - batch.num_rows)
         log.debug("appended", extra={"kind": kind, "inserted": result.inserted, "duplicates": result.duplicates})
         return result
@@ -264,3 +275,8 @@ class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations):
             f"SELECT {', '.join(cols)} FROM {kind} WHERE {' AND '.join(clauses)} ORDER BY {tcol}", b.params
         )
         return table.cast(schema) if table.num_rows else schema.empty_table()
+
+
+def dedup_token(batch: pa.Table) -> str:
+    """The insert's dedup token: a digest of its event ids, in order (the same rows give the same token)."""
+    return hashlib.blake2b(batch["event_id"].combine_chunks().to_numpy().tobytes(), digest_size=16).hexdigest()
