@@ -16,7 +16,9 @@ COPY api api
 COPY bench bench
 COPY prompts prompts
 COPY samples samples
-RUN pip install --no-cache-dir .
+# clickhouse-connect for the ClickHouse event store (DEVMESH_EVENTS_URL); chDB, the in-process stand-in of the
+# `clickhouse` extra, is for tests and benchmarks and stays out of the image (a 534 MB install).
+RUN pip install --no-cache-dir . "clickhouse-connect>=0.8"
 RUN useradd --create-home devmesh && mkdir -p /data && chown devmesh /data
 USER devmesh
 EXPOSE 8080

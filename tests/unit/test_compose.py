@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose.yaml"
-SERVICES = {"falkordb", "qdrant", "ollama", "api", "worker"}
+SERVICES = {"falkordb", "qdrant", "clickhouse", "ollama", "api", "worker"}
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _VAR = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(:?[-?][^}]*)?\}$")
 
@@ -53,8 +54,9 @@ def test_named_volumes_are_declared_and_used(compose: dict[str, Any]) -> None:
     assert used, "no named volumes"
     assert used <= declared, f"used but not declared: {used - declared}"
     assert declared <= used, f"declared but not used: {declared - used}"
-    for name in ("falkordb", "qdrant", "ollama", "api"):
+    for name in ("falkordb", "qdrant", "clickhouse", "ollama", "api"):
         assert compose["services"][name].get("volumes"), f"{name} keeps no data in a volume"
+    assert "clickhouse-data:/var/lib/clickhouse" in compose["services"]["clickhouse"]["volumes"]
 
 
 def test_api_and_worker_point_at_the_service_names(compose: dict[str, Any]) -> None:
@@ -63,6 +65,8 @@ def test_api_and_worker_point_at_the_service_names(compose: dict[str, Any]) -> N
         assert env["DEVMESH_FALKORDB_URL"] == "redis://falkordb:6379"
         assert env["DEVMESH_QDRANT_URL"] == "http://qdrant:6333"
         assert env["OLLAMA_HOST"] == "http://ollama:11434"
+        password = "${DEVMESH_CLICKHOUSE_PASSWORD:?set DEVMESH_CLICKHOUSE_PASSWORD}"  # from the environment
+        assert env["DEVMESH_EVENTS_URL"] == f"clickhouse://devmesh:{password}@clickhouse:8123/devmesh"
         assert env["DEVMESH_HOME"].startswith("/")
     assert "http://api:8080" in " ".join(compose["services"]["worker"]["command"])
     ports = compose["services"]["api"].get("ports", [])
@@ -103,8 +107,26 @@ def test_depends_on_names_existing_services_with_valid_conditions(compose: dict[
             assert condition in ("service_started", "service_healthy", "service_completed_successfully")
             if condition == "service_healthy":
                 assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy, which has no check"
-    assert set(services["api"]["depends_on"]) == {"falkordb", "qdrant", "ollama"}
+    assert set(services["api"]["depends_on"]) == {"falkordb", "qdrant", "clickhouse", "ollama"}
     assert set(services["worker"]["depends_on"]) == {"api"}
+
+
+def test_clickhouse_is_the_official_image_with_its_database_user_and_a_password_from_outside(
+    compose: dict[str, Any],
+) -> None:
+    from retrieval.events.clickhouse.connection import connect
+
+    ch = compose["services"]["clickhouse"]
+    assert ch["image"].split(":")[0] == "clickhouse/clickhouse-server"
+    env = env_of(ch)
+    assert (env["CLICKHOUSE_DB"], env["CLICKHOUSE_USER"]) == ("devmesh", "devmesh")
+    assert env["CLICKHOUSE_PASSWORD"].startswith("${DEVMESH_CLICKHOUSE_PASSWORD:?")  # required, never a default
+    assert "8123/ping" in " ".join(ch["healthcheck"]["test"])
+    url = env_of(compose["services"]["api"])["DEVMESH_EVENTS_URL"].replace(env["CLICKHOUSE_PASSWORD"], "pw")
+    assert url == "clickhouse://devmesh:pw@clickhouse:8123/devmesh"
+    with pytest.raises(Exception) as unreachable:  # the URL is one the store's factory takes: a server client
+        connect(url.replace("@clickhouse:", "@127.0.0.1:").replace(":8123", ":1"))
+    assert "127.0.0.1:1/devmesh" in str(unreachable.value)
 
 
 def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
@@ -116,6 +138,7 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         pytest.skip("the docker client has no compose plugin")
     proc = subprocess.run(
         [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+        env={**os.environ, "DEVMESH_CLICKHOUSE_PASSWORD": "test-only"},
         capture_output=True,
         timeout=60,
         check=False,
