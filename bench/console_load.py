@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from ingest import nezha
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -123,8 +125,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--loads", type=int, default=20, help="Timed page loads.")
     ap.add_argument("--chromium", default="/usr/bin/chromium", help="The chromium binary (Debian's).")
     args = ap.parse_args(argv)
-    from ingest import nezha
-
     faults = nezha.load_faults(nezha.plan(args.dataset))
     fault = faults[args.fault]
     result = run(args.home, loads=args.loads, service=fault.service, at_ns=fault.inject_ns, chromium=args.chromium)
