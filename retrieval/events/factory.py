@@ -27,9 +27,10 @@ def open_event_store(
 ) -> EventStore:
     """DuckDB at `path`, or the ClickHouse store at `url` when one is given.
 
-    The ClickHouse store answers the same appends, queries, aggregations, templates, documents and
-    key-value calls; it has no owed-writes ledger, pruning, footprint or file snapshots yet (TTL
-    drops old rows instead), so it is typed as the DuckDB store's surface it shares.
+    The ClickHouse store answers every call of the DuckDB one with the same parameters (owed ledger,
+    pruning and footprint included; `snapshot_to` refuses, naming ClickHouse's BACKUP), except the
+    keyword search that callers probe with hasattr. It is cast to `EventStore` because some thirty
+    modules hint that class; tests/unit/test_eventstore_surface.py keeps the cast honest.
     """
     if url:
         return cast(EventStore, open_clickhouse(url, retain_ns=retain_ns))
