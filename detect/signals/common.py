@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -80,6 +81,21 @@ def columns(data: TableLike, names: Iterable[str]) -> dict[str, list[Any]]:
                 raise InvalidInput(f"row {i} is a {type(r).__name__}, expected a mapping of columns")
         return {n: [r.get(n, "") for r in rows] for n in names}
     raise InvalidInput(f"telemetry must be a pyarrow Table or a list of dicts, not {type(data).__name__}")
+
+
+def factorize(values: np.ndarray | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """A code per item (in order of first appearance) and the text of each code (`str` of the item): a hash
+    pass, where `np.unique` on text sorts it."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if values.null_count == 0 and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            enc = values.dictionary_encode()
+            return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+        values = values.to_numpy(zero_copy_only=False)
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(str(x), len(index)) for x in values.tolist()), np.int64, len(values))
+    return codes, list(index)
 
 
 def check_table(data: object, name: str) -> None:

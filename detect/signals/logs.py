@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 
 from core.rca import Modality, Signal, SignalKind
 from core.telemetry import row_schema
-from detect.signals.common import ERROR_LEVELS, ERROR_WORDS, SignalOptions, TableLike, as_table
+from detect.signals.common import ERROR_LEVELS, ERROR_WORDS, SignalOptions, TableLike, as_table, factorize
 from detect.signals.sequences import sequence_signals
 from detect.signals.slices import EXCLUDED_SLICE, outcome_tests, slice_of, slice_test
-from detect.signals.spans import SpanFold
+from detect.signals.spans import SpanFold, lookup, span_key
 from detect.signals.stats import family_z, share_fold
 from detect.signals.tokens import ERR_MARK, EVENT_SCHEMA, LOG_KINDS, START
 
@@ -149,7 +149,7 @@ def log_signals(
     eids = t.column("event_id").combine_chunks()
     ref = pc.if_else(
         pc.equal(eids, ""),
-        pc.binary_join_element_wise("log", pa.array(ts.astype(str)), pods, ":"),
+        pc.binary_join_element_wise("log", pc.cast(t.column("ts_ns"), pa.string()).combine_chunks(), pods, ":"),
         pc.binary_join_element_wise("log", eids, ":"),
     )
     req = pa.array([""] * n, pa.string())
@@ -211,7 +211,7 @@ def log_signals(
         )
         found.extend(shares)
         traces.extend({} for _ in shares)
-    quiet = _quiet_signals(svc.to_numpy(zero_copy_only=False), line_slice, opt)
+    quiet = _quiet_signals(svc, line_slice, opt)
     found.extend(quiet)
     traces.extend({} for _ in quiet)
     _cite_templates(found, ref, t.column("template_id"), opt)
@@ -252,26 +252,14 @@ def _first_rows(req: np.ndarray, ts: np.ndarray, mask: np.ndarray) -> np.ndarray
 
 def _span_rows(t: pa.Table, fold: SpanFold) -> np.ndarray:
     """Row of the span each line was written in (-1 when it is not among the spans)."""
-    n = t.num_rows
-    left = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("span_id"), "line": np.arange(n)})
-    left = left.filter(pc.not_equal(left.column("span_id"), ""))
-    right = pa.table(
-        {
-            "trace_id": fold.spans.column("trace_id"),
-            "span_id": fold.spans.column("span_id"),
-            "row": np.arange(len(fold.root)),
-        }
-    )
-    joined = left.join(right, keys=["trace_id", "span_id"], join_type="inner")
-    out = np.full(n, -1, dtype=np.int64)
-    out[joined.column("line").to_numpy()] = joined.column("row").to_numpy()
-    return out
+    keys = span_key(t.column("trace_id"), t.column("span_id"))
+    return lookup(keys, pc.not_equal(t.column("span_id"), ""), fold.span_key())
 
 
-def _quiet_signals(svc: np.ndarray, slices: np.ndarray, opt: SignalOptions) -> list[Signal]:
+def _quiet_signals(svc: pa.Array, slices: np.ndarray, opt: SignalOptions) -> list[Signal]:
     """Services whose share of all lines fell, window against history slices (they went quiet)."""
     keep = slices != EXCLUDED_SLICE
-    svc, slices = svc[keep], slices[keep]
+    svc, slices = svc.filter(pa.array(keep)), slices[keep]
     if len(svc) == 0:
         return []
     sl_ids, sl_inv = np.unique(slices, return_inverse=True)
@@ -279,9 +267,13 @@ def _quiet_signals(svc: np.ndarray, slices: np.ndarray, opt: SignalOptions) -> l
     win = sl_ids == 0
     if not win.any() or (~win).sum() == 0:
         return []
-    names, s_inv = np.unique(svc, return_inverse=True)
-    counts = np.zeros((len(names), len(sl_ids)))
-    np.add.at(counts, (s_inv, sl_inv), 1.0)
+    codes, texts = factorize(svc)
+    order = sorted(range(len(texts)), key=texts.__getitem__)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    names, s_inv = [texts[i] for i in order], rank[codes]
+    counts = np.bincount(s_inv * len(sl_ids) + sl_inv, minlength=len(names) * len(sl_ids))
+    counts = counts.reshape(len(names), len(sl_ids)).astype(float)
     hist = ~win & (totals >= opt.min_slice_requests)
     n_win = int(totals[win][0])
     out: list[Signal] = []

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from core.rca import Modality, Signal, SignalKind
-from detect.signals.common import SignalOptions
+from detect.signals.common import SignalOptions, factorize
 from detect.signals.slices import slice_test
 from detect.signals.stats import family_z, share_fold
 from detect.signals.tokens import ERR_MARK, START, SequenceKinds, is_error_token, np_column, shorten
@@ -56,14 +56,14 @@ def loop_signals(
     is_start = np.array([str(t).startswith(START) for t in tok_names], dtype=bool)
     is_err = np.array([is_error_token(str(t)) for t in tok_names], dtype=bool)
     ev_slice = np_column(events, "slice")
-    ev_service = np_column(events, "service")
+    ev_service, service_names = factorize(events.column("service"))
     # each request: its entry token (START:<op>), service and slice
     entry = np.full(n_req, -1, dtype=np.int64)
     st_rows = np.nonzero(is_start[tok])[0]
     entry[req[st_rows]] = tok[st_rows]
     r_slice = np.zeros(n_req, dtype=np.int64)
     r_slice[req] = ev_slice
-    r_service = np.empty(n_req, dtype=object)
+    r_service = np.zeros(n_req, dtype=np.int64)
     r_service[req] = ev_service
     body = ~is_start[tok] & ~is_err[tok] & (entry[req] >= 0)
     if not body.any():
@@ -72,8 +72,7 @@ def loop_signals(
     uniq, cnt = np.unique(key, return_counts=True)
     c_req, c_tok = uniq // n_tok, uniq % n_tok
     # requests grouped by (service, entry)
-    grp_names = np.char.add(np.char.add(r_service.astype(str), "\x1f"), entry.astype(str))
-    grp_uniq, grp = np.unique(grp_names, return_inverse=True)
+    grp_uniq, grp = _groups(r_service, service_names, entry)
     has_entry = entry >= 0
     tests: dict[str, list[_LoopTest]] = defaultdict(list)
     c_grp = grp[c_req]
@@ -131,6 +130,18 @@ def loop_signals(
     return _loop_out(events, req, tok_names, tok, tests, kinds, opt)
 
 
+def _groups(service: np.ndarray, names: list[str], entry: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Requests grouped by service (a code into `names`) and entry token: the '<service>\x1f<entry code>' name of
+    each group, in text order, and each request's group."""
+    m = int(entry.max()) + 2 if len(entry) else 1
+    pairs, inv = np.unique(service * m + (entry + 1), return_inverse=True)
+    texts = [f"{names[p // m]}\x1f{p % m - 1}" for p in pairs.tolist()]
+    order = sorted(range(len(texts)), key=texts.__getitem__)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return [texts[i] for i in order], rank[inv.reshape(-1)]
+
+
 def _loop_out(
     events: pa.Table,
     req: np.ndarray,
@@ -144,10 +155,6 @@ def _loop_out(
     blamed: list[dict[str, int]] = []
     if not tests:
         return out, blamed
-    refs = np_column(events, "ref")
-    traces = np_column(events, "trace")
-    ts = np_column(events, "ts")
-    pods = np_column(events, "pod")
     tok_str = tok_names[tok]
     for service, ts_ in tests.items():
         found = [(family_z(-t.z, len(ts_)), t) for t in ts_ if t.z < 0]
@@ -163,18 +170,20 @@ def _loop_out(
                 break
             seen.add((t.entry, t.b))
             rows = np.nonzero(np.isin(req, t.short) & (tok_str == t.a))[0]
+            at = events.select(["ref", "trace", "ts", "pod"]).take(pa.array(rows, pa.int64()))
+            refs, traces, ts, pods = (np_column(at, c) for c in ("ref", "trace", "ts", "pod"))
             ids: list[str] = []
-            for r in refs[rows[np.argsort(ts[rows])]]:
+            for r in refs[np.argsort(ts)]:
                 if r and r not in ids:
                     ids.append(r)
                 if len(ids) >= opt.max_evidence:
                     break
             last: dict[str, int] = {}
-            for tr_id, when in zip(traces[rows].tolist(), ts[rows].tolist(), strict=True):
+            for tr_id, when in zip(traces.tolist(), ts.tolist(), strict=True):
                 if tr_id and when > last.get(tr_id, -(1 << 62)):
                     last[tr_id] = when  # the loop's last A: where it ended
             blamed.append(last)
-            pod_list = [p for p in pods[rows] if p]
+            pod_list = [p for p in pods if p]
             dep, via = "", ""
             if kinds.call_prefix and t.a.startswith(kinds.call_prefix):
                 dep, via = t.a[len(kinds.call_prefix) :].split(ERR_MARK)[0].strip(), "call"

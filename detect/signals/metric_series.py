@@ -23,6 +23,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from detect.signals.common import TableLike, columns, text
 from detect.signals.metric_families import split_part
 
@@ -32,8 +36,14 @@ SeriesKey = tuple[str, str, str, str]
 Points = list[tuple[int, float]]
 
 
+_RAW_COLUMNS = ("ts_ns", "name", "value", "service", "pod", "host", "attributes")
+
+
 def _raw(data: TableLike) -> dict[SeriesKey, dict[int, float]]:
-    c = columns(data, ("ts_ns", "name", "value", "service", "pod", "host", "attributes"))
+    """Per series, its points (time -> value; of two at the same time, the later row's)."""
+    if isinstance(data, pa.Table) and _plain(data):
+        return _raw_arrow(data)
+    c = columns(data, _RAW_COLUMNS)
     out: dict[SeriesKey, dict[int, float]] = defaultdict(dict)
     for ts, name, value, svc, pod, host, attrs in zip(
         c["ts_ns"], c["name"], c["value"], c["service"], c["pod"], c["host"], c["attributes"], strict=True
@@ -45,6 +55,52 @@ def _raw(data: TableLike) -> dict[SeriesKey, dict[int, float]]:
             continue
         a = text(attrs)
         out[(service, text(pod), text(name), "" if a == "{}" else a)][int(ts)] = float(value)
+    return out
+
+
+def _plain(t: pa.Table) -> bool:
+    """Every column of the metric row contract, with its types: read column-wise (`_raw_arrow`)."""
+    types = {f.name: f.type for f in t.schema}
+    text = (pa.string(), pa.large_string())
+    return (
+        all(n in types for n in _RAW_COLUMNS)
+        and pa.types.is_integer(types["ts_ns"])
+        and pa.types.is_floating(types["value"])
+        and all(types[n] in text for n in ("name", "service", "pod", "host", "attributes"))
+    )
+
+
+def _raw_arrow(t: pa.Table) -> dict[SeriesKey, dict[int, float]]:
+    """`_raw` over Arrow columns: the same rows kept, the same keys, the same last value per time."""
+    value = t.column("value")
+    keep = pc.and_(pc.and_(pc.is_valid(value), pc.is_finite(value)), pc.is_valid(t.column("ts_ns")))
+    t = t.filter(pc.fill_null(keep, False))
+    blank = {n: pc.fill_null(t.column(n), "") for n in ("name", "service", "pod", "host", "attributes")}
+    service = pc.if_else(pc.equal(blank["service"], ""), blank["host"], blank["service"])
+    t = pa.table(
+        {
+            "service": service,
+            "pod": blank["pod"],
+            "name": blank["name"],
+            "attributes": pc.if_else(pc.equal(blank["attributes"], "{}"), "", blank["attributes"]),
+            "ts_ns": t.column("ts_ns"),
+            "value": t.column("value"),
+        }
+    ).filter(pc.not_equal(service, ""))
+    if t.num_rows == 0:
+        return {}
+    code = np.zeros(t.num_rows, np.int64)
+    for n in ("service", "pod", "name", "attributes"):
+        enc = t.column(n).combine_chunks().dictionary_encode()
+        code = code * len(enc.dictionary) + enc.indices.to_numpy(zero_copy_only=False)
+        code = np.unique(code, return_inverse=True)[1].reshape(-1)
+    order = np.argsort(code, kind="stable")  # rows of a series in their order: the later row wins a time
+    cols = {n: t.column(n).take(pa.array(order)).to_pylist() for n in t.column_names}
+    starts = np.flatnonzero(np.r_[True, np.diff(code[order]) != 0]).tolist() + [t.num_rows]
+    out: dict[SeriesKey, dict[int, float]] = {}
+    for a, b in zip(starts, starts[1:], strict=False):
+        key = (cols["service"][a], cols["pod"][a], cols["name"][a], cols["attributes"][a])
+        out[key] = dict(zip(cols["ts_ns"][a:b], cols["value"][a:b], strict=True))
     return out
 
 

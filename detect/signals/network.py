@@ -45,6 +45,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from core.rca import Modality, Signal, SignalKind
 from detect.signals.common import SignalOptions
@@ -92,9 +93,11 @@ def network_signals(
     services = fold.column("service")
     a, b = services[ca], services[cb]
     sl = slices[ca]
-    gap_tests = slow_shares(a, b, fold.self_us[ca], sl, opt)
+    names = fold.spans.column("service")
+    a_text, b_text = names.take(pa.array(ca, pa.int64())), names.take(pa.array(cb, pa.int64()))
+    gap_tests = slow_shares(a_text, b_text, fold.self_us[ca], sl, opt)
     own = fold.own_time()[cb]
-    own_tests = {(o, t.key): t for o, ts in slow_shares(a, b, own, sl, opt).items() for t in ts}
+    own_tests = {(o, t.key): t for o, ts in slow_shares(a_text, b_text, own, sl, opt).items() for t in ts}
     failed = fold.error[ca] & ~fold.request_error()[cb]
     err_tests = _failed_shares(a, b, failed, sl, opt)
     n_tests = sum(len(v) for v in gap_tests.values()) + sum(len(v) for v in err_tests.values())

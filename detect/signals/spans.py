@@ -39,6 +39,7 @@ SPAN_SCHEMA = row_schema(
 )
 _HTTP_5XX = r'"(?:http\.)?(?:response\.)?status_code"\s*:\s*"?5\d\d'
 _ERROR_OP = re.compile(ERROR_WORDS.pattern)
+KEY_SEP = "\x1f"
 
 
 @dataclass
@@ -65,6 +66,13 @@ class SpanFold:
         if name not in self._cache:
             self._cache[name] = self.spans.column(name).to_numpy(zero_copy_only=False)
         return self._cache[name]
+
+    def span_key(self) -> pa.Array:
+        """`span_key` of each row (rows of an empty span id never match a line or a child: they are not looked up
+        by an empty id)."""
+        if "span_key" not in self._cache:
+            self._cache["span_key"] = span_key(self.spans.column("trace_id"), self.spans.column("span_id"))
+        return self._cache["span_key"]
 
     def request_key(self) -> pa.Array:
         """'<trace_id>/<entry span_id>' of each span's request."""
@@ -130,7 +138,8 @@ def fold_spans(data: TableLike) -> SpanFold:
     fix = (end <= start) & np.isfinite(dur) & (dur > 0)
     end = np.where(fix, start + (np.nan_to_num(dur) * 1000).astype(np.int64), np.maximum(end, start))
     t = t.set_column(t.schema.get_field_index("end_ns"), "end_ns", pa.array(end, pa.int64()))
-    parent = _parent_rows(t)
+    own_key = span_key(t.column("trace_id"), t.column("span_id"))
+    parent = _parent_rows(t, own_key)
     svc_codes = t.column("service").dictionary_encode().combine_chunks().indices.to_numpy()
     has_parent = parent >= 0
     psafe = np.where(has_parent, parent, 0)
@@ -168,22 +177,27 @@ def fold_spans(data: TableLike) -> SpanFold:
     error |= pc.match_substring_regex(t.column("operation"), _ERROR_OP.pattern).to_numpy(zero_copy_only=False)
     services = t.column("service").to_numpy(zero_copy_only=False)
     edges = {(a, b) for a, b in zip(services[parent[remote]], services[remote], strict=True) if a and b}
-    return SpanFold(spans=t, parent=parent, root=root, self_us=self_us, client=client, error=error, edges=edges)
+    fold = SpanFold(spans=t, parent=parent, root=root, self_us=self_us, client=client, error=error, edges=edges)
+    fold._cache["span_key"] = own_key
+    return fold
 
 
-def _parent_rows(t: pa.Table) -> np.ndarray:
-    n = t.num_rows
-    left = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("parent_id"), "child": np.arange(n)})
-    right = pa.table({"trace_id": t.column("trace_id"), "span_id": t.column("span_id"), "row": np.arange(n)})
-    right = right.filter(pc.not_equal(right.column("span_id"), ""))
-    joined = left.filter(pc.not_equal(left.column("span_id"), "")).join(
-        right, keys=["trace_id", "span_id"], join_type="inner"
-    )
-    parent = np.full(n, -1, dtype=np.int64)
-    child = joined.column("child").to_numpy()
-    row = joined.column("row").to_numpy()
-    parent[child] = row
-    parent[parent == np.arange(n)] = -1
+def span_key(trace_id: pa.ChunkedArray | pa.Array, span_id: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """'<trace_id>\x1f<span_id>' of each row: one text to look spans up by (ids hold no control characters)."""
+    return pc.binary_join_element_wise(trace_id, span_id, KEY_SEP).combine_chunks()  # type: ignore[no-any-return]
+
+
+def lookup(keys: pa.Array, wanted: pa.Array | pa.ChunkedArray, among: pa.Array) -> np.ndarray:
+    """Index in `among` of each of `keys` (its first occurrence), -1 where not found or not `wanted`."""
+    found = pc.index_in(pc.if_else(wanted, keys, None), value_set=among, skip_nulls=True)
+    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _parent_rows(t: pa.Table, own: pa.Array) -> np.ndarray:
+    """Row of each span's parent (-1: none, or not in the data); `own` is each row's `span_key`."""
+    parent_key = span_key(t.column("trace_id"), t.column("parent_id"))
+    parent = lookup(parent_key, pc.not_equal(t.column("parent_id"), ""), own)
+    parent[parent == np.arange(t.num_rows)] = -1
     return parent
 
 

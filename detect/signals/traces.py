@@ -125,14 +125,7 @@ def trace_signals(fold: SpanFold, slices: np.ndarray, opt: SignalOptions) -> tup
 def _latency_signals(
     reqs: pa.Table, slices: np.ndarray, kind: SignalKind, col: str, opt: SignalOptions
 ) -> tuple[list[Signal], list[dict[str, int]]]:
-    services = reqs.column("service").to_numpy(zero_copy_only=False)
-    traces = reqs.column("trace_id").to_numpy(zero_copy_only=False)
-    spans = reqs.column("span_id").to_numpy(zero_copy_only=False)
-    pods = reqs.column("pod").to_numpy(zero_copy_only=False)
-    starts = reqs.column("start_ns").to_numpy(zero_copy_only=False)
-    tests = slow_shares(
-        services, reqs.column("operation").to_numpy(zero_copy_only=False), reqs.column(col).to_numpy(), slices, opt
-    )
+    tests = slow_shares(reqs.column("service"), reqs.column("operation"), reqs.column(col).to_numpy(), slices, opt)
     out: list[Signal] = []
     blamed: list[dict[str, int]] = []
     for svc, ts in tests.items():
@@ -140,10 +133,12 @@ def _latency_signals(
         za = family_z(best.z, len(ts))
         if za < opt.min_z or best.window_median < best.median:
             continue
-        rows = best.rows
-        blamed.append(dict(zip(traces[rows].tolist(), starts[rows].tolist(), strict=True)))
-        ids = [f"operation:{svc}:{best.key}"] + [f"span:{traces[r]}:{spans[r]}" for r in rows[: opt.max_evidence - 1]]
-        pod_list = [p for p in pods[rows] if p]
+        at = reqs.select(["trace_id", "span_id", "pod", "start_ns"]).take(pa.array(best.rows, pa.int64()))
+        traces, spans, pods, starts = (at.column(c).to_pylist() for c in at.column_names)
+        blamed.append(dict(zip(traces, starts, strict=True)))
+        shown = zip(traces[: opt.max_evidence - 1], spans, strict=False)
+        ids = [f"operation:{svc}:{best.key}"] + [f"span:{tr}:{sp}" for tr, sp in shown]
+        pod_list = [p for p in pods if p]
         what = "own time" if kind == SignalKind.SPAN_SELF_LATENCY else "duration"
         out.append(
             Signal(

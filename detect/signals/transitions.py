@@ -37,14 +37,14 @@ def transitions(events: pa.Table) -> pa.Table:
     order = np.lexsort((ts, req_codes))
     same_next = np.zeros(len(order), dtype=bool)
     same_next[:-1] = req_codes[order[1:]] == req_codes[order[:-1]]
-    tokens = events.column("token").take(pa.array(order))
+    tokens = events.column("token").take(pa.array(order)).combine_chunks()
     nxt_idx = np.where(same_next, np.roll(order, -1), -1)
-    nxt_tok = np.where(same_next, np.roll(tokens.to_numpy(zero_copy_only=False), -1), END)
+    nxt_tok = pc.if_else(pa.array(same_next), tokens.take(pa.array(np.roll(np.arange(len(order)), -1))), END)
     return pa.table(
         {
             "service": events.column("service").take(pa.array(order)),
             "a": tokens,
-            "b": pa.array(nxt_tok, pa.string()),
+            "b": nxt_tok,
             "slice": events.column("slice").take(pa.array(order)),
             "i": pa.array(order, pa.int64()),
             "j": pa.array(nxt_idx, pa.int64()),
@@ -91,8 +91,8 @@ def _signals(
     w_b = np_column(wt, "b")
     w_i = np_column(wt, "i")
     w_j = np_column(wt, "j")
-    a_ev = events.take(pa.array(w_i, pa.int64()))
-    b_ev = events.take(pa.array(np.where(w_j >= 0, w_j, w_i), pa.int64()))
+    a_ev = events.select(["ref", "trace", "pod"]).take(pa.array(w_i, pa.int64()))
+    b_ev = events.select(["dep", "ref", "ts"]).take(pa.array(np.where(w_j >= 0, w_j, w_i), pa.int64()))
     b_dep = np.where(w_j >= 0, np_column(b_ev, "dep"), "")
     refs_a, refs_b = np_column(a_ev, "ref"), np_column(b_ev, "ref")
     trace_a = np_column(a_ev, "trace")
