@@ -28,9 +28,9 @@ def open_event_store(
     """DuckDB at `path`, or the ClickHouse store at `url` when one is given.
 
     The ClickHouse store answers every call of the DuckDB one with the same parameters (owed ledger,
-    pruning and footprint included; `snapshot_to` refuses, naming ClickHouse's BACKUP), except the
-    keyword search that callers probe with hasattr. It is cast to `EventStore` because some thirty
-    modules hint that class; tests/unit/test_eventstore_surface.py keeps the cast honest.
+    pruning, footprint and keyword search included; `snapshot_to` refuses, naming ClickHouse's BACKUP).
+    It is cast to `EventStore` because some thirty modules hint that class;
+    tests/unit/test_eventstore_surface.py keeps the cast honest.
     """
     if url:
         return cast(EventStore, open_clickhouse(url, retain_ns=retain_ns))

@@ -6,6 +6,8 @@ not count twice, and a file snapshot is refused naming ClickHouse's BACKUP state
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from core.errors import InvalidInput
+from core.errors import EngineUnavailable, InvalidInput
 from ingest.devmesh_json import Limits, parse_events
 from ingest.pipeline import Pipeline
 from retrieval.events import EventStore, normalize
@@ -172,6 +174,30 @@ def test_a_batch_cut_short_after_its_lines_is_whole_when_sent_again(
     assert sum(t.count for t in store.templates()) == 30  # a plain repeat changes no count
 
 
+# -- keyword search (the fallback of GET /search/logs) -------------------------------------------------
+
+
+def test_keyword_templates_rank_the_same_on_both(store: Any) -> None:
+    from retrieval.events import LogQuery
+
+    rows = lines(6)  # A: lines 0, 2, 4 (INFO); B: lines 1, 3, 5 (ERROR)
+    messages = ["Disk FULL on node", "payment timeout", "disk ok", "Payment Timeout again", "x", "Zürich DISK"]
+    store.append_logs(rows.set_column(5, "message", pa.array(messages)))
+    store.upsert_templates(
+        [{"template_id": t, "text": x, "count": 0, "level": lv} for t, x, lv in [("A", "disk <*>", "INFO")]]
+    )
+    q = LogQuery(start_ns=T, end_ns=T + 60 * NS)
+    found = store.keyword_templates(["disk", "timeout", "zürich"], q, limit=10)
+    assert [(m.template_id, m.text, m.level, m.matched, m.count, m.last_ns) for m in found] == [
+        ("B", "", "", 3, 3, T + 5 * NS),  # 'timeout' and 'Zürich DISK' in its lines (no stored template)
+        ("A", "disk <*>", "INFO", 1, 3, T + 4 * NS),
+    ]
+    only_a = store.keyword_templates(["timeout"], q.model_copy(update={"level": "INFO"}), limit=10)
+    assert only_a == []  # B's lines are ERROR: the filter keeps A, which has no 'timeout'
+    assert [m.template_id for m in store.keyword_templates(["disk"], q, limit=1)] == ["B"]
+    assert store.keyword_templates([], q, limit=10) == []
+
+
 # -- ClickHouse alone ---------------------------------------------------------------------------------
 
 
@@ -214,3 +240,32 @@ def test_a_file_snapshot_is_refused_naming_clickhouse_backup(ch: Any, tmp_path: 
     assert "BACKUP DATABASE" in refused.value.message and str(ch.where) in refused.value.message
     assert not (tmp_path / "events.duckdb").exists()
     ch.check_sole_writer()  # many writers share a server: nothing to refuse
+
+
+def test_a_chdb_folder_held_by_another_process_is_refused_naming_it(tmp_path: Path) -> None:
+    """As `devmesh serve` holds its chDB folder: a second process gets EngineUnavailable (the CLI then goes
+    through the server), not a crash."""
+    from retrieval.events.clickhouse import connect
+
+    folder = tmp_path / "held"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=Path.cwd()
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"ready"
+        with pytest.raises(EngineUnavailable) as refused:
+            connect(f"chdb://{folder}")
+        assert str(folder) in refused.value.message and "devmesh serve" in refused.value.message
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+HOLD = """
+import sys
+from pathlib import Path
+from retrieval.events.clickhouse import connect
+conn = connect("chdb://" + sys.argv[1])
+print("ready", flush=True)
+sys.stdin.read()
+"""

@@ -9,7 +9,8 @@ carries a dedup token made of its event ids, so the server drops the same block 
 or the same batch from two processes at the same moment). ClickHouse has no multi-statement
 transactions: `atomic_batches` is False, and the pipeline repeats a batch's other writes when the
 batch comes again (see docs/scaling.md, "Acknowledged means stored once"). The owed ledger is
-`store.owed`; pruning, footprint and the backup refusal are mixed in from `retention`.
+`store.owed`; pruning, footprint and the backup refusal are mixed in from `retention`, the keyword
+search of the search fallback from `keyword`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from core.timeutil import iso
 from retrieval.events.clickhouse.aggregates import ClickHouseAggregations
 from retrieval.events.clickhouse.binder import Binder, keyset, log_where
 from retrieval.events.clickhouse.connection import Connection
+from retrieval.events.clickhouse.keyword import ClickHouseKeywordSearch
 from retrieval.events.clickhouse.owed import ClickHouseOwedLedger
 from retrieval.events.clickhouse.readonly import run_read_only
 from retrieval.events.clickhouse.retention import ClickHouseRetention
@@ -43,7 +45,7 @@ from retrieval.events.store import AppendResult, _first_of_each_id, _sorted_by
 log = logging.getLogger(__name__)
 
 
-class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations, ClickHouseRetention):
+class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations, ClickHouseRetention, ClickHouseKeywordSearch):
     """Event store on a ClickHouse connection (a server, or chDB in-process)."""
 
     atomic_batches = False
