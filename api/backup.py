@@ -48,13 +48,19 @@ def backup_home(svc: Services, dest: Path) -> dict[str, Any]:
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise InvalidInput(f"{dest} is not empty; back up into a new folder", field="dir")
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     s = svc.settings
     notes: list[str] = []
     pipeline = getattr(svc, "_pipeline", None)
     if pipeline is not None:  # the template miner's state, so templates mined so far are in the copy
         pipeline.save_state()
-    svc.events.snapshot_to(dest / "events.duckdb")
+    try:
+        svc.events.snapshot_to(dest / "events.duckdb")
+    except Exception:  # a store that cannot be copied (ClickHouse: its own BACKUP) leaves no empty folder
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
     counts: dict[str, Any] = {"events": _event_counts(svc)}
     if svc.graph is not None:
         counts["graph"] = svc.graph.counts()
