@@ -26,8 +26,8 @@ from core.errors import DatasetError, InvalidInput
 from core.rca import Modality
 from core.settings import Settings
 from detect.rank.ranking import RankOptions
-from detect.rank.windows import IncidentOptions, choose_windows, live_templates, rank_incident
 from detect.rank.weak import WEAK_NOTE
+from detect.rank.windows import IncidentOptions, choose_windows, live_templates, rank_incident
 from retrieval.events import EventStore
 
 NS = 1_000_000_000
