@@ -62,23 +62,7 @@ class TemplateTables:
 
         A template whose text changes is marked not embedded again.
         """
-        merged: dict[str, TemplateDelta] = {}
-        for raw in rows:
-            d = raw if isinstance(raw, TemplateDelta) else _template_delta(raw)
-            if not d.template_id:
-                raise InvalidInput("a template needs a non-empty template_id", field="template_id")
-            old = merged.get(d.template_id)
-            if old is not None:
-                firsts = [x for x in (old.first_ns, d.first_ns) if x]
-                d = TemplateDelta(
-                    d.template_id,
-                    d.text,
-                    old.count + d.count,
-                    min(firsts) if firsts else 0,
-                    max(old.last_ns, d.last_ns),
-                    d.level or old.level,
-                )
-            merged[d.template_id] = d
+        merged = merge_deltas(rows)
         if not merged:
             return 0
         table = pa.Table.from_pylist([asdict(d) for d in merged.values()])
@@ -316,6 +300,29 @@ class TemplateTables:
             event = log_row(columns, r)
             out[event["template_id"]].append(event)
         return out
+
+
+def merge_deltas(rows: Iterable[TemplateDelta | Mapping[str, Any]]) -> dict[str, TemplateDelta]:
+    """The deltas of one upsert, one per template id: counts added, first/last widened, the last text and the
+    last non-empty level kept (both event stores merge a batch this way before reading what is stored)."""
+    merged: dict[str, TemplateDelta] = {}
+    for raw in rows:
+        d = raw if isinstance(raw, TemplateDelta) else _template_delta(raw)
+        if not d.template_id:
+            raise InvalidInput("a template needs a non-empty template_id", field="template_id")
+        old = merged.get(d.template_id)
+        if old is not None:
+            firsts = [x for x in (old.first_ns, d.first_ns) if x]
+            d = TemplateDelta(
+                d.template_id,
+                d.text,
+                old.count + d.count,
+                min(firsts) if firsts else 0,
+                max(old.last_ns, d.last_ns),
+                d.level or old.level,
+            )
+        merged[d.template_id] = d
+    return merged
 
 
 def _template_delta(row: Mapping[str, Any]) -> TemplateDelta:

@@ -17,7 +17,7 @@ from core.errors import InvalidInput
 from retrieval.events.clickhouse.binder import Binder, log_where
 from retrieval.events.query import LogQuery, levels_at_least
 from retrieval.events.schema import LOG_SELECT, log_row, normalize
-from retrieval.events.templates import ALIASES_KEY, StoredTemplate, TemplateDelta, _template_delta
+from retrieval.events.templates import ALIASES_KEY, StoredTemplate, TemplateDelta, merge_deltas
 
 if TYPE_CHECKING:
     from retrieval.events.clickhouse.state import ClickHouseKeyValueStore, Versions
@@ -59,23 +59,7 @@ class ClickHouseTemplates:
 
     def upsert_templates(self, rows: Iterable[TemplateDelta | Mapping[str, Any]]) -> int:
         """Add templates or update them (count added, first/last widened); returns ids touched."""
-        merged: dict[str, TemplateDelta] = {}
-        for raw in rows:
-            d = raw if isinstance(raw, TemplateDelta) else _template_delta(raw)
-            if not d.template_id:
-                raise InvalidInput("a template needs a non-empty template_id", field="template_id")
-            old = merged.get(d.template_id)
-            if old is not None:
-                firsts = [x for x in (old.first_ns, d.first_ns) if x]
-                d = TemplateDelta(
-                    d.template_id,
-                    d.text,
-                    old.count + d.count,
-                    min(firsts) if firsts else 0,
-                    max(old.last_ns, d.last_ns),
-                    d.level or old.level,
-                )
-            merged[d.template_id] = d
+        merged = merge_deltas(rows)
         if not merged:
             return 0
         with self._write_lock:
