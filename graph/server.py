@@ -393,7 +393,7 @@ def connect_graph(settings: Settings, *, ensure: bool = True) -> GraphConnection
         url = settings.falkordb_url
     else:
         url = EmbeddedFalkorDB(settings.falkordb_dir).start()
-    conn = connect_url(url, settings.graph_name)
+    conn = connect_url(url, settings.graph_key)
     if ensure:
         ensure_schema(conn.graph)
     return conn

@@ -15,6 +15,7 @@ from api import alerts
 from api.audit import AuditLog
 from api.chat import routes as chat_routes
 from api.chat.slack_app import slack_bot_from_settings
+from api.detect_schedule import detect_loop, detection_lease, keep_lease
 from api.engine_port import EnginePort
 from api.http import (
     admin,
@@ -82,9 +83,12 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         if settings.alerts_token is not None:
             app.state.alerts_token = settings.alerts_token.get_secret_value()
         tasks = [asyncio.create_task(_refresh_topology_loop(svc)), asyncio.create_task(_repair_loop(svc))]
-        if settings.detect_every:
+        if settings.detect_every:  # on one replica at a time: the holder of the lease on the graph's server
             every_s = parse_duration(settings.detect_every).total_seconds()
-            tasks.append(asyncio.create_task(_detect_loop(port, every_s)))
+            lease = detection_lease(settings, svc.graph_url)
+            if lease is not None:
+                tasks.append(asyncio.create_task(keep_lease(lease)))
+            tasks.append(asyncio.create_task(detect_loop(lambda: _detect_now(port), every_s, lease)))
         prune_every_ns = period_ns(settings.prune_every, "prune_every")
         if prune_every_ns:
             policy = policy_from_settings(settings)
@@ -147,14 +151,9 @@ async def _refresh_topology_loop(svc: Services) -> None:
                 log.exception("topology refresh failed; will retry")
 
 
-async def _detect_loop(port: DevMeshPort, every_s: float) -> None:
-    """Scheduled detection inside the server; the run marker in the event store carries over restarts."""
-    while True:
-        try:
-            await run_in_threadpool(lambda: port.detect(end_ns=now_ns(), options=DetectOptions()))
-        except Exception:
-            log.exception("detection run failed; will retry")
-        await asyncio.sleep(every_s)
+def _detect_now(port: DevMeshPort) -> object:
+    """One scheduled detection run; the run marker in the event store carries over restarts and replicas."""
+    return port.detect(end_ns=now_ns(), options=DetectOptions())
 
 
 async def _prune_loop(svc: Services, policy: RetentionPolicy, every_s: float) -> None:

@@ -1,0 +1,58 @@
+"""Scheduled detection in `devmesh serve`, on one replica at a time: the holder of the detection lease runs it.
+
+The lease (`graph.lease`, a key on the FalkorDB server the replicas share) is kept by its own loop, renewed
+every third of its time to live; a replica that does not hold it stands by and tries again at each of its
+detection ticks. A holder whose renewal fails (the server unreachable, or the key expired and another
+replica took it) starts no further run; a run already under way finishes (its writes are idempotent:
+incidents are keyed by window and service, and the run marker only moves forward).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import redis
+from starlette.concurrency import run_in_threadpool
+
+from core.settings import Settings
+from graph.lease import DETECT_LEASE, Lease
+
+log = logging.getLogger(__name__)
+
+
+def detection_lease(settings: Settings, graph_url: str | None) -> Lease | None:
+    """The detection lease on the graph's server, in the deployment's namespace; None without a graph server."""
+    if not graph_url:
+        return None
+    client = redis.Redis.from_url(graph_url, socket_timeout=10, socket_connect_timeout=10, decode_responses=True)
+    return Lease(client, settings.namespaced(DETECT_LEASE), ttl_ms=int(settings.detect_lease_s * 1000))
+
+
+async def keep_lease(lease: Lease) -> None:
+    """Renew the lease while held (or try to take it) every third of its time to live; released when cancelled."""
+    try:
+        while True:
+            await run_in_threadpool(lease.keep)
+            await asyncio.sleep(lease.ttl_ms / 3000)
+    finally:
+        if lease.held:
+            try:
+                await run_in_threadpool(lease.release)  # another replica can take over at once
+            except redis.RedisError:
+                log.warning("detection lease not released; it expires by itself")
+
+
+async def detect_loop(run: Callable[[], object], every_s: float, lease: Lease | None) -> None:
+    """Call `run` every `every_s` seconds while this replica holds `lease` (always without a lease)."""
+    while True:
+        held = lease is None or lease.held or await run_in_threadpool(lease.keep)
+        if held:
+            try:
+                await run_in_threadpool(run)
+            except Exception:
+                log.exception("detection run failed; will retry")
+        else:
+            log.debug("detection lease held by another replica; standing by")
+        await asyncio.sleep(every_s)
