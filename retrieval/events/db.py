@@ -1,12 +1,21 @@
 """The event store's DuckDB file: one connection shared by the store, its documents and its key-value
 state. Reads run on a fresh cursor each; writes share one cursor under one re-entrant lock, so a
 `transaction()` can group the writes of all of them. Thread-safe.
+
+`compact_in_place` rewrites the open file without its free blocks while the process keeps serving:
+under the write lock (writers wait, readers go on) the live database is copied into a new file
+(`ATTACH` + `COPY FROM DATABASE`), then, once the reads in flight have ended, the connection is closed,
+the new file put in place of the old and opened again. The connection may touch no file but its own and
+those under the compaction folder (`enable_external_access` off, `allowed_directories`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from core.errors import EngineUnavailable
+from core.errors import EngineUnavailable, InvalidInput
 from retrieval.events.schema import SCHEMA_VERSION, ddl
 
 log = logging.getLogger(__name__)
@@ -26,20 +35,38 @@ class Database:
     def __init__(self, path: Path | None, *, trace_index: bool = True) -> None:
         self.path = path
         self._lock = threading.RLock()  # re-entrant: writes inside `transaction()` take it again
+        self._gate = threading.Condition()  # reads in flight, and whether the connection is being swapped
+        self._reading = 0
+        self._swapping = False
         self._closed = False
-        config: dict[str, str | bool | int | float | list[str]] = {"enable_external_access": False}
-        try:
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = duckdb.connect(str(path) if path else ":memory:", config=config)
-        except duckdb.Error as exc:
-            raise EngineUnavailable(
-                f"cannot open the event store at {path}: {exc}; if another devmesh process holds it, "
-                "stop that process or use its API"
-            ) from exc
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = self._connect()
         self._writer = self.conn.cursor()
         self._init_schema(trace_index)
         log.info("event store open", extra={"path": str(path) if path else ":memory:"})
+
+    @property
+    def compact_dir(self) -> Path | None:
+        """The one folder besides its own file that the connection may write (compaction's new file)."""
+        return None if self.path is None else self.path.with_name(self.path.name + ".compact.d")
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            conn = duckdb.connect(str(self.path) if self.path else ":memory:")
+            try:
+                if self.compact_dir is not None:  # allowed_directories can only be set before access is cut
+                    conn.execute("SET allowed_directories = [?]", [str(self.compact_dir) + os.sep])
+                conn.execute("SET enable_external_access = false")
+            except BaseException:
+                conn.close()
+                raise
+        except duckdb.Error as exc:
+            raise EngineUnavailable(
+                f"cannot open the event store at {self.path}: {exc}; if another devmesh process holds it, "
+                "stop that process or use its API"
+            ) from exc
+        return conn
 
     def _init_schema(self, trace_index: bool) -> None:
         cur = self._writer
@@ -75,13 +102,20 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A fresh cursor for one read."""
-        self.check_open()
-        cur = self.conn.cursor()
+        """A fresh cursor for one read (waits while a compaction swaps the file)."""
+        with self._gate:
+            while self._swapping:
+                self._gate.wait()
+            self.check_open()
+            cur = self.conn.cursor()
+            self._reading += 1
         try:
             yield cur
         finally:
             cur.close()
+            with self._gate:
+                self._reading -= 1
+                self._gate.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -102,6 +136,64 @@ class Database:
                 self._writer.execute("ROLLBACK")
                 raise
             self._writer.execute("COMMIT")
+
+    def compact_in_place(self) -> dict[str, Any]:
+        """Rewrite the open file without its free blocks; writers wait meanwhile, readers only for the swap.
+
+        Returns file bytes before and after and seconds (copy, swap). The old file stays in place until
+        the copy is complete; a failure leaves it untouched and open.
+        """
+        if self.path is None or self.compact_dir is None:
+            raise InvalidInput("an in-memory event store has no file to compact", field="path")
+        path, folder = self.path, self.compact_dir
+        new = folder / path.name
+        started = time.perf_counter()
+        with self._lock:
+            self.check_open()
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                self._writer.execute("CHECKPOINT")
+                before = path.stat().st_size
+                catalog = self._writer.execute("SELECT current_database()").fetchone()
+                assert catalog is not None
+                self._writer.execute("ATTACH ? AS devmesh_compacted", [str(new)])
+                try:  # identifiers, not values: the catalog is quoted, the target a constant
+                    name = str(catalog[0]).replace('"', '""')
+                    self._writer.execute(f'COPY FROM DATABASE "{name}" TO devmesh_compacted')
+                finally:
+                    self._writer.execute("DETACH devmesh_compacted")
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            copied = time.perf_counter()
+            with self._gate:  # no new reads; wait for those in flight
+                self._swapping = True
+                while self._reading:
+                    self._gate.wait()
+            try:
+                self._writer.close()
+                self.conn.close()
+                os.replace(new, path)
+                path.with_name(path.name + ".wal").unlink(missing_ok=True)  # checkpointed: nothing in it
+                self.conn = self._connect()
+                self._writer = self.conn.cursor()
+            except BaseException:
+                self._closed = True  # neither file can be trusted open now; reopening is the operator's
+                raise
+            finally:
+                with self._gate:
+                    self._swapping = False
+                    self._gate.notify_all()
+                shutil.rmtree(folder, ignore_errors=True)
+        out = {
+            "file_bytes_before": before,
+            "file_bytes_after": path.stat().st_size,
+            "seconds": round(time.perf_counter() - started, 3),
+            "swap_seconds": round(time.perf_counter() - copied, 3),
+        }
+        log.info("event store compacted", extra=out)
+        return out
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and every row of one parameterized query."""

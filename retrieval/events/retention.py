@@ -12,7 +12,8 @@ Rows in a time range whose graph work is still owed (`retrieval.events.owed`) ar
 repair has done it. Deletion runs in bounded batches of whole time slices, each its own short transaction under the
 store's write lock, so ingestion interleaves with a prune running inside `devmesh serve`; rows newer
 than the cut-off are never touched. DuckDB keeps deleted blocks in its file and reuses them for new
-rows: the file shrinks only when rewritten (`compact_file`, with no other process holding it).
+rows: the file shrinks only when rewritten: `compact_file` with no process holding it, or
+`Retention.compact_in_place` inside the process that holds it (`devmesh serve`).
 """
 
 from __future__ import annotations
@@ -310,6 +311,13 @@ class Retention:
         out: dict[str, Any] = {"tables": table_bytes(self._db), **database_bytes(self._db)}
         out["rows"] = {k: int(self._db.one(f"SELECT count(*) FROM {k}")[0]) for k in KINDS}
         return out
+
+    def compact_in_place(self) -> dict[str, Any]:
+        """Rewrite the open file without its free blocks while serving (see `Database.compact_in_place`).
+
+        DuckDB only: callers probe for it with hasattr (ClickHouse merges its parts by itself).
+        """
+        return self._db.compact_in_place()
 
     def snapshot_to(self, dest: Path) -> int:
         """A consistent copy of the file at `dest`: CHECKPOINT, then copy under the write lock. Returns bytes."""

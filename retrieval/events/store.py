@@ -193,8 +193,8 @@ class EventStore(TemplateTables, Aggregations, Retention, KeywordSearch):
 
     def sql(self, statement: str, *, limit: int = 1000) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only SELECT; raises ReadOnlyViolation for anything that could write or read files."""
-        self._db.check_open()
-        return run_read_only(self._db.conn, statement, limit=limit, timeout_s=self.sql_timeout_s)
+        with self._db.read() as cur:  # a cursor of the connection (and no swap by a compaction meanwhile)
+            return run_read_only(cur, statement, limit=limit, timeout_s=self.sql_timeout_s)
 
     # -- windows as Arrow (root-cause analysis) ------------------------------------------------
 

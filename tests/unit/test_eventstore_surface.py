@@ -12,7 +12,7 @@ import inspect
 from retrieval.events.clickhouse import ClickHouseEventStore
 from retrieval.events.store import EventStore
 
-ONLY_DUCKDB: set[str] = set()
+ONLY_DUCKDB: set[str] = {"compact_in_place"}
 """Calls the ClickHouse store does not have (yet); their callers must check with hasattr."""
 
 
