@@ -1,4 +1,4 @@
-# DevMesh API / worker image for compose.yaml. The engines (FalkorDB, Qdrant, Ollama) run in their own containers.
+# DevMesh API image for compose.yaml (its two replicas). The engines (FalkorDB, Qdrant, ClickHouse, Ollama) run in their own containers.
 FROM python:3.11-slim
 ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_PIP_ARGS=""

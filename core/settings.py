@@ -184,6 +184,11 @@ class Settings(BaseSettings):
     def _expand_home(cls, v: Path) -> Path:
         return v.expanduser()
 
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v == "" else v  # DEVMESH_NAMESPACE= (compose's `${DEVMESH_NAMESPACE:-}`): no namespace
+
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, v: object) -> object:

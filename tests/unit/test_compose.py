@@ -14,7 +14,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose.yaml"
-SERVICES = {"falkordb", "qdrant", "clickhouse", "ollama", "api", "worker"}
+SERVICES = {"falkordb", "qdrant", "clickhouse", "ollama", "api-1", "api-2", "lb"}
+REPLICAS = ("api-1", "api-2")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 _VAR = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(:?[-?][^}]*)?\}$")
 
@@ -54,13 +55,13 @@ def test_named_volumes_are_declared_and_used(compose: dict[str, Any]) -> None:
     assert used, "no named volumes"
     assert used <= declared, f"used but not declared: {used - declared}"
     assert declared <= used, f"declared but not used: {declared - used}"
-    for name in ("falkordb", "qdrant", "clickhouse", "ollama", "api"):
+    for name in ("falkordb", "qdrant", "clickhouse", "ollama", *REPLICAS):
         assert compose["services"][name].get("volumes"), f"{name} keeps no data in a volume"
     assert "clickhouse-data:/var/lib/clickhouse" in compose["services"]["clickhouse"]["volumes"]
 
 
-def test_api_and_worker_point_at_the_service_names(compose: dict[str, Any]) -> None:
-    for name in ("api", "worker"):
+def test_replicas_point_at_the_shared_servers(compose: dict[str, Any]) -> None:
+    for name in REPLICAS:
         env = env_of(compose["services"][name])
         assert env["DEVMESH_FALKORDB_URL"] == "redis://falkordb:6379"
         assert env["DEVMESH_QDRANT_URL"] == "http://qdrant:6333"
@@ -68,9 +69,43 @@ def test_api_and_worker_point_at_the_service_names(compose: dict[str, Any]) -> N
         password = "${DEVMESH_CLICKHOUSE_PASSWORD:?set DEVMESH_CLICKHOUSE_PASSWORD}"  # from the environment
         assert env["DEVMESH_EVENTS_URL"] == f"clickhouse://devmesh:{password}@clickhouse:8123/devmesh"
         assert env["DEVMESH_HOME"].startswith("/")
-    assert "http://api:8080" in " ".join(compose["services"]["worker"]["command"])
-    ports = compose["services"]["api"].get("ports", [])
-    assert ports == ["127.0.0.1:8080:8080"]  # published on the host's loopback only
+        assert compose["services"][name].get("ports") is None, f"{name} is reached through the balancer only"
+    first, second = (compose["services"][name] for name in REPLICAS)
+    assert first == second, "the replicas differ"  # one definition (a YAML anchor), so they cannot drift apart
+    assert first["command"][:2] == ["devmesh", "serve"]
+    assert "devmesh-data:/data" in first["volumes"]  # one home: API keys, audit log, Slack replay guard
+    assert compose["services"]["lb"]["ports"] == ["127.0.0.1:8080:8080"]  # published on the host's loopback only
+
+
+def test_one_replica_at_a_time_detects_and_namespaces_pass_through(compose: dict[str, Any]) -> None:
+    from core.settings import Settings
+    from graph.lease import DETECT_LEASE
+
+    for name in REPLICAS:
+        env = env_of(compose["services"][name])
+        assert env["DEVMESH_DETECT_EVERY"] == "${DEVMESH_DETECT_EVERY:-5m}"
+        assert env["DEVMESH_DETECT_LEASE_S"] == "${DEVMESH_DETECT_LEASE_S:-60}"
+        assert env["DEVMESH_NAMESPACE"] == "${DEVMESH_NAMESPACE:-}"  # unset by default: names unchanged
+        # compose's defaults are values the settings take
+        s = Settings(home=Path("/data"), detect_every="5m", detect_lease_s=60, namespace="")
+        assert s.namespace is None and s.graph_key == s.graph_name and s.namespaced(DETECT_LEASE) == DETECT_LEASE
+    assert "worker" not in compose["services"]  # the replicas' lease replaces the separate detection worker
+
+
+def test_the_balancer_config_names_both_replicas(compose: dict[str, Any]) -> None:
+    lb = compose["services"]["lb"]
+    assert lb["image"].split(":")[0] == "nginx"
+    mount = next(v for v in lb["volumes"] if v.endswith(":/etc/nginx/nginx.conf:ro"))
+    conf_path = REPO / mount.split(":", 1)[0]
+    assert conf_path.is_file(), conf_path
+    conf = conf_path.read_text()
+    upstream = re.search(r"upstream devmesh_api \{(.*?)\}", conf, re.S)
+    assert upstream is not None
+    assert re.findall(r"server (\S+?):8080", upstream.group(1)) == list(REPLICAS)
+    assert re.search(r"listen 8080;", conf) and "proxy_pass http://devmesh_api;" in conf
+    assert "location = /lb-health" in conf and "/lb-health" in " ".join(lb["healthcheck"]["test"])
+    assert set(lb["depends_on"]) == set(REPLICAS)
+    assert all(spec["condition"] == "service_healthy" for spec in lb["depends_on"].values())
 
 
 def test_no_literal_secrets(compose: dict[str, Any]) -> None:
@@ -107,8 +142,8 @@ def test_depends_on_names_existing_services_with_valid_conditions(compose: dict[
             assert condition in ("service_started", "service_healthy", "service_completed_successfully")
             if condition == "service_healthy":
                 assert services[dep].get("healthcheck"), f"{name} waits for {dep} to be healthy, which has no check"
-    assert set(services["api"]["depends_on"]) == {"falkordb", "qdrant", "clickhouse", "ollama"}
-    assert set(services["worker"]["depends_on"]) == {"api"}
+    for name in REPLICAS:
+        assert set(services[name]["depends_on"]) == {"falkordb", "qdrant", "clickhouse", "ollama"}
 
 
 def test_clickhouse_is_the_official_image_with_its_database_user_and_a_password_from_outside(
@@ -122,7 +157,7 @@ def test_clickhouse_is_the_official_image_with_its_database_user_and_a_password_
     assert (env["CLICKHOUSE_DB"], env["CLICKHOUSE_USER"]) == ("devmesh", "devmesh")
     assert env["CLICKHOUSE_PASSWORD"].startswith("${DEVMESH_CLICKHOUSE_PASSWORD:?")  # required, never a default
     assert "8123/ping" in " ".join(ch["healthcheck"]["test"])
-    url = env_of(compose["services"]["api"])["DEVMESH_EVENTS_URL"].replace(env["CLICKHOUSE_PASSWORD"], "pw")
+    url = env_of(compose["services"]["api-1"])["DEVMESH_EVENTS_URL"].replace(env["CLICKHOUSE_PASSWORD"], "pw")
     assert url == "clickhouse://devmesh:pw@clickhouse:8123/devmesh"
     with pytest.raises(Exception) as unreachable:  # the URL is one the store's factory takes: a server client
         connect(url.replace("@clickhouse:", "@127.0.0.1:").replace(":8123", ":1"))
