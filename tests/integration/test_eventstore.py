@@ -1,9 +1,10 @@
-"""The event store on real files, one conformance suite over both backends (DuckDB embedded, and
-ClickHouse through chDB, ClickHouse in-process, standing in for a server): appends and dedup,
-restart, log queries, pagination, templates, documents, small state and aggregations, with exact
-expected values. DuckDB alone: read-only SQL in its dialect, transactions, schema versions, memory
-stores (ClickHouse's own are in test_eventstore_clickhouse.py); and the row contract its tables, the
-reader batches and the JSON input follow."""
+"""The event store on real files, one conformance suite over three backends (DuckDB embedded; ClickHouse
+through chDB, ClickHouse in-process; and ClickHouse through clickhouse-connect over HTTP, against the
+stand-in of tests/fakes/clickhouse_http.py, chDB behind ClickHouse's HTTP interface in a process of its
+own): appends and dedup, restart, log queries, pagination, templates, documents, small state and
+aggregations, with exact expected values. DuckDB alone: read-only SQL in its dialect, transactions, schema
+versions, memory stores (ClickHouse's own are in test_eventstore_clickhouse.py); and the row contract its
+tables, the reader batches and the JSON input follow."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from retrieval.events import (
     event_id_of,
     event_ids,
 )
+from tests.fakes.clickhouse_http import url_for_path
 
 NS = 1_000_000_000
 T0 = 1_700_000_000 * NS  # 2023-11-14T22:13:20Z
@@ -115,21 +117,26 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "home" / "events.duckdb"
 
 
-BACKENDS = ["duckdb", "chdb"]
+BACKENDS = ["duckdb", "chdb", "clickhouse-http"]
 
 
 def open_store(backend: str, path: Path) -> Any:
-    """The store of `backend` on `path` (a DuckDB file, or a chDB folder beside it)."""
+    """The store of `backend` on `path` (a DuckDB file, a chDB folder beside it, or a database of its own on
+    the ClickHouse HTTP stand-in, through clickhouse-connect)."""
     if backend == "duckdb":
         return EventStore(path)
     pytest.importorskip("chdb", reason="chdb is not installed (pip install 'devmesh[clickhouse]')")
     from retrieval.events.clickhouse import ClickHouseEventStore, connect
 
+    if backend == "clickhouse-http":
+        return ClickHouseEventStore(connect(url_for_path(path)))
     return ClickHouseEventStore(connect(f"chdb://{path.with_suffix('.chdb')}"))
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "clickhouse-http":
+        request.getfixturevalue("clickhouse_http")  # the stand-in process, one per session
     return str(request.param)
 
 

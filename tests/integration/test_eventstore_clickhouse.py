@@ -1,7 +1,9 @@
-"""The ClickHouse event store's own promises, on chDB (ClickHouse in-process): read-only SQL in
-ClickHouse's dialect with the same guard semantics as DuckDB's (one SELECT, nothing written, no
-files or network, bounded rows and time), parameters that carry hostile text unchanged, the
-`DEVMESH_EVENTS_URL` forms, and the tables' partitioning, sort keys and TTL."""
+"""The ClickHouse event store's own promises, on chDB (ClickHouse in-process) and through clickhouse-connect
+over HTTP (the stand-in of tests/fakes/clickhouse_http.py): read-only SQL in ClickHouse's dialect with the
+same guard semantics as DuckDB's (one SELECT, nothing written, no files or network, bounded rows and time),
+parameters that carry hostile text unchanged (bound by the server over HTTP), the `DEVMESH_EVENTS_URL` forms,
+what the HTTP connection says when the server refuses or is gone, and the tables' partitioning, sort keys
+and TTL."""
 
 from __future__ import annotations
 
@@ -10,19 +12,32 @@ from typing import Any
 
 import pytest
 
-from core.errors import InvalidInput, ReadOnlyViolation
+from core.errors import EngineUnavailable, InvalidInput, ReadOnlyViolation
 from retrieval.events import LogQuery
 
 pytest.importorskip("chdb", reason="chdb is not installed (pip install 'devmesh[clickhouse]')")
 
 from retrieval.events.clickhouse import ClickHouseEventStore, connect  # noqa: E402
 from retrieval.events.clickhouse.connection import HttpConnection, param_text  # noqa: E402
+from tests.fakes.clickhouse_http import StandIn, url_for_path  # noqa: E402
 from tests.integration.test_eventstore import LOGS, table  # noqa: E402
 
 
+def url_of(kind: str, path: Path) -> str:
+    """chDB in a folder, or a database of its own on the HTTP stand-in (clickhouse-connect, over 127.0.0.1)."""
+    return url_for_path(path) if kind == "clickhouse-http" else f"chdb://{path}"
+
+
+@pytest.fixture(params=["chdb", "clickhouse-http"])
+def kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "clickhouse-http":
+        request.getfixturevalue("clickhouse_http")
+    return str(request.param)
+
+
 @pytest.fixture
-def ch(tmp_path: Path):
-    st = ClickHouseEventStore(connect(f"chdb://{tmp_path / 'events.chdb'}"), sql_timeout_s=1)
+def ch(kind: str, tmp_path: Path):
+    st = ClickHouseEventStore(connect(url_of(kind, tmp_path / "events.chdb")), sql_timeout_s=1)
     assert st.append_logs(table(LOGS)).inserted == 10
     yield st
     st.close()
@@ -111,8 +126,8 @@ def test_param_text_is_clickhouse_escaped_text() -> None:
         param_text(object())
 
 
-def test_tables_are_partitioned_by_day_sorted_for_window_and_service(tmp_path: Path) -> None:
-    st = ClickHouseEventStore(connect(f"chdb://{tmp_path / 'ttl.chdb'}"), ttl_days={"logs": 14, "spans": 7})
+def test_tables_are_partitioned_by_day_sorted_for_window_and_service(kind: str, tmp_path: Path) -> None:
+    st = ClickHouseEventStore(connect(url_of(kind, tmp_path / "ttl.chdb")), ttl_days={"logs": 14, "spans": 7})
     _, rows = st._rows(
         "SELECT name, partition_key, sorting_key, engine_full FROM system.tables"
         " WHERE database = currentDatabase() AND name IN ('logs', 'spans', 'metrics') ORDER BY name"
@@ -132,4 +147,29 @@ def test_events_url_forms(tmp_path: Path) -> None:
     conn = connect(f"chdb://{tmp_path / 'u'}")
     assert conn.where == str(tmp_path / "u")
     conn.close()
-    assert issubclass(HttpConnection, object)  # the server path: needs a server, not run here
+
+
+def test_http_connection_names_what_went_wrong(tmp_path: Path) -> None:
+    """clickhouse-connect against a stand-in of its own: a percent-encoded password (space, slash, @, colon,
+    percent) is decoded; wrong credentials, a missing database and a stopped server are EngineUnavailable naming
+    the URL without its credentials; a refused statement reads as on chDB (`Code: N. DB::Exception: ...`)."""
+    with StandIn(str(tmp_path / "data"), lifetime=300) as server:
+        url = server.database("dm")
+        conn = connect(url)
+        assert isinstance(conn, HttpConnection)
+        assert conn.where == f"clickhouse://127.0.0.1:{server.port}/dm"
+        conn.close()
+        with pytest.raises(EngineUnavailable, match="refused user 'devmesh': wrong user or password") as e:
+            connect(server.url("dm", password="not-it"))
+        assert "not-it" not in str(e.value) and StandIn.PASSWORD not in str(e.value)
+        with pytest.raises(EngineUnavailable, match="has no database 'nodb'"):
+            connect(server.url("nodb"))
+        st = ClickHouseEventStore(connect(url))
+        assert st.append_logs(table(LOGS)).inserted == 10
+        with pytest.raises(InvalidInput, match=r"^query failed: Code: 47\. DB::Exception: .*nope"):
+            st.sql("SELECT nope FROM logs")
+    with pytest.raises(
+        EngineUnavailable, match=f"event store at clickhouse://127.0.0.1:{server.port}/dm is unreachable"
+    ):
+        st.query_logs(LogQuery())
+    st.close()

@@ -1,8 +1,9 @@
-"""What ingestion, `devmesh prune` and `devmesh info` ask of the event store, on both backends (DuckDB,
-and ClickHouse through chDB): the owed-writes ledger, pruning with rollups and owed rows kept, the
-footprint, and "acknowledged means stored once" when a batch is cut short after its lines. ClickHouse
-alone: the server drops an insert block sent twice (dedup token), a prune cut short and run again does
-not count twice, and a file snapshot is refused naming ClickHouse's BACKUP statement."""
+"""What ingestion, `devmesh prune` and `devmesh info` ask of the event store, on every backend (DuckDB,
+ClickHouse through chDB, and through clickhouse-connect over HTTP against tests/fakes/clickhouse_http.py):
+the owed-writes ledger, pruning with rollups and owed rows kept, the footprint, and "acknowledged means
+stored once" when a batch is cut short after its lines. ClickHouse alone: the server drops an insert block
+sent twice (dedup token), a prune cut short and run again does not count twice, and a file snapshot is
+refused naming ClickHouse's BACKUP statement."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.errors import EngineUnavailable, InvalidInput
 from ingest.devmesh_json import Limits, parse_events
 from ingest.pipeline import Pipeline
 from retrieval.events import EventStore, normalize
+from tests.fakes.clickhouse_http import url_for_path
 
 NS = 1_000_000_000
 T = 1_700_000_040 * NS  # a whole minute: rollup buckets start here
@@ -31,11 +33,15 @@ def open_store(backend: str, path: Path) -> Any:
     pytest.importorskip("chdb", reason="chdb is not installed (pip install 'devmesh[clickhouse]')")
     from retrieval.events.clickhouse import ClickHouseEventStore, connect
 
+    if backend == "clickhouse-http":  # clickhouse-connect against the HTTP stand-in (tests/fakes/clickhouse_http.py)
+        return ClickHouseEventStore(connect(url_for_path(path)))
     return ClickHouseEventStore(connect(f"chdb://{path.with_suffix('.chdb')}"))
 
 
-@pytest.fixture(params=["duckdb", "chdb"])
+@pytest.fixture(params=["duckdb", "chdb", "clickhouse-http"])
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "clickhouse-http":
+        request.getfixturevalue("clickhouse_http")
     return str(request.param)
 
 
@@ -201,9 +207,11 @@ def test_keyword_templates_rank_the_same_on_both(store: Any) -> None:
 # -- ClickHouse alone ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ch(tmp_path: Path) -> Iterator[Any]:
-    st = open_store("chdb", tmp_path / "events.duckdb")
+@pytest.fixture(params=["chdb", "clickhouse-http"])
+def ch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "clickhouse-http":
+        request.getfixturevalue("clickhouse_http")
+    st = open_store(request.param, tmp_path / "events.duckdb")
     yield st
     st.close()
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
@@ -154,10 +154,28 @@ class ChdbConnection:
             self._session.close()
 
 
-class HttpConnection:
-    """A ClickHouse server through clickhouse-connect (HTTP). Thread-safe per statement."""
+AUTHENTICATION_FAILED = 516
+UNKNOWN_DATABASE = 81
 
-    def __init__(self, url: str) -> None:
+
+def _server_text(exc: BaseException) -> str:
+    """ClickHouse's own message (`Code: N. DB::Exception: ...`) out of clickhouse-connect's wrapping, so an error
+    reads the same from a server as from chDB; the whole text when there is none."""
+    text = str(exc)
+    if "server response: " in text:
+        text = text.split("server response: ", 1)[1]
+    return text.split(" (for url ", 1)[0].strip()
+
+
+class HttpConnection:
+    """A ClickHouse server through clickhouse-connect (HTTP). Thread-safe per statement.
+
+    Failures are split as the store's callers need them: a statement the server refused is a ClickHouseError
+    (its code kept: READONLY, TIMEOUT_EXCEEDED...); a server that cannot be reached, refuses the credentials or
+    lacks the database is EngineUnavailable naming the URL without its credentials (HTTP 503 at the API).
+    """
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10, receive_timeout_s: float = 300) -> None:
         try:
             import clickhouse_connect
         except ImportError as exc:
@@ -166,41 +184,74 @@ class HttpConnection:
             ) from exc
         parts = urlsplit(url)
         secure = parts.scheme in ("https", "clickhouses")
-        self.where = f"{parts.scheme}://{parts.hostname}:{parts.port or (8443 if secure else 8123)}{parts.path}"
+        port = parts.port or (8443 if secure else 8123)
+        database = unquote(parts.path.strip("/")) or "default"
+        self.where = f"{parts.scheme}://{parts.hostname}:{port}/{database}"
+        user = unquote(parts.username or "") or "default"
         try:
             self._client = clickhouse_connect.get_client(
                 host=parts.hostname or "localhost",
-                port=parts.port or (8443 if secure else 8123),
-                username=parts.username or "default",
-                password=parts.password or "",
-                database=parts.path.strip("/") or "default",
+                port=port,
+                username=user,
+                password=unquote(parts.password or ""),  # percent-encoded in the URL, as any URL's userinfo
+                database=database,
                 secure=secure,
                 autogenerate_session_id=False,
+                connect_timeout=connect_timeout_s,
+                send_receive_timeout=receive_timeout_s,
             )
         except Exception as exc:
-            raise EngineUnavailable(f"cannot reach the ClickHouse event store at {self.where}: {exc}") from exc
+            code = _code(exc)
+            if code == AUTHENTICATION_FAILED:
+                raise EngineUnavailable(
+                    f"the ClickHouse event store at {self.where} refused user {user!r}: wrong user or password"
+                    " (the userinfo of DEVMESH_EVENTS_URL, percent-encoded)"
+                ) from exc
+            if code == UNKNOWN_DATABASE:
+                raise EngineUnavailable(
+                    f"the ClickHouse event store at {self.where} has no database {database!r}: create it"
+                    f" (CREATE DATABASE {database}) or name another in DEVMESH_EVENTS_URL"
+                ) from exc
+            raise EngineUnavailable(
+                f"cannot reach the ClickHouse event store at {self.where}: {_server_text(exc)}"
+            ) from exc
+
+    def _failure(self, exc: Exception) -> Exception:
+        """The DevMesh error for a failed call: unavailable when the server was not reached, else the refusal."""
+        from clickhouse_connect.driver.exceptions import OperationalError
+
+        code = _code(exc)
+        if isinstance(exc, OperationalError) and not code:  # transport: refused, reset, timed out, 503 after retries
+            return EngineUnavailable(f"the ClickHouse event store at {self.where} is unreachable: {_server_text(exc)}")
+        return ClickHouseError(_server_text(exc), code)
 
     def query(self, sql: str, params: Params | None = None) -> pa.Table:
         try:
             return self._client.query_arrow(sql, parameters=dict(params or {}))
         except Exception as exc:
-            raise ClickHouseError(str(exc), _code_of(exc)) from exc
+            raise self._failure(exc) from exc
 
     def command(self, sql: str, params: Params | None = None) -> None:
         try:
             self._client.command(sql, parameters=dict(params or {}))
         except Exception as exc:
-            raise ClickHouseError(str(exc), _code_of(exc)) from exc
+            raise self._failure(exc) from exc
 
     def insert(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         settings = {"insert_deduplication_token": _hex(dedup_token)} if dedup_token else None
         try:
             self._client.insert_arrow(table, data, settings=settings)
         except Exception as exc:
-            raise ClickHouseError(str(exc), _code_of(exc)) from exc
+            raise self._failure(exc) from exc
 
     def close(self) -> None:
         self._client.close()
+
+
+def _code(exc: BaseException) -> int | None:
+    """ClickHouse's error code: clickhouse-connect's `code` (from X-ClickHouse-Exception-Code), else the text."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) and code else _code_of(exc)
 
 
 def connect(url: str) -> Connection:
