@@ -1,4 +1,5 @@
-"""Scheduled detection in `devmesh serve`, on one replica at a time: the holder of the detection lease runs it.
+"""Scheduled detection (and retention on a shared event store) in `devmesh serve`, on one replica at a time:
+the holder of the lease runs it.
 
 The lease (`graph.lease`, a key on the FalkorDB server the replicas share) is kept by its own loop, renewed
 every third of its time to live; a replica that does not hold it stands by and tries again at each of its
@@ -22,12 +23,17 @@ from graph.lease import DETECT_LEASE, Lease
 log = logging.getLogger(__name__)
 
 
-def detection_lease(settings: Settings, graph_url: str | None) -> Lease | None:
-    """The detection lease on the graph's server, in the deployment's namespace; None without a graph server."""
+def lease_key(settings: Settings, base: str) -> str:
+    """The key of a lease of this deployment: '[<namespace>_]<base>:<graph name>' (one deployment, one graph)."""
+    return settings.namespaced(f"{base}:{settings.graph_name}")
+
+
+def scheduled_lease(settings: Settings, graph_url: str | None, base: str = DETECT_LEASE) -> Lease | None:
+    """A lease (detection's by default) on the graph's server, in the deployment's namespace; None without one."""
     if not graph_url:
         return None
     client = redis.Redis.from_url(graph_url, socket_timeout=10, socket_connect_timeout=10, decode_responses=True)
-    return Lease(client, settings.namespaced(DETECT_LEASE), ttl_ms=int(settings.detect_lease_s * 1000))
+    return Lease(client, lease_key(settings, base), ttl_ms=int(settings.detect_lease_s * 1000))
 
 
 async def keep_lease(lease: Lease) -> None:
@@ -44,15 +50,20 @@ async def keep_lease(lease: Lease) -> None:
                 log.warning("detection lease not released; it expires by itself")
 
 
-async def detect_loop(run: Callable[[], object], every_s: float, lease: Lease | None) -> None:
-    """Call `run` every `every_s` seconds while this replica holds `lease` (always without a lease)."""
+async def leased_loop(
+    run: Callable[[], object], every_s: float, lease: Lease | None, *, what: str = "detection", wait_first: bool = False
+) -> None:
+    """Call `run` every `every_s` seconds while this replica holds `lease` (always without a lease); with
+    `wait_first`, the first call comes after `every_s`."""
+    if wait_first:
+        await asyncio.sleep(every_s)
     while True:
         held = lease is None or lease.held or await run_in_threadpool(lease.keep)
         if held:
             try:
                 await run_in_threadpool(run)
             except Exception:
-                log.exception("detection run failed; will retry")
+                log.exception("%s run failed; will retry", what)
         else:
-            log.debug("detection lease held by another replica; standing by")
+            log.debug("%s lease held by another replica; standing by", what)
         await asyncio.sleep(every_s)

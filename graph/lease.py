@@ -6,7 +6,8 @@ with ours renews (PEXPIRE) or releases (DEL) it, so that a holder whose lease ex
 another can neither extend nor delete the new holder's lease. No election of our own: the key's expiry
 hands the lease over when a holder stops renewing (it died, or cannot reach the server).
 
-Used by `devmesh serve` so that scheduled detection runs on one replica at a time (`api.http.app`).
+Used by `devmesh serve` so that scheduled detection, and retention on a shared event store, run on one replica
+at a time (`api.detect_schedule`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import redis
 log = logging.getLogger(__name__)
 
 DETECT_LEASE = "devmesh:lease:detect"
-"""The key of the scheduled-detection lease (prefixed by the deployment's namespace, `Settings.lease_key`)."""
+"""The key of the scheduled-detection lease (the graph's name after it, the deployment's namespace before it:
+`api.detect_schedule.lease_key`)."""
+PRUNE_LEASE = "devmesh:lease:prune"
+"""The key of the retention lease, when the replicas share one event store."""
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -15,7 +16,7 @@ from api import alerts
 from api.audit import AuditLog
 from api.chat import routes as chat_routes
 from api.chat.slack_app import slack_bot_from_settings
-from api.detect_schedule import detect_loop, detection_lease, keep_lease
+from api.detect_schedule import keep_lease, leased_loop, scheduled_lease
 from api.engine_port import EnginePort
 from api.http import (
     admin,
@@ -38,13 +39,14 @@ from api.http.ratelimit import RateLimitMiddleware, rates_of
 from api.keystore import KeyStore
 from api.notify import notifier_from_settings
 from api.port import DevMeshPort
-from api.retention import RetentionPolicy, period_ns, policy_from_settings, prune
+from api.retention import period_ns, policy_from_settings, prune
 from api.supervision import supervise
 from api.web import install_console
 from api.wiring import Services, open_services
 from core.settings import Settings
 from core.timeutil import now_ns, parse_duration
 from detect.runner import DetectOptions
+from graph.lease import PRUNE_LEASE
 from ingest.repair import repair_owed
 
 log = logging.getLogger(__name__)
@@ -85,14 +87,21 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         tasks = [asyncio.create_task(_refresh_topology_loop(svc)), asyncio.create_task(_repair_loop(svc))]
         if settings.detect_every:  # on one replica at a time: the holder of the lease on the graph's server
             every_s = parse_duration(settings.detect_every).total_seconds()
-            lease = detection_lease(settings, svc.graph_url)
+            lease = scheduled_lease(settings, svc.graph_url)
             if lease is not None:
                 tasks.append(asyncio.create_task(keep_lease(lease)))
-            tasks.append(asyncio.create_task(detect_loop(lambda: _detect_now(port), every_s, lease)))
+            tasks.append(asyncio.create_task(leased_loop(lambda: _detect_now(port), every_s, lease)))
         prune_every_ns = period_ns(settings.prune_every, "prune_every")
-        if prune_every_ns:
-            policy = policy_from_settings(settings)
-            tasks.append(asyncio.create_task(_prune_loop(svc, policy, prune_every_ns / 1e9)))
+        policy = policy_from_settings(settings) if prune_every_ns else None
+        if prune_every_ns and policy is not None and policy.enabled:  # a shared event store: one replica prunes
+            prune_lease = scheduled_lease(settings, svc.graph_url, PRUNE_LEASE) if settings.events_url else None
+            if prune_lease is not None:
+                tasks.append(asyncio.create_task(keep_lease(prune_lease)))
+            run_prune = functools.partial(prune, svc.events, policy)
+            every_s = prune_every_ns / 1e9
+            tasks.append(
+                asyncio.create_task(leased_loop(run_prune, every_s, prune_lease, what="retention", wait_first=True))
+            )
         try:
             yield
         finally:
@@ -154,13 +163,3 @@ async def _refresh_topology_loop(svc: Services) -> None:
 def _detect_now(port: DevMeshPort) -> object:
     """One scheduled detection run; the run marker in the event store carries over restarts and replicas."""
     return port.detect(end_ns=now_ns(), options=DetectOptions())
-
-
-async def _prune_loop(svc: Services, policy: RetentionPolicy, every_s: float) -> None:
-    """Retention inside the server, through the server's own event store (one writer): first after `every_s`."""
-    while policy.enabled:
-        await asyncio.sleep(every_s)
-        try:
-            await run_in_threadpool(prune, svc.events, policy)
-        except Exception:
-            log.exception("retention run failed; will retry")

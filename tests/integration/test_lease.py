@@ -7,11 +7,17 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
-from api.detect_schedule import detect_loop, keep_lease
+from api.detect_schedule import keep_lease, leased_loop, scheduled_lease
+from api.http.app import create_app
+from api.wiring import Services
+from core.settings import Settings
+from detect.runner import MARK
 from graph.lease import Lease
 
 WAIT_S = 30.0
@@ -106,7 +112,7 @@ def test_schedule_runs_detection_on_the_holder_only(client: redis.Redis, key: st
     async def scenario() -> tuple[dict[str, int], dict[str, int]]:
         tasks = {name: [asyncio.create_task(keep_lease(lease))] for name, lease in leases.items()}
         for name, lease in leases.items():
-            tasks[name].append(asyncio.create_task(detect_loop(counter(name), 0.01, lease)))
+            tasks[name].append(asyncio.create_task(leased_loop(counter(name), 0.01, lease)))
 
         async def until(check: Callable[[], bool]) -> None:
             deadline = time.monotonic() + WAIT_S
@@ -131,3 +137,52 @@ def test_schedule_runs_detection_on_the_holder_only(client: redis.Redis, key: st
     assert sorted(first.values())[0] == 0, first  # while both ran, one replica ran every detection
     assert min(after.values()) >= 5, after  # then the other took over
     assert client.get(key) is None  # and released it when stopped
+
+
+def test_replicas_of_one_deployment_contend_and_two_deployments_do_not(falkordb_url: str, tmp_path: Path) -> None:
+    def replica(namespace: str | None) -> Lease:
+        settings = Settings(home=tmp_path, graph_name=f"g{uuid.uuid4().hex[:6]}", namespace=namespace)
+        lease = scheduled_lease(settings.model_copy(update={"graph_name": "leasegraph"}), falkordb_url)
+        assert lease is not None
+        return lease
+
+    blue_1, blue_2, green = replica("blue"), replica("blue"), replica("green")
+    try:
+        assert blue_1.key == blue_2.key == "blue_devmesh:lease:detect:leasegraph"
+        assert green.key == "green_devmesh:lease:detect:leasegraph"
+        assert [blue_1.keep(), blue_2.keep(), green.keep()] == [True, False, True]
+        assert scheduled_lease(Settings(home=tmp_path), None) is None  # no graph server: no lease, detection runs
+    finally:
+        for lease in (blue_1, green):
+            lease.release()
+        for lease in (blue_1, blue_2, green):
+            lease.client.close()
+
+
+def test_two_servers_on_one_graph_detect_one_at_a_time(
+    settings: Settings, open_fn: Callable[[Settings], Services]
+) -> None:
+    """Two `devmesh serve` apps on one graph server with scheduled detection: only the lease holder's run marker
+    moves; when it stops (releasing the lease) the other takes over."""
+    scheduled = {"detect_every": "1s", "detect_lease_s": 1.0, "prune_every": "none"}
+    a = settings.model_copy(update={**scheduled, "home": settings.home / "a"})
+    b = settings.model_copy(update={**scheduled, "home": settings.home / "b"})
+
+    def marker(client: TestClient) -> object:
+        return client.app.state.services.events.kv.get(MARK)  # type: ignore[attr-defined]
+
+    first = TestClient(create_app(a, open_fn=open_fn))
+    first.__enter__()  # the holder's server, stopped on purpose below
+    running = True
+    try:
+        assert wait_until(lambda: marker(first) is not None)
+        with TestClient(create_app(b, open_fn=open_fn)) as second:
+            for _ in range(3):  # several of its ticks: standing by, its marker untouched
+                time.sleep(1.0)
+                assert marker(second) is None
+            first.__exit__(None, None, None)  # the holder stops and releases the lease
+            running = False
+            assert wait_until(lambda: marker(second) is not None)
+    finally:
+        if running:
+            first.__exit__(None, None, None)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from api.detect_schedule import lease_key
 from api.wiring import open_services
 from core.errors import InvalidInput
 from core.settings import Settings
@@ -43,12 +44,12 @@ def test_unset_namespace_leaves_every_name_as_it_is(tmp_path: Path) -> None:
     s = Settings(home=tmp_path / "home", graph_name="devmesh")
     assert s.namespace is None
     assert s.graph_key == "devmesh"
-    assert s.namespaced(DETECT_LEASE) == "devmesh:lease:detect"
+    assert lease_key(s, DETECT_LEASE) == "devmesh:lease:detect:devmesh"
     assert s.namespaced(TEMPLATES) == "templates"
     assert Settings(home=tmp_path / "home", namespace="").namespace is None  # DEVMESH_NAMESPACE= in compose
     t = Settings(home=tmp_path / "home", graph_name="devmesh", namespace="prod")
     assert t.graph_key == "prod_devmesh"
-    assert t.namespaced(DETECT_LEASE) == "prod_devmesh:lease:detect"
+    assert lease_key(t, DETECT_LEASE) == "prod_devmesh:lease:detect:devmesh"
     assert namespaced_database("clickhouse://u:p@ch:8123/devmesh", "prod") == "prod_devmesh"
     assert namespaced_database("chdb:///data/ch", "prod") == "prod_default"
 
