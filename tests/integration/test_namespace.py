@@ -3,6 +3,7 @@ each other's data; unset, every name is as before."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from retrieval.collections import INCIDENTS, TEMPLATES
 from retrieval.events.factory import namespaced_database, open_event_store
 from retrieval.vector_factory import open_vector_store
 from retrieval.vectors import VectorPoint
+from tests.fakes.clickhouse_http import StandIn
 
 T0 = 1_700_000_000 * 1_000_000_000
 
@@ -159,3 +161,30 @@ def test_vector_collections_per_namespace(tmp_path: Path) -> None:
         assert [h.id for h in blue.search(TEMPLATES, vec, limit=5)] == ["t1"]
     finally:
         blue.close()
+
+
+def test_two_namespaces_at_once_on_one_clickhouse_server(clickhouse_http: StandIn) -> None:
+    """Over ClickHouse's HTTP interface (the stand-in), two deployments open at the same time: each its own
+    database, named after the URL's and created by the first open, and nothing in the URL's own."""
+    base = f"ns{uuid.uuid4().hex[:8]}"
+    url = clickhouse_http.database(base)  # the URL's database exists (compose's CLICKHOUSE_DB); the namespace's not
+    blue = open_event_store(Path("unused.duckdb"), url, namespace="blue")
+    green = open_event_store(Path("unused.duckdb"), url, namespace="green")
+    try:
+        assert blue.append_logs(lines(6, "blue-svc")).inserted == 6
+        assert green.append_logs(lines(2, "green-svc")).inserted == 2
+        assert blue.sql("SELECT currentDatabase(), count(), groupUniqArray(service) FROM logs")[1] == [
+            (f"blue_{base}", 6, ["blue-svc"])
+        ]
+        assert green.sql("SELECT currentDatabase(), count(), groupUniqArray(service) FROM logs")[1] == [
+            (f"green_{base}", 2, ["green-svc"])
+        ]
+        plain = open_event_store(Path("unused.duckdb"), url)
+        try:
+            assert plain.sql("SELECT currentDatabase(), count() FROM logs")[1] == [(base, 0)]
+        finally:
+            plain.close()
+    finally:
+        blue.close()
+        green.close()
+    assert not Path("unused.duckdb").exists()
