@@ -1,10 +1,15 @@
-"""`devmesh bench ingest|query|explain|chat`: throughput, latency and memory (one JSON object with --json).
+"""`devmesh bench ingest|query|explain|chat|replicas`: throughput, latency and memory (one JSON object with --json).
 
 The benchmarks are in `api.measure`; standalone timings of the lower packages are `python -m bench.X`.
+`replicas` runs `python -m bench.replicas` in a process of its own (bench sits beside api and is not imported
+by it; it starts the protocol fakes of `tests/fakes`, so it runs from a checkout of the repository).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +129,27 @@ def bench_chat(
         requests=requests, concurrency=concurrency, explain_ms=explain_ms, workers=workers, closed_loop=closed_loop
     )
     emit(result, as_json, _print)
+
+
+@bench_app.command("replicas")
+def bench_replicas(
+    seconds: float = typer.Option(30.0, min=1, help="How long each phase's ingest load runs."),
+    clients: int = typer.Option(4, min=1, help="Client threads posting batches."),
+    batch: int = typer.Option(500, min=1, help="Lines per POST /ingest/logs."),
+    cli_runs: int = typer.Option(20, min=1, help="Timed `devmesh query logs` through the server."),
+    embedder: str = typer.Option("none", help="none (no vectors) or minilm (with the Qdrant REST fake)."),
+    baseline: bool = typer.Option(False, help="Also one and two replicas on DuckDB homes of their own."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Ingest lines/s with one and two `devmesh serve` replicas on shared servers, and `query logs` p50 through one."""
+    cmd = [sys.executable, "-m", "bench.replicas", "--seconds", str(seconds), "--clients", str(clients)]
+    cmd += ["--batch", str(batch), "--cli-runs", str(cli_runs), "--embedder", embedder]
+    if baseline:
+        cmd.append("--baseline")
+    with progress(not as_json) as bar:
+        bar.add_task("bench replicas", total=None, status="running")
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        console.print(proc.stderr[-2000:], markup=False)
+        raise typer.Exit(1)
+    emit(json.loads(proc.stdout), as_json, _print)
