@@ -5,7 +5,8 @@ against this process instead:
 
     python -m tests.fakes.clickhouse_http --port P --data DIR --user U --password W [--database D] [--lifetime S]
 
-`--port 0` takes a free port; the first line on stdout names it (`listening on http://127.0.0.1:N`).
+`--port 0` takes a free port; the first line on stdout names it (`listening on http://127.0.0.1:N`). It stops on
+SIGTERM, after `--lifetime` seconds, or when the process that started it exits. `StandIn` starts one for tests.
 
 What it speaks, as clickhouse-connect sends it:
 
@@ -469,7 +470,9 @@ class StandIn:
         cmd = [sys.executable, "-m", "tests.fakes.clickhouse_http", "--port", "0", "--data", self.data]
         cmd += ["--user", self.USER, "--password", self.PASSWORD, "--lifetime", str(self.lifetime)]
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self.proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.data)), exist_ok=True)
+        with open(os.path.abspath(self.data) + ".log", "ab") as log:  # its stderr, beside the data, for a failed start
+            self.proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=log, text=True)
         line: list[str] = []
         reader = threading.Thread(
             target=lambda: line.append(self.proc.stdout.readline() if self.proc and self.proc.stdout else ""),
@@ -534,8 +537,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", default="default")
     parser.add_argument("--password", default="")
     parser.add_argument("--database", default="", help="created at start, as the server image's CLICKHOUSE_DB")
-    parser.add_argument("--lifetime", type=float, default=0, help="seconds after which it stops itself (0: never)")
+    parser.add_argument(
+        "--lifetime",
+        type=float,
+        default=0,
+        help="seconds after which it stops itself (0: never); it also stops when the process that started it exits",
+    )
     args = parser.parse_args(argv)
+    parent = os.getppid()  # before the ready line: the parent may exit as soon as it has read it
     engine = Engine(args.data, args.database or None)
     server = ClickHouseHttpServer(args.port, engine, args.user, args.password)
     stop = threading.Event()
@@ -544,7 +553,9 @@ def main(argv: list[str] | None = None) -> None:
     thread.start()
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
     try:
-        stop.wait(args.lifetime or None)
+        deadline = time.monotonic() + (args.lifetime or float("inf"))
+        while not stop.wait(0.5) and time.monotonic() < deadline and os.getppid() == parent:
+            pass  # stops on SIGTERM, after its lifetime, or when the process that started it is gone
     except KeyboardInterrupt:
         pass
     finally:
