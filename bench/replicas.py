@@ -27,13 +27,17 @@ a second machine.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +48,9 @@ import httpx
 from bench.attack_server import CLI, Server, base_env, free_port
 from bench.faults import FakeProcess
 from graph.server import EmbeddedFalkorDB
-from tests.fakes.clickhouse_http import StandIn
 
 SERVICES = 20
+CH_USER, CH_PASSWORD = "devmesh", "bench-only"
 KINDS = (
     "order {n} placed by user {u} in {ms} ms",
     "payment declined for order {n}: card {u} expired",
@@ -174,6 +178,52 @@ def query_latency(url: str, env: dict[str, str], runs: int) -> dict[str, Any]:
     }
 
 
+class StandInProcess:
+    """The ClickHouse HTTP stand-in (`python -m tests.fakes.clickhouse_http`) as a process of its own, on a free
+    loopback port (the first line it prints names it)."""
+
+    def __init__(self, data: Path, lifetime_s: float = 3600) -> None:
+        self.data, self.lifetime_s = data, lifetime_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "tests.fakes.clickhouse_http", "--port", "0", "--data", str(self.data)]
+        cmd += ["--user", CH_USER, "--password", CH_PASSWORD, "--lifetime", str(self.lifetime_s)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        out = self.proc.stdout
+        assert out is not None
+        first: list[str] = []
+        reader = threading.Thread(target=lambda: first.append(out.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        found = re.search(r"127\.0\.0\.1:(\d+)", first[0] if first else "")
+        if found is None:
+            self.stop()
+            raise RuntimeError("the ClickHouse HTTP stand-in did not start within 60 s")
+        self.port = int(found.group(1))
+
+    def url(self, database: str) -> str:
+        return f"clickhouse://{CH_USER}:{CH_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def statement(self, sql: str) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/", data=sql.encode(), method="POST")
+        token = base64.b64encode(f"{CH_USER}:{CH_PASSWORD}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback only
+            answer.read()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
 def run(
     work: Path, *, seconds: float, clients: int, size: int, cli_runs: int, embedder: str, baseline: bool = False
 ) -> dict[str, Any]:
@@ -181,7 +231,7 @@ def run(
     graph = EmbeddedFalkorDB(work / "falkordb")
     graph_url = graph.start()
     qdrant: FakeProcess | None = None
-    stand_in = StandIn(str(work / "clickhouse"), lifetime=3600)
+    stand_in = StandInProcess(work / "clickhouse")
     servers: list[Server] = []
     result: dict[str, Any] = {"bench": "replicas", "cores": os.cpu_count(), "embedder": embedder}
     try:
