@@ -2,12 +2,15 @@
 (versions, counts, sha256 of each file), taken consistently while the engines are open.
 
 - events: a checkpointed copy of the DuckDB file, made under the store's write lock (`snapshot_to`).
-- graph (embedded FalkorDB): BGSAVE, then its RDB; restored as the base of a fresh append-only file,
-  which the server loads at start. A remote FalkorDB (`DEVMESH_FALKORDB_URL`) is left to its own
-  persistence: the manifest says so, and `devmesh rebuild graph` derives it from the events.
-- vectors (Qdrant Edge): every point (id, vector, payload) as JSON lines, upserted again on restore;
-  not re-embedded, since runbook sections are not kept in the event store. A Qdrant server is left to
-  its own snapshots.
+- graph, embedded FalkorDB: BGSAVE, then its RDB (`graph.rdb`); restored as the base of a fresh
+  append-only file, which the server loads at start. A remote FalkorDB (`DEVMESH_FALKORDB_URL`): its
+  nodes and edges as JSON rows (`graph.jsonl`, `graph.dump`, read live page by page: not a point-in-time
+  copy while writes go on), built again on restore into an empty graph, remote or embedded.
+- vectors (Qdrant Edge or a Qdrant server): every point (id, vector, payload) as JSON lines (a scroll),
+  upserted again on restore; not re-embedded, since runbook sections are not kept in the event store.
+- The manifest's `parts` says which form each store took; a restore refuses a remote graph or a Qdrant
+  collection that already holds data unless `--force` (which empties the graph first and overwrites
+  points with the same ids).
 - home files: keys.json, audit.jsonl, the Slack replay database (through SQLite's backup API), and
   any other file at the top of the home. The embedding model cache (`models/`) is not copied.
 """
@@ -29,13 +32,18 @@ from api.wiring import Services
 from core.errors import EngineUnavailable, InvalidInput
 from core.settings import Settings
 from core.timeutil import iso, now_ns
-from graph.server import EmbeddedFalkorDB
+from graph.dump import check_rows, export_graph, is_empty, load_graph, rows_of
+from graph.schema import EDGE_TYPES, NODE_KEYS
+from graph.server import EmbeddedFalkorDB, connect_url
+from retrieval.qdrant_edge import check_collection_name
+from retrieval.vector_factory import open_vector_store
 from retrieval.vectors import VectorPoint
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+GRAPH_ROWS = "graph.jsonl"
 _SKIP_TOP = {"events.duckdb", "events.duckdb.wal", "falkordb", "qdrant", "models", "serve.json"}
 """Not copied as home files: the stores (copied their own way), the model cache, a running server's address."""
 _SQLITE = {".sqlite", ".sqlite3", ".db"}
@@ -62,20 +70,23 @@ def backup_home(svc: Services, dest: Path) -> dict[str, Any]:
             shutil.rmtree(dest, ignore_errors=True)
         raise
     counts: dict[str, Any] = {"events": _event_counts(svc)}
+    parts: dict[str, str] = {"events": "duckdb"}
     if svc.graph is not None:
-        counts["graph"] = svc.graph.counts()
-        if s.falkordb_url:
-            notes.append("graph: a remote FalkorDB is not copied (use its own persistence or `devmesh rebuild graph`)")
+        if s.falkordb_url:  # read out live as rows; its counts are the rows written
+            counts["graph"], skipped = _dump_graph(svc, dest / GRAPH_ROWS)
+            parts["graph"] = "jsonl"
+            if skipped:
+                notes.append(f"graph: {skipped} edges written during the backup (an end not yet read) left out")
         else:
+            counts["graph"] = svc.graph.counts()
             _graph_rdb(svc, dest / "graph.rdb")
-    vectors = getattr(svc.vectors, "export_points", None)
-    if svc.vectors is not None and vectors is not None:
+            parts["graph"] = "rdb"
+    if svc.vectors is not None:
         (dest / "vectors").mkdir()
         counts["vectors"] = {}
         for name in svc.vectors.collections():
-            counts["vectors"][name] = _dump_points(vectors(name), dest / "vectors" / f"{name}.jsonl")
-    elif svc.vectors is not None:
-        notes.append("vectors: a Qdrant server is not copied (use its snapshots, or `devmesh rebuild vectors`)")
+            counts["vectors"][name] = _dump_points(svc.vectors.export_points(name), dest / "vectors" / f"{name}.jsonl")
+        parts["vectors"] = "jsonl"
     for path in sorted(s.home.iterdir()):
         if path.name in _SKIP_TOP or not path.is_file() or path.name.endswith(".wal"):
             continue
@@ -87,6 +98,11 @@ def backup_home(svc: Services, dest: Path) -> dict[str, Any]:
         "versions": _versions(),
         "schema_version": svc.events.schema_version,
         "graph_name": s.graph_name,
+        "sources": {
+            "graph": "remote" if s.falkordb_url else "embedded",
+            "vectors": "server" if s.qdrant_url else "edge",
+        },
+        "parts": parts,
         "counts": counts,
         "notes": notes,
         "files": _checksums(dest),
@@ -127,15 +143,73 @@ def restore_files(settings: Settings, src: Path, *, force: bool = False) -> dict
         )
     if EmbeddedFalkorDB(settings.falkordb_dir).is_running():
         raise EngineUnavailable(f"a FalkorDB server is running for {home}; stop `devmesh serve` first")
+    prepare_remote_targets(settings, Path(src), force=force)
     home.mkdir(parents=True, exist_ok=True)
     _replace_events(Path(src) / "events.duckdb", settings.events_path)
     if (Path(src) / "graph.rdb").is_file() and not settings.falkordb_url:
         _place_rdb(Path(src) / "graph.rdb", settings.falkordb_dir)
+    elif (Path(src) / GRAPH_ROWS).is_file() and not settings.falkordb_url:
+        shutil.rmtree(settings.falkordb_dir, ignore_errors=True)  # built again from the rows (load_graph_rows)
     if (Path(src) / "vectors").is_dir() and not settings.qdrant_url:
         shutil.rmtree(settings.qdrant_dir, ignore_errors=True)
     for f in sorted((Path(src) / "home").glob("*")):
         shutil.copyfile(f, home / f.name)
     return manifest
+
+
+def prepare_remote_targets(settings: Settings, src: Path, *, force: bool) -> None:
+    """Before a restore writes anything: a remote graph and the Qdrant server's collections the backup holds
+    must be empty (InvalidInput naming what holds data), unless `force`, which empties the remote graph.
+
+    A graph backed up as an RDB cannot be loaded into a remote FalkorDB: InvalidInput says what to do.
+    """
+    if settings.falkordb_url and (src / "graph.rdb").is_file():
+        raise InvalidInput(
+            "this backup holds an embedded FalkorDB's RDB (graph.rdb), which cannot be loaded into the remote "
+            "FalkorDB at DEVMESH_FALKORDB_URL; restore without DEVMESH_FALKORDB_URL, or unset it and run "
+            "`devmesh rebuild graph` after",
+            field="graph",
+        )
+    if settings.falkordb_url and (src / GRAPH_ROWS).is_file():
+        conn = connect_url(settings.falkordb_url, settings.graph_name)
+        try:
+            if not is_empty(conn.graph):
+                if not force:
+                    raise InvalidInput(
+                        f"the graph {settings.graph_name!r} on the remote FalkorDB already holds nodes; restore into "
+                        "an empty graph (DEVMESH_GRAPH_NAME), or pass --force to delete its content first",
+                        field="graph",
+                    )
+                conn.graph.delete()
+        finally:
+            conn.close()
+    folder = src / "vectors"
+    if settings.qdrant_url and folder.is_dir():
+        vectors = open_vector_store(settings)
+        try:
+            have = set(vectors.collections())
+            full = [f.stem for f in sorted(folder.glob("*.jsonl")) if f.stem in have and vectors.count(f.stem) > 0]
+        finally:
+            vectors.close()
+        if full and not force:
+            raise InvalidInput(
+                f"the Qdrant server already holds points in {', '.join(full)}; restore into a server without "
+                "these collections, or pass --force to overwrite the points with the same ids",
+                field="vectors",
+            )
+
+
+def load_graph_rows(svc: Services, src: Path) -> dict[str, int] | None:
+    """Build the backed-up graph rows (`graph.jsonl`) into the opened, empty graph; counts, or None without rows."""
+    path = Path(src) / GRAPH_ROWS
+    if svc.graph is None or not path.is_file():
+        return None
+    if not is_empty(svc.graph.graph):
+        raise InvalidInput(f"the graph {svc.settings.graph_name!r} already holds nodes; restore into an empty one")
+    with path.open(encoding="utf-8") as fh:  # every row checked before the first is written
+        check_rows(rows_of(fh))
+    with path.open(encoding="utf-8") as fh:
+        return load_graph(svc.graph.graph, rows_of(fh))
 
 
 def load_vectors(svc: Services, src: Path) -> dict[str, int]:
@@ -145,6 +219,7 @@ def load_vectors(svc: Services, src: Path) -> dict[str, int]:
     if svc.vectors is None or not folder.is_dir():
         return out
     for f in sorted(folder.glob("*.jsonl")):
+        check_collection_name(f.stem)
         batch: list[VectorPoint] = []
         n = 0
         with f.open() as fh:
@@ -169,7 +244,7 @@ def current_counts(svc: Services) -> dict[str, Any]:
     counts: dict[str, Any] = {"events": _event_counts(svc)}
     if svc.graph is not None:
         counts["graph"] = svc.graph.counts()
-    if svc.vectors is not None and hasattr(svc.vectors, "export_points"):
+    if svc.vectors is not None:
         counts["vectors"] = {c: svc.vectors.count(c) for c in svc.vectors.collections()}
     return counts
 
@@ -184,6 +259,21 @@ def _event_counts(svc: Services) -> dict[str, Any]:
     _, rows = svc.events.sql("SELECT collection, count(*) FROM docs GROUP BY collection ORDER BY collection")
     out["docs"] = {str(c): int(n) for c, n in rows}
     return out
+
+
+def _dump_graph(svc: Services, dest: Path) -> tuple[dict[str, int], int]:
+    """The graph's rows into `dest` (JSON lines); nodes per label and edges per type (as GraphStore.counts),
+    and how many edges were left out (written meanwhile)."""
+    assert svc.graph is not None
+    counts = dict.fromkeys([*NODE_KEYS, *EDGE_TYPES], 0)
+    with dest.open("w", encoding="utf-8") as fh:
+
+        def emit(row: dict[str, Any]) -> None:
+            counts[row["labels"][0] if "node" in row else row["edge"]] += 1
+            fh.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+
+        done = export_graph(svc.graph.graph, emit)
+    return counts, done["edges_skipped"]
 
 
 def _graph_rdb(svc: Services, dest: Path) -> None:

@@ -304,6 +304,10 @@ class EdgeVectorStore:
 
     # -- Edge-specific ----------------------------------------------------------------------------
 
+    def dimension(self, name: str) -> int:
+        """The vector size of an existing collection (NotFound otherwise)."""
+        return self._collection(name).dim
+
     def export_points(self, name: str, *, page: int = 1000) -> Iterator[VectorPoint]:
         """Every point of a collection, page by page (for backups); each point is read whole."""
         coll = self._collection(name)

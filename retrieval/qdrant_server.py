@@ -179,6 +179,26 @@ class ServerVectorStore:
         with self._engine("list collections", ""):
             return sorted(c.name for c in self.client.get_collections().collections)
 
+    def dimension(self, name: str) -> int:
+        """The vector size of an existing collection (NotFound otherwise)."""
+        return self._dim(name)
+
+    def export_points(self, name: str, *, page: int = 1000) -> Iterator[VectorPoint]:
+        """Every point of a collection, page by page (scroll, for backups); each point is read whole."""
+        self._dim(name)
+        offset: Any = None
+        while True:
+            with self._engine("scroll points", name):
+                records, offset = self.client.scroll(
+                    name, limit=page, offset=offset, with_payload=True, with_vectors=True
+                )
+            for rec in records:
+                payload = dict(rec.payload or {})
+                pid = str(payload.pop("_id"))
+                yield VectorPoint(id=pid, vector=np.asarray(rec.vector, dtype=np.float32), payload=payload)
+            if offset is None:
+                return
+
     def ping(self) -> bool:
         """Whether the server answers now (around the breaker: what the supervisor probes with)."""
         try:

@@ -8,7 +8,7 @@ under `_id`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -68,6 +68,12 @@ class VectorStore(Protocol):
     def count(self, name: str) -> int: ...
 
     def collections(self) -> list[str]: ...
+
+    def dimension(self, name: str) -> int:
+        """The vector size of an existing collection; NotFound when it does not exist."""
+
+    def export_points(self, name: str, *, page: int = 1000) -> Iterator[VectorPoint]:
+        """Every point of the collection (id, vector, payload), page by page (backups)."""
 
     def close(self) -> None:
         """Flush and release; data persists for the next open."""

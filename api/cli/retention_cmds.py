@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import typer
 
-from api.backup import backup_home, current_counts, load_vectors, restore_files
+from api.backup import backup_home, current_counts, load_graph_rows, load_vectors, restore_files
 from api.cli.common import JsonOpt, console, emit, opened, state
 from api.retention import RetentionPolicy, policy_from_settings, prune
 from api.wiring import open_services
@@ -52,13 +52,16 @@ def prune_cmd(
     ),
     server: str | None = ServerOpt,
     compact: bool = typer.Option(
-        False, "--compact", help="Then rewrite the file to give freed space back (not while serve runs)."
+        False,
+        "--compact",
+        help="Then rewrite the event store's file to give freed space back (inside the server when one runs).",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Age raw lines, spans and metric points out (counts, templates, graph and incidents stay).
 
-    While `devmesh serve` runs it holds the event store: it prunes by itself every DEVMESH_PRUNE_EVERY.
+    While `devmesh serve` runs it holds the event store: it prunes by itself every DEVMESH_PRUNE_EVERY, and
+    this command (and --compact) goes through it.
     """
     settings = state(ctx).settings
     policy = policy_from_settings(settings, logs=logs, spans=spans, metrics=metrics)
@@ -69,13 +72,14 @@ def prune_cmd(
             svc.events.check_sole_writer()
             report = prune(svc.events, policy, dry_run=dry_run)
     except EngineUnavailable as held:  # `devmesh serve` owns the home: it prunes, with its own settings
-        if logs or spans or metrics or max_bytes is not None or compact:
+        if logs or spans or metrics or max_bytes is not None:
             raise InvalidInput(
                 f"{held.message}; while the server runs, prune goes through it with its DEVMESH_RETAIN_* "
-                "settings: drop --logs/--spans/--metrics/--max-bytes/--compact",
+                "settings: drop --logs/--spans/--metrics/--max-bytes",
                 field="home",
             ) from held
-        report = through_server(settings, server, "/admin/prune", {"dry_run": dry_run}, held)
+        report = through_server(settings, server, "/admin/prune", {"dry_run": dry_run, "compact": compact}, held)
+        compact = False  # done by the server
     if compact and not dry_run:
         report["compact"] = compact_file(settings.events_path)
     emit(report, as_json, lambda d: console.print_json(data=d))
@@ -116,19 +120,26 @@ def backup_cmd(
 def restore_cmd(
     ctx: typer.Context,
     directory: Path = typer.Argument(..., help="A folder written by `devmesh backup`."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a home that already holds data."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Overwrite a home that already holds data (and empty a remote graph, overwrite Qdrant server points).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Restore a backup into the home: checksums checked first, counts compared after."""
+    """Restore a backup into the home and its engines (a remote FalkorDB or Qdrant server too, when empty):
+    checksums checked first, counts compared after."""
     settings = state(ctx).settings
     started = time.perf_counter()
     manifest = restore_files(settings, directory, force=force)
     with open_services(settings) as svc:
+        graph = load_graph_rows(svc, directory)
         loaded = load_vectors(svc, directory)
         counts = current_counts(svc)
     want = manifest["counts"]
     report = {
         "restored": str(directory),
+        "graph_loaded": graph,
         "vectors_loaded": loaded,
         "counts": counts,
         "match": _same(want, counts),

@@ -4,8 +4,8 @@ points). No Qdrant server binary can be installed here (not on PyPI, npm or Debi
 
 Routes: GET /collections, GET /collections/{c}, GET /collections/{c}/exists, PUT /collections/{c},
 PUT /collections/{c}/index, PUT /collections/{c}/points, POST /collections/{c}/points (retrieve),
-POST .../points/query, .../points/delete, .../points/count. Answers are Qdrant's `{"result", "status",
-"time"}`; an unknown collection is 404.
+POST .../points/query, .../points/delete, .../points/count, .../points/scroll. Answers are Qdrant's
+`{"result", "status", "time"}`; an unknown collection is 404.
 """
 
 from __future__ import annotations
@@ -119,6 +119,16 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == "/points/delete":
             q.delete(c, points_selector=models.PointIdsList(points=body["points"]))
             return _DONE
+        if rest == "/points/scroll":
+            points, offset = q.scroll(
+                c,
+                scroll_filter=flt,
+                limit=body.get("limit", 10),
+                offset=body.get("offset"),
+                with_payload=body.get("with_payload", True),
+                with_vectors=body.get("with_vector", False),
+            )
+            return {"points": _dump(points), "next_page_offset": offset}
         if rest == "/points/count":
             return q.count(c, count_filter=flt, exact=body.get("exact", True))
         raise ValueError(f"route not faked: {method} {rest}")

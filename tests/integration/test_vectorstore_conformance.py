@@ -304,3 +304,16 @@ def test_edge_bulk_upsert_builds_hnsw(tmp_path: Path) -> None:
         assert top[0].score == pytest.approx(1.0, abs=1e-5)
     assert bulk.count("big") == 7000
     bulk.close()
+
+
+def test_export_points_reads_every_point_whole_page_by_page(store: VectorStore) -> None:
+    _services(store)
+    assert store.dimension("logs") == DIM
+    with pytest.raises(NotFound):
+        store.dimension("missing")
+    got = {p.id: p for p in store.export_points("logs", page=2)}  # three pages
+    assert sorted(got) == ["a", "b", "c", "d", "e"]
+    assert got["b"].payload == {"service": "db", "ts": 20, "errors": 3, "error": True, "score": 1.5}
+    assert np.allclose(got["b"].vector, _unit(1, 1, 0, 0), atol=1e-6)
+    with pytest.raises(NotFound):
+        list(store.export_points("missing"))
