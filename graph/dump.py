@@ -40,7 +40,7 @@ RESTORE_ID: Final = "_devmesh_restore_id"
 """The temporary property that carries a node's exported id while its edges are joined."""
 
 
-def export_graph(graph: Graph, emit: Callable[[dict[str, Any]], None], *, page: int = PAGE) -> dict[str, int]:
+def export_graph(graph: Graph, emit: Callable[[dict[str, Any]], object], *, page: int = PAGE) -> dict[str, int]:
     """Call `emit` with every node row, then every edge row, of `graph`, read live page by page.
 
     Returns {"nodes": n, "edges": m, "edges_skipped": k}: edges whose ends were not both among the nodes read

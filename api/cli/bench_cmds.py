@@ -1,4 +1,5 @@
-"""`devmesh bench ingest|query|explain|chat|replicas`: throughput, latency and memory (one JSON object with --json).
+"""`devmesh bench ingest|query|explain|chat|replicas|backup`: throughput, latency, memory, seconds and bytes
+(one JSON object with --json).
 
 The benchmarks are in `api.measure`; standalone timings of the lower packages are `python -m bench.X`.
 `replicas` runs `python -m bench.replicas` in a process of its own (bench sits beside api and is not imported
@@ -16,6 +17,7 @@ from typing import Any
 import typer
 
 from api.cli.common import JsonOpt, console, emit, progress, state
+from api.measure.bench_backup import run_backup_bench
 from api.measure.bench_chat import run_chat_bench
 from api.measure.bench_explain import run_explain_bench
 from api.measure.bench_ingest import run_ingest_bench
@@ -153,3 +155,17 @@ def bench_replicas(
         console.print(proc.stderr[-2000:], markup=False)
         raise typer.Exit(1)
     emit(json.loads(proc.stdout), as_json, _print)
+
+
+@bench_app.command("backup")
+def bench_backup(
+    ctx: typer.Context,
+    keep_hours: float = typer.Option(1.0, min=0.01, help="Hours of raw rows the compaction's prune keeps."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Backup, graph dump/load, restore and in-process compaction (seconds, bytes) on this home, left unchanged.
+
+    Run it on a home not held by `devmesh serve` (e.g. a Nezha day imported with `devmesh import nezha`).
+    """
+    result = run_backup_bench(state(ctx).settings, open_services, keep_hours=keep_hours)
+    emit(result, as_json, _print)
