@@ -14,7 +14,7 @@ from core.rca import RankingResult
 from core.steps import record
 from core.telemetry import CallEdge
 from detect.rank.feedback import apply_feedback
-from detect.rank.windows import IncidentOptions, rank_incident
+from detect.rank.windows import incident_options, rank_incident
 from graph.store import GraphStore
 from retrieval.evidence import gather_evidence
 
@@ -41,6 +41,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
             "alert_ns": inc.alert_ns,
             "end_ns": inc.end_ns if inc.end_given else None,
             "lead_s": inc.lead_s,
+            "onset_given": inc.onset_given,
             "service_hint": inc.service or None,
             "modalities": list(tools.modalities),
             "call_edges": len(edges),
@@ -52,7 +53,7 @@ def investigate_topology(tools: Toolbox, state: TeamState) -> dict[str, Any]:
             service_hint=inc.service or None,
             modalities=tools.modalities,
             call_edges=edges,
-            options=IncidentOptions(lead_s=inc.lead_s),
+            options=incident_options(inc),
         ),
         default=RankingResult(status="insufficient_evidence", alert_ns=inc.alert_ns),
     )

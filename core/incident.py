@@ -47,6 +47,11 @@ class Incident(BaseModel):
         description="The question named its end ('what was going on up to then'): the ranked window runs to it, "
         "through any pause in the telemetry; otherwise it runs while the telemetry keeps coming.",
     )
+    onset_given: bool = Field(
+        default=True,
+        description="The question said when the incident began (an alert, a time or a start); when it named only "
+        "its end, the ranking looks at several windows before that end (detect.rank.scales).",
+    )
     service: str = Field(default="", description="Service named by the alert or the user, if any.")
     fingerprint: str = Field(default="", description="Alert fingerprint or detection key, for de-duplication.")
     labels: dict[str, str] = Field(default_factory=dict)

@@ -117,6 +117,7 @@ class IncidentBook:
         lead_s = 0
         if req.alert is not None and req.alert.startsAt and not (req.at_ns or req.start_ns):
             lead_s = ALERT_LEAD_S
+        onset_given = at is not None
         if at is None:
             at = (req.end_ns or now) - AFTER_S * NS
         start = req.start_ns if req.start_ns is not None else at - BEFORE_S * NS
@@ -136,6 +137,7 @@ class IncidentBook:
             lead_s=lead_s,
             start_ns=start,
             end_given=req.end_ns is not None,
+            onset_given=onset_given,
             end_ns=end,
             service=service,
             fingerprint=fingerprint,

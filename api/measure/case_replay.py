@@ -32,7 +32,7 @@ from api.wiring import Services, open_services
 from core.incident import InvestigationRequest
 from core.settings import Settings
 from detect.rank.callgraph import stored_call_edges
-from detect.rank.windows import IncidentOptions, rank_incident
+from detect.rank.windows import incident_options, rank_incident
 from detect.runner import DetectionRun, DetectOptions, replay
 from ingest.cases import Case, CaseIngest, ingest_case
 from retrieval.embedders import Embedder
@@ -143,7 +143,7 @@ def explain_case(case: Case, settings: Settings, *, hindsight: bool, embedder: E
             svc.events,
             alert_ns=inc.alert_ns,
             end_ns=inc.end_ns if inc.end_given else None,
-            options=IncidentOptions(lead_s=inc.lead_s),
+            options=incident_options(inc),
             service_hint=inc.service or None,
             modalities=port.tools.modalities,
             call_edges=stored_call_edges(svc.graph),

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pyarrow as pa
 
 from core.errors import InvalidInput
+from core.incident import Incident
 from core.rca import RankingResult, TimeRange
 from core.telemetry import CallEdge, columns
 from core.timeutil import NS
 from detect.rank.ranking import RankOptions, rank_window
+from detect.rank.scales import QUESTION_SCALES_S, combine_scales
 from detect.signals.logs import LOG_SCHEMA
 from detect.signals.spans import SPAN_SCHEMA
 from retrieval.events import EventStore
@@ -74,7 +77,17 @@ class IncidentOptions:
     """Metric history before the guard."""
     bucket_s: int = 5
     """Resolution at which the store is asked where data exists."""
+    scales_s: tuple[int, ...] = ()
+    """When set (and the question has an end), the question is ranked over windows this long before its end
+    and the rankings combined (`detect.rank.scales`): for a question that gave no start. Empty: one window."""
     rank: RankOptions = field(default_factory=RankOptions)
+
+
+def incident_options(incident: Incident, **more: Any) -> IncidentOptions:
+    """The window options an incident asks for: its alert's lead, and several windows before its end when it
+    gave no start (`detect.rank.scales`)."""
+    scales = QUESTION_SCALES_S if incident.end_given and not incident.onset_given else ()
+    return IncidentOptions(lead_s=incident.lead_s, scales_s=scales, **more)
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,23 @@ def rank_incident(
     if bad:
         raise InvalidInput(f"unknown modality {bad[0]!r}; use any of {', '.join(MODALITIES)}", field="modalities")
     o = options or IncidentOptions()
+    if o.scales_s and end_ns is not None:
+        one = replace(o, scales_s=())
+        edges = list(call_edges) if call_edges is not None else None
+        scales = sorted(set(o.scales_s))
+        results = [
+            rank_incident(
+                events,
+                alert_ns=end_ns - s * NS,
+                service_hint=service_hint,
+                modalities=modalities,
+                call_edges=edges,
+                options=one,
+                end_ns=end_ns,
+            )
+            for s in scales
+        ]
+        return combine_scales(results, edges, limit=o.rank.max_candidates, scales_s=scales)
     w = choose_windows(events, alert_ns, o, end_ns=end_ns)
     ranges = w.history_ranges()
     empty = pa.table({})
@@ -248,4 +278,4 @@ def rank_incident(
     )
 
 
-__all__ = ["MODALITIES", "IncidentOptions", "IncidentWindows", "choose_windows", "rank_incident"]
+__all__ = ["MODALITIES", "IncidentOptions", "IncidentWindows", "choose_windows", "incident_options", "rank_incident"]

@@ -119,6 +119,9 @@ def test_explain_up_to_a_time_looks_at_the_minutes_before_it(sample: ImportedSam
     ranked = next(n for n in out["explanation"]["notes"] if n.startswith("window "))
     first, last = (int(x) for x in ranked.split()[1].split("-"))
     assert first == end - 300 * NS and sample.fault_ns < last <= end
+    # no start was given: the last two, three and five minutes were each ranked (detect.rank.scales)
+    assert inc["onset_given"] is False
+    assert any("windows of the last 120 s, 180 s, 300 s" in n for n in out["explanation"]["notes"])
     assert out["explanation"]["root_causes"][0]["service"] == SERVICE
 
 
