@@ -21,6 +21,8 @@ class Trigger(StrEnum):
     PATH = "path"
     LATENCY = "latency"
     """Not a rule of its own: a symptom that makes a saturated resource count."""
+    NETWORK = "network"
+    """Calls slowed or failing between two services while the callee's own work did not change."""
     NONE = "none"
 
 
@@ -48,8 +50,8 @@ KIND_TRAITS: dict[SignalKind, KindTraits] = {
     SignalKind.SPAN_STRUCTURE: KindTraits(0.7, FaultKind.CODE_ERROR, 0.8, Trigger.PATH),
     # a loop step no longer followed by the rest of the loop: a step no longer reached, as a path loss
     SignalKind.LOOP_SHORTENED: KindTraits(0.8, FaultKind.CODE_ERROR, 0.8, Trigger.PATH),
-    SignalKind.EDGE_LATENCY: KindTraits(0.8, FaultKind.NETWORK_DELAY),
-    SignalKind.EDGE_ERROR: KindTraits(0.8, FaultKind.NETWORK_DELAY),
+    SignalKind.EDGE_LATENCY: KindTraits(0.8, FaultKind.NETWORK_DELAY, trigger=Trigger.NETWORK),
+    SignalKind.EDGE_ERROR: KindTraits(0.8, FaultKind.NETWORK_DELAY, trigger=Trigger.NETWORK),
     SignalKind.SPAN_LATENCY: KindTraits(0.3, None, trigger=Trigger.LATENCY),
     # metric deviations are weighed by their metric family (detect.rank.ranking.METRIC_FAMILY_WEIGHT)
     SignalKind.METRIC_DEVIATION: KindTraits(0.2, None),

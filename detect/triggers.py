@@ -8,6 +8,9 @@ CPU rises with it):
 - **path**: the requests' path through a service changed strongly (a statement no longer reached, a
   call no longer made, a loop cut short) for most of its requests: z >= `path_z` and effect >= `path_effect` (paths
   vary more than errors, so the bar is higher);
+- **network**: calls between two services got slower or fail outside the callee (`detect.signals.network`)
+  for most of them: z >= `network_z` and effect >= `network_effect` (the bars of errors and of paths: users
+  wait on every such call, and the callee's own spans look normal, so no other rule sees it);
 - **saturation**: a service's CPU or memory left its range (z >= `saturation_z`, `saturation_fold`
   times its level), it stands out from its peers (`peer_ratio` times the median change of the other
   services whose same metric rose: when load arrives, every service's CPU rises with it), *and* the
@@ -31,6 +34,7 @@ from detect.kinds import kinds_for
 # which signal kinds can fire which rule: `detect.kinds.KIND_TRAITS`
 ERROR_KINDS = kinds_for(Rule.ERRORS)
 PATH_KINDS = kinds_for(Rule.PATH)
+NETWORK_KINDS = kinds_for(Rule.NETWORK)
 LATENCY_KINDS = kinds_for(Rule.LATENCY)
 RESOURCE_FAMILIES = frozenset({"cpu", "memory"})
 SYMPTOM_FAMILIES = frozenset({"latency", "error", "success"})
@@ -41,6 +45,8 @@ class TriggerOptions:
     error_z: float = 4.0
     path_z: float = 10.0
     path_effect: float = 0.5
+    network_z: float = 4.0
+    network_effect: float = 0.5
     saturation_z: float = 4.0
     saturation_fold: float = 2.0
     peer_ratio: float = 3.0
@@ -97,6 +103,8 @@ def find_triggers(signals: Iterable[Signal], options: TriggerOptions | None = No
             rule = "errors"
         elif s.kind in PATH_KINDS and s.score >= o.path_z and s.effect >= o.path_effect:
             rule = "path"
+        elif s.kind in NETWORK_KINDS and s.score >= o.network_z and s.effect >= o.network_effect:
+            rule = "network"
         elif (
             s.modality == Modality.METRICS
             and s.family in RESOURCE_FAMILIES

@@ -1,4 +1,5 @@
-"""When detection opens an incident: errors, strong path changes, and saturation that hurts and stands out."""
+"""When detection opens an incident: errors, strong path changes, network delays on most calls, and saturation that
+hurts and stands out."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def test_a_path_change_needs_strength_and_most_requests() -> None:
     assert rules([sig("route", SignalKind.LOG_TEMPLATE_SHIFT, 16.0, effect=0.95)]) == [("path", "route")]
     assert rules([sig("route", SignalKind.LOG_TEMPLATE_SHIFT, 16.0, effect=0.25)]) == []  # a quarter of requests
     assert rules([sig("route", SignalKind.SPAN_STRUCTURE, 7.0, effect=0.95)]) == []  # below path_z
+
+
+def test_calls_slowed_on_the_network_for_most_of_them_open_an_incident() -> None:
+    # the callee's own spans look normal: no error, path or saturation rule sees a network delay
+    assert rules([sig("cart", SignalKind.EDGE_LATENCY, 12.0, effect=0.8)]) == [("network", "cart")]
+    assert rules([sig("cart", SignalKind.EDGE_ERROR, 5.0, effect=0.6)]) == [("network", "cart")]
+    assert rules([sig("cart", SignalKind.EDGE_LATENCY, 12.0, effect=0.2)]) == []  # a few slow calls
+    assert rules([sig("cart", SignalKind.EDGE_LATENCY, 3.0, effect=0.8)]) == []  # not significant
+    assert rules([sig("cart", SignalKind.SPAN_LATENCY, 30.0, effect=0.9)]) == []  # end-to-end latency alone
 
 
 def test_saturation_counts_only_with_a_symptom_of_the_same_service() -> None:
