@@ -47,7 +47,8 @@ async def keep_lease(lease: Lease) -> None:
             try:
                 await run_in_threadpool(lease.release)  # another replica can take over at once
             except redis.RedisError:
-                log.warning("detection lease not released; it expires by itself")
+                log.warning("lease not released; it expires by itself", extra={"key": lease.key})
+        lease.client.close()
 
 
 async def leased_loop(
