@@ -99,6 +99,11 @@ def bench_explain(
     demo_warm_models: bool = typer.Option(
         False, help="Time the demo with the shared model folder (no model export) instead of a fresh one."
     ),
+    question: str = typer.Option(
+        "at",
+        help="at: each fault's time and service, as an alert gives them; end: only an end three minutes after"
+        " it (no start: ranked over several windows).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """POST /explain latency (p50, p95) in evidence-only mode on an imported Nezha case, and peak RSS."""
@@ -113,6 +118,7 @@ def bench_explain(
         client=client,
         demo=demo,
         fresh_demo_models=not demo_warm_models,
+        question=question,
     )
     emit(result, as_json, _print)
 

@@ -36,8 +36,9 @@ import httpx
 
 from api.http.app import create_app
 from api.wiring import open_services
-from core.errors import DatasetError
+from core.errors import DatasetError, InvalidInput
 from core.settings import Settings
+from core.timeutil import NS
 from graph.server import EmbeddedFalkorDB
 from ingest import nezha
 from ingest.importers import import_nezha, import_runbooks
@@ -101,14 +102,25 @@ def import_data(settings: Settings, root: Path) -> dict[str, Any]:
     }
 
 
-def fault_requests(root: Path, faults: int | None) -> list[dict[str, Any]]:
-    """One POST /explain body per labelled fault (the first `faults`): its time, its service as the alert's."""
+QUESTIONS = ("at", "end")
+END_AFTER_S = 180
+
+
+def fault_requests(root: Path, faults: int | None, question: str = "at") -> list[dict[str, Any]]:
+    """One POST /explain body per labelled fault (the first `faults`): with `question` "at", its time and its
+    service, as an alert names them; with "end", only an end `END_AFTER_S` after it ("what was going on up to
+    now", asked three minutes in: ranked over several windows, `detect.rank.scales`)."""
+    if question not in QUESTIONS:
+        raise InvalidInput(f"question must be one of {', '.join(QUESTIONS)}", field="question")
     found = sorted(nezha.load_faults(nezha.plan(root)), key=lambda f: f.inject_ns)
     if not found:
         raise DatasetError(
             f"{root}: no labelled faults (a YYYY-MM-DD-fault_list.json) to take alert times from", field="DIR"
         )
-    return [{"at_ns": f.inject_ns, "service": f.service} for f in found[: faults or len(found)]]
+    chosen = found[: faults or len(found)]
+    if question == "end":
+        return [{"end_ns": f.inject_ns + END_AFTER_S * NS} for f in chosen]
+    return [{"at_ns": f.inject_ns, "service": f.service} for f in chosen]
 
 
 # -- the app ---------------------------------------------------------------------------------------------
@@ -239,10 +251,11 @@ def run_explain_bench(
     client: str = "uvicorn",
     demo: bool = True,
     fresh_demo_models: bool = True,
+    question: str = "at",
 ) -> dict[str, Any]:
     """Import ROOT into a temporary home (`base` settings on the embedded engines, no Ollama), time `runs` POST
     /explain calls, and with `demo` time `devmesh demo`."""
-    bodies = fault_requests(root, faults)
+    bodies = fault_requests(root, faults, question)
     with tempfile.TemporaryDirectory(prefix="devmesh-bench-explain-") as tmp:
         settings = base.model_copy(
             update={
@@ -261,6 +274,7 @@ def run_explain_bench(
     result = {
         "data": str(root),
         "faults": len(bodies),
+        "question": question,
         "embedder": embedder,
         "client": client,
         **result,
