@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     rate_alerts_per_min: int = Field(
         default=60, ge=0, description="POST /alerts/* a caller may send a minute; 0: no limit."
     )
+    rate_shared: bool = Field(
+        default=False,
+        description="Keep the per-caller rate limits on the FalkorDB server (DEVMESH_FALKORDB_URL), so that API"
+        " replicas behind a balancer share them; each replica falls back to its own while that server is down.",
+    )
     alert_queue_size: int = Field(
         default=20, ge=1, description="Alert explanations queued or running at once; beyond it alerts get 503."
     )

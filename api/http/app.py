@@ -8,6 +8,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import redis
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
@@ -35,7 +36,7 @@ from api.http.errors import install_error_handlers
 from api.http.guard import AccessGuard
 from api.http.limits import BodyLimitMiddleware
 from api.http.openapi_doc import install_openapi_doc
-from api.http.ratelimit import RateLimitMiddleware, rates_of
+from api.http.ratelimit import Buckets, RateLimitMiddleware, rates_of
 from api.keystore import KeyStore
 from api.notify import notifier_from_settings
 from api.port import DevMeshPort
@@ -46,6 +47,7 @@ from api.wiring import Services, open_services
 from core.settings import Settings
 from core.timeutil import now_ns, parse_duration
 from detect.runner import DetectOptions
+from graph.buckets import SharedTokenBuckets
 from graph.lease import PRUNE_LEASE
 from ingest.repair import repair_owed
 
@@ -130,7 +132,9 @@ def create_app(settings: Settings, *, open_fn: Callable[[Settings], Services] = 
         )
     app.state.keys = KeyStore(settings.keys_path)
     app.add_middleware(AccessGuard, settings=settings, keys=app.state.keys, audit=AuditLog(settings.audit_path))
-    app.add_middleware(RateLimitMiddleware, rates=rates_of(settings))  # outermost: before the body or the key
+    app.add_middleware(  # outermost: before the body or the key
+        RateLimitMiddleware, rates=rates_of(settings), shared=shared_buckets(settings)
+    )
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -158,6 +162,15 @@ async def _refresh_topology_loop(svc: Services) -> None:
                 await run_in_threadpool(svc.pipeline.refresh_topology)
             except Exception:
                 log.exception("topology refresh failed; will retry")
+
+
+def shared_buckets(settings: Settings) -> Callable[[str, int], Buckets] | None:
+    """With DEVMESH_RATE_SHARED and a FalkorDB server, rate-limit buckets on it per deployment and route class."""
+    if not (settings.rate_shared and settings.falkordb_url):
+        return None
+    client = redis.Redis.from_url(settings.falkordb_url, socket_timeout=1, socket_connect_timeout=1)
+    prefix = settings.namespaced(f"devmesh:rate:{settings.graph_name}")
+    return lambda name, per_min: SharedTokenBuckets(client, f"{prefix}:{name}", per_min)
 
 
 def _detect_now(port: DevMeshPort) -> object:

@@ -6,21 +6,29 @@ minute's worth and refills continuously, so bursts up to that are fine. The call
 `Authorization: Bearer` token when there is one (each API key has its own bucket), else the client
 address; this runs before, and apart from, the access check. Over the limit the answer is 429 with
 `Retry-After` (whole seconds until a token is back) and the JSON error body of `core.errors.RateLimited`.
+
+With `DEVMESH_RATE_SHARED` the buckets live on the FalkorDB server (`graph.buckets`), so replicas behind a
+balancer share each caller's limit; while that server does not answer, each replica applies its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+import redis
 
 from api.http.errors import error_response
 from core.errors import RateLimited
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_CALLERS = 10_000
 """Buckets kept per route class; the least recently seen caller is forgotten beyond that."""
@@ -78,12 +86,51 @@ class TokenBuckets:
             return wait
 
 
-class RateLimitMiddleware:
-    """ASGI middleware answering 429 (Retry-After) to callers over their route class's rate."""
+class Buckets(Protocol):
+    capacity: float
 
-    def __init__(self, app: Any, rates: dict[str, int], clock: Callable[[], float] = time.monotonic) -> None:
+    def take(self, caller: str) -> float: ...
+
+
+class FallbackBuckets:
+    """Shared buckets (`graph.buckets`, on the FalkorDB server) while the server answers, this process's own
+    buckets while it does not: a limit per replica beats none, and a request never waits for a lost server."""
+
+    RETRY_S = 5.0
+    """After the server failed to answer, this long on the local buckets before asking it again."""
+
+    def __init__(self, shared: Buckets, local: TokenBuckets, clock: Callable[[], float] = time.monotonic) -> None:
+        self.shared, self.local, self.clock = shared, local, clock
+        self.capacity = local.capacity
+        self._retry_at = 0.0
+
+    def take(self, caller: str) -> float:
+        if self.clock() >= self._retry_at:
+            try:
+                return self.shared.take(caller)
+            except redis.RedisError as exc:
+                self._retry_at = self.clock() + self.RETRY_S
+                log.warning("shared rate limit unavailable; this replica's own applies", extra={"error": str(exc)})
+        return self.local.take(caller)
+
+
+class RateLimitMiddleware:
+    """ASGI middleware answering 429 (Retry-After) to callers over their route class's rate. With `shared`
+    (route class, per minute -> buckets on a server), the replicas behind a balancer share each caller's limit."""
+
+    def __init__(
+        self,
+        app: Any,
+        rates: dict[str, int],
+        clock: Callable[[], float] = time.monotonic,
+        shared: Callable[[str, int], Buckets] | None = None,
+    ) -> None:
         self.app = app
-        self.buckets = {name: TokenBuckets(n, clock=clock) for name, n in rates.items() if n > 0}
+        self.buckets: dict[str, Buckets] = {}
+        for name, n in rates.items():
+            if n > 0:
+                local = TokenBuckets(n, clock=clock)
+                self.buckets[name] = local if shared is None else FallbackBuckets(shared(name, n), local, clock)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":

@@ -86,9 +86,11 @@ def test_one_replica_at_a_time_detects_and_namespaces_pass_through(compose: dict
         assert env["DEVMESH_DETECT_EVERY"] == "${DEVMESH_DETECT_EVERY:-5m}"
         assert env["DEVMESH_DETECT_LEASE_S"] == "${DEVMESH_DETECT_LEASE_S:-60}"
         assert env["DEVMESH_NAMESPACE"] == "${DEVMESH_NAMESPACE:-}"  # unset by default: names unchanged
+        assert env["DEVMESH_RATE_SHARED"] == "true"  # one limit per caller across the replicas
         # compose's defaults are values the settings take
-        s = Settings(home=Path("/data"), detect_every="5m", detect_lease_s=60, namespace="")
+        s = Settings(home=Path("/data"), detect_every="5m", detect_lease_s=60, namespace="", rate_shared=True)
         assert s.namespace is None and s.graph_key == s.graph_name and s.namespaced(DETECT_LEASE) == DETECT_LEASE
+        assert s.rate_shared is True
     assert "worker" not in compose["services"]  # the replicas' lease replaces the separate detection worker
 
 
