@@ -171,12 +171,12 @@ def prepare_remote_targets(settings: Settings, src: Path, *, force: bool) -> Non
             field="graph",
         )
     if settings.falkordb_url and (src / GRAPH_ROWS).is_file():
-        conn = connect_url(settings.falkordb_url, settings.graph_name)
+        conn = connect_url(settings.falkordb_url, settings.graph_key)
         try:
             if not is_empty(conn.graph):
                 if not force:
                     raise InvalidInput(
-                        f"the graph {settings.graph_name!r} on the remote FalkorDB already holds nodes; restore into "
+                        f"the graph {settings.graph_key!r} on the remote FalkorDB already holds nodes; restore into "
                         "an empty graph (DEVMESH_GRAPH_NAME), or pass --force to delete its content first",
                         field="graph",
                     )
@@ -205,7 +205,7 @@ def load_graph_rows(svc: Services, src: Path) -> dict[str, int] | None:
     if svc.graph is None or not path.is_file():
         return None
     if not is_empty(svc.graph.graph):
-        raise InvalidInput(f"the graph {svc.settings.graph_name!r} already holds nodes; restore into an empty one")
+        raise InvalidInput(f"the graph {svc.settings.graph_key!r} already holds nodes; restore into an empty one")
     with path.open(encoding="utf-8") as fh:  # every row checked before the first is written
         check_rows(rows_of(fh))
     with path.open(encoding="utf-8") as fh:
