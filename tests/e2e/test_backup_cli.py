@@ -59,3 +59,10 @@ def test_backup_and_prune_through_a_running_server(settings: Settings, live_serv
     assert dry["dry_run"] is True and dry["actions"] == []  # everything is younger than DEVMESH_RETAIN_LOGS
     refused = devmesh(settings, "prune", "--logs", "1m", "--server", live_server.url, "--json", expect=1)
     assert b"goes through it" in refused.stderr
+
+    compacted = out(devmesh(settings, "prune", "--compact", "--server", live_server.url, "--json"))["compact"]
+    assert compacted["file_bytes_after"] > 0  # done inside the server, which holds the file
+    r = httpx.post(f"{live_server.url}/ingest/logs", json=batch("after", 10, t0 + 2 * 10**12), timeout=60)
+    assert r.status_code == 200  # the server goes on writing to the compacted file
+    page = httpx.get(f"{live_server.url}/query/logs", params={"contains": "after ", "limit": 100}, timeout=60).json()
+    assert sorted(e["message"] for e in page["events"]) == sorted(f"after {i}" for i in range(10))
