@@ -32,7 +32,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from core.errors import EngineUnavailable, InvalidInput, NotFound
-from retrieval.vectors import VectorFilter, VectorHit, VectorPoint, point_uuid
+from retrieval.vectors import VectorFilter, VectorHit, VectorPoint, point_uuid, stored_point
 
 logger = logging.getLogger(__name__)
 
@@ -272,9 +272,8 @@ class EdgeVectorStore:
             records = coll.shard.retrieve([point_uuid(i) for i in ids], with_payload=True, with_vector=True)
         found: dict[str, VectorPoint] = {}
         for rec in records:
-            payload = dict(rec.payload or {})
-            pid = str(payload.pop("_id"))
-            found[pid] = VectorPoint(id=pid, vector=np.asarray(rec.vector, dtype=np.float32), payload=payload)
+            point = stored_point(rec.payload, rec.vector)
+            found[point.id] = point
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -318,9 +317,7 @@ class EdgeVectorStore:
                     qe.ScrollRequest(offset=offset, limit=page, with_payload=True, with_vector=True)
                 )
             for rec in records:
-                payload = dict(rec.payload or {})
-                pid = str(payload.pop("_id"))
-                yield VectorPoint(id=pid, vector=np.asarray(rec.vector, dtype=np.float32), payload=payload)
+                yield stored_point(rec.payload, rec.vector)
             if offset is None:
                 return
 

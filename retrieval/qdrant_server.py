@@ -28,7 +28,7 @@ from retrieval.qdrant_edge import (
     filter_fields,
     filter_is_empty_set,
 )
-from retrieval.vectors import VectorFilter, VectorHit, VectorPoint, point_uuid
+from retrieval.vectors import VectorFilter, VectorHit, VectorPoint, point_uuid, stored_point
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +157,8 @@ class ServerVectorStore:
             records = self.client.retrieve(name, ids=[point_uuid(i) for i in ids], with_payload=True, with_vectors=True)
         found: dict[str, VectorPoint] = {}
         for rec in records:
-            payload = dict(rec.payload or {})
-            pid = str(payload.pop("_id"))
-            found[pid] = VectorPoint(id=pid, vector=np.asarray(rec.vector, dtype=np.float32), payload=payload)
+            point = stored_point(rec.payload, rec.vector)
+            found[point.id] = point
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -193,9 +192,7 @@ class ServerVectorStore:
                     name, limit=page, offset=offset, with_payload=True, with_vectors=True
                 )
             for rec in records:
-                payload = dict(rec.payload or {})
-                pid = str(payload.pop("_id"))
-                yield VectorPoint(id=pid, vector=np.asarray(rec.vector, dtype=np.float32), payload=payload)
+                yield stored_point(rec.payload, rec.vector)
             if offset is None:
                 return
 

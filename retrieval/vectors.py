@@ -29,6 +29,13 @@ class VectorPoint:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+def stored_point(payload: dict[str, Any] | None, vector: Any) -> VectorPoint:
+    """A point as a backend returns it, back as DevMesh's: the original id comes out of the payload (`_id`)."""
+    rest = dict(payload or {})
+    pid = str(rest.pop("_id"))
+    return VectorPoint(id=pid, vector=np.asarray(vector, dtype=np.float32), payload=rest)
+
+
 @dataclass(frozen=True)
 class VectorHit:
     id: str
