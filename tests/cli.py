@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from core.settings import Settings
 
@@ -50,3 +53,26 @@ def devmesh(
 
 def out(proc: subprocess.CompletedProcess[bytes]) -> Any:
     return json.loads(proc.stdout)
+
+
+def serve(env: dict[str, str], port: int, *, within_s: float = 180) -> subprocess.Popen[bytes]:
+    """`devmesh serve` on 127.0.0.1:`port`, returned once /health answers (200, or 503 while degraded);
+    killed, and the test failed, when it exits or does not answer within `within_s`."""
+    proc = subprocess.Popen(
+        [str(DEVMESH), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).status_code in (200, 503):
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(30)
+            raise AssertionError("devmesh serve did not come up")
+        time.sleep(0.3)

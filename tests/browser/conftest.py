@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import pytest
 from core.settings import Settings
 from core.timeutil import NS
 from tests.chain_incident import ALERT, ingest_chain
-from tests.cli import DEVMESH, env_of
+from tests.cli import env_of, serve
 from tests.conftest import drop_graph, free_port
 
 CHROMIUM = Path(os.environ.get("DEVMESH_CHROMIUM", "/usr/bin/chromium"))
@@ -96,23 +95,7 @@ def _import_sample(settings: Settings, embedder: Any) -> tuple[int, str]:
 def _start(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     env = env_of(settings, embedder="minilm")
     env["DEVMESH_MODEL_DIR"] = str(settings.model_dir)
-    proc = subprocess.Popen(
-        [str(DEVMESH), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).status_code in (200, 503):
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("devmesh serve did not come up")
-        time.sleep(0.3)
+    return serve(env, port)
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from api.cli.serve_file import read, serve_path
 from api.keystore import KeyStore
 from core.settings import Settings
-from tests.cli import DEVMESH, env_of
+from tests.cli import DEVMESH, env_of, serve
 from tests.conftest import free_port
 
 T0 = 1_760_000_000  # 2025-10-09T08:53:20Z
@@ -71,21 +69,7 @@ def js(proc: subprocess.CompletedProcess[bytes]) -> Any:
 
 def start_server(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     env = env_of(settings, embedder="minilm")
-    proc = subprocess.Popen(
-        [str(DEVMESH), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).status_code in (200, 503):
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "devmesh serve did not come up"
-        time.sleep(0.3)
+    return serve(env, port)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

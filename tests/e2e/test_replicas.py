@@ -22,7 +22,7 @@ from graph.server import connect_url
 from ingest import nezha
 from retrieval.embedders import Embedder
 from samples import sample_path
-from tests.cli import DEVMESH, env_of
+from tests.cli import DEVMESH, env_of, serve
 from tests.conftest import free_port
 from tests.fakes.clickhouse_http import StandIn
 
@@ -50,24 +50,6 @@ def start_qdrant(path: Path, port: int) -> subprocess.Popen[bytes]:
             pass
         assert proc.poll() is None and time.monotonic() < deadline, "the Qdrant fake did not come up"
         time.sleep(0.2)
-
-
-def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [str(DEVMESH), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).status_code in (200, 503):
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "devmesh serve did not come up"
-        time.sleep(0.3)
 
 
 def root_cause_edges(settings: Settings, incident: str) -> list[str]:
@@ -100,10 +82,10 @@ def test_two_replicas_answer_as_one(settings: Settings, tmp_path: Path, minilm: 
         )  # fmt: skip
         assert imported.returncode == 0, imported.stderr.decode()[-3000:]
         port_a, port_b = free_port(), free_port()
-        a = start(env_a, port_a)
+        a = serve(env_a, port_a)
         stop.callback(a.wait, timeout=120)
         stop.callback(a.terminate)
-        b = start(env_b, port_b)
+        b = serve(env_b, port_b)
         stop.callback(b.wait, timeout=120)
         stop.callback(b.terminate)
         with (
