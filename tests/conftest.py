@@ -118,6 +118,30 @@ def open_test_services(settings: Settings, embedder: Embedder | None) -> Service
     return svc
 
 
+def import_sample_runbooks(svc: Services) -> None:
+    """The bundled sample's runbooks into `svc`, linked to the services its graph knows."""
+    from ingest.importers import import_runbooks
+    from samples import sample_path
+
+    assert svc.graph is not None
+    import_runbooks(
+        sample_path() / "runbooks",
+        graph=svc.graph,
+        vectors=svc.vectors,
+        embedder=svc.embedder,
+        known_services=svc.graph.services(),
+    )
+
+
+def import_sample(svc: Services) -> None:
+    """The bundled Nezha sample, then its runbooks, into `svc`."""
+    from ingest.importers import import_nezha
+    from samples import sample_path
+
+    import_nezha(svc.pipeline, sample_path() / "nezha")
+    import_sample_runbooks(svc)
+
+
 @pytest.fixture
 def open_fn(embedder: Embedder) -> Callable[[Settings], Services]:
     """Opens services the way the tests want them (for create_app and restarts)."""
@@ -145,7 +169,6 @@ class ImportedSample:
 def sample(tmp_path_factory: pytest.TempPathFactory, falkordb_url: str) -> Iterator[ImportedSample]:
     """The sample imported once for the module (services closed after, graph dropped at the end)."""
     from ingest import nezha
-    from ingest.importers import import_nezha, import_runbooks
     from retrieval.embedders import HashingEmbedder
     from samples import sample_path
 
@@ -160,15 +183,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory, falkordb_url: str) -> Itera
     )
     svc = open_test_services(settings, HashingEmbedder(384))
     try:
-        import_nezha(svc.pipeline, sample_path() / "nezha")
-        assert svc.graph is not None
-        import_runbooks(
-            sample_path() / "runbooks",
-            graph=svc.graph,
-            vectors=svc.vectors,
-            embedder=svc.embedder,
-            known_services=svc.graph.services(),
-        )
+        import_sample(svc)
     finally:
         svc.close()
     (fault,) = nezha.load_faults(nezha.plan(sample_path() / "nezha"))

@@ -70,22 +70,15 @@ class Console:
 
 def _import_sample(settings: Settings, embedder: Any) -> tuple[int, str]:
     from ingest import nezha
-    from ingest.importers import import_nezha, import_runbooks
+    from ingest.importers import import_nezha
     from samples import sample_path
-    from tests.conftest import open_test_services
+    from tests.conftest import import_sample_runbooks, open_test_services
 
     svc = open_test_services(settings, embedder)
     try:
         import_nezha(svc.pipeline, sample_path() / "nezha")
         ingest_chain(svc.pipeline)
-        assert svc.graph is not None
-        import_runbooks(
-            sample_path() / "runbooks",
-            graph=svc.graph,
-            vectors=svc.vectors,
-            embedder=svc.embedder,
-            known_services=svc.graph.services(),
-        )
+        import_sample_runbooks(svc)
     finally:
         svc.close()
     (fault,) = nezha.load_faults(nezha.plan(sample_path() / "nezha"))

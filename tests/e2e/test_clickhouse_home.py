@@ -22,7 +22,7 @@ from api.wiring import Services
 from core.settings import Settings
 from core.timeutil import NS, now_ns
 from tests.cli import DEVMESH, env_of
-from tests.conftest import ImportedSample, drop_graph, open_test_services
+from tests.conftest import ImportedSample, drop_graph, import_sample, open_test_services
 
 pytest.importorskip("chdb", reason="chdb is not installed (pip install 'devmesh[clickhouse]')")
 
@@ -32,9 +32,7 @@ def chdb_home(
     sample: ImportedSample, tmp_path_factory: pytest.TempPathFactory, falkordb_url: str
 ) -> Iterator[Settings]:
     """The same sample imported, the same way, into a home whose events are in a chDB folder."""
-    from ingest.importers import import_nezha, import_runbooks
     from retrieval.embedders import HashingEmbedder
-    from samples import sample_path
 
     home = tmp_path_factory.mktemp("chdb_home")
     settings = sample.settings.model_copy(
@@ -51,15 +49,7 @@ def chdb_home(
     svc = open_test_services(settings, HashingEmbedder(384))
     try:
         assert svc.events.stats()["where"] == str(home / "events")
-        import_nezha(svc.pipeline, sample_path() / "nezha")
-        assert svc.graph is not None
-        import_runbooks(
-            sample_path() / "runbooks",
-            graph=svc.graph,
-            vectors=svc.vectors,
-            embedder=svc.embedder,
-            known_services=svc.graph.services(),
-        )
+        import_sample(svc)
     finally:
         svc.close()
     yield settings

@@ -32,10 +32,8 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from graph.dump import export_graph
 from graph.schema import NODE_KEYS
-from ingest.importers import import_nezha, import_runbooks
 from retrieval.embedders import HashingEmbedder
-from samples import sample_path
-from tests.conftest import drop_graph, free_port, open_test_services
+from tests.conftest import drop_graph, free_port, import_sample, open_test_services
 from tests.fakes.qdrant_rest import QdrantRestServer
 
 HOSTILE = 'x"}) MATCH (n) DETACH DELETE n //`\x00 $param {{}}'
@@ -91,15 +89,8 @@ def points(svc: Services) -> dict[str, dict[str, Any]]:
 
 def filled(settings: Settings) -> Services:
     svc = open_test_services(settings, HashingEmbedder(384))
-    import_nezha(svc.pipeline, sample_path() / "nezha")
+    import_sample(svc)
     assert svc.graph is not None
-    import_runbooks(
-        sample_path() / "runbooks",
-        graph=svc.graph,
-        vectors=svc.vectors,
-        embedder=svc.embedder,
-        known_services=svc.graph.services(),
-    )
     svc.graph.upsert_templates([{"template_id": "hostile", "text": HOSTILE, "service": HOSTILE, "count": 1}])
     return svc
 

@@ -24,11 +24,10 @@ from core.incident import InvestigationRequest
 from core.settings import Settings
 from core.timeutil import NS, now_ns
 from ingest import nezha
-from ingest.importers import import_nezha, import_runbooks
 from retrieval.embedders import HashingEmbedder
 from retrieval.events import EventStore
 from samples import sample_path
-from tests.conftest import ImportedSample, open_test_services
+from tests.conftest import ImportedSample, import_sample, open_test_services
 
 HOUR = 3600 * NS
 
@@ -204,15 +203,7 @@ def test_backup_restored_into_a_fresh_home_answers_the_same(tmp_path: Path, sett
     src = embedded(settings, tmp_path / "src")
     svc = open_test_services(src, HashingEmbedder(384))
     try:
-        import_nezha(svc.pipeline, sample_path() / "nezha")
-        assert svc.graph is not None
-        import_runbooks(
-            sample_path() / "runbooks",
-            graph=svc.graph,
-            vectors=svc.vectors,
-            embedder=svc.embedder,
-            known_services=svc.graph.services(),
-        )
+        import_sample(svc)
         (src.home / "keys.json").write_text('{"keys": []}\n')
         (src.home / "audit.jsonl").write_text('{"who": "local"}\n')
         (fault,) = nezha.load_faults(nezha.plan(sample_path() / "nezha"))
