@@ -22,6 +22,7 @@ from retrieval.collections import INCIDENTS, TEMPLATES
 from retrieval.events.factory import namespaced_database, open_event_store
 from retrieval.vector_factory import open_vector_store
 from retrieval.vectors import VectorPoint
+from tests.conftest import drop_graph
 from tests.fakes.clickhouse_http import StandIn
 
 T0 = 1_700_000_000 * 1_000_000_000
@@ -123,12 +124,7 @@ def test_two_deployments_share_the_servers_and_not_their_data(tmp_path: Path, fa
         assert "nsgraph" not in graphs
     finally:
         for name in ("blue_nsgraph", "green_nsgraph"):
-            conn = connect_url(falkordb_url, name)
-            try:
-                if name in conn.db.list_graphs():
-                    conn.graph.delete()
-            finally:
-                conn.close()
+            drop_graph(falkordb_url, name)
 
 
 def test_vector_collections_per_namespace(tmp_path: Path) -> None:
