@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -215,18 +216,22 @@ def rank_incident(
         one = replace(o, scales_s=())
         edges = list(call_edges) if call_edges is not None else None
         scales = sorted(set(o.scales_s))
-        results = [
-            rank_incident(
+
+        def one_scale(width_s: int) -> RankingResult:
+            return rank_incident(
                 events,
-                alert_ns=end_ns - s * NS,
+                alert_ns=end_ns - width_s * NS,
                 service_hint=service_hint,
                 modalities=modalities,
                 call_edges=edges,
                 options=one,
                 end_ns=end_ns,
             )
-            for s in scales
-        ]
+
+        # the windows are ranked side by side: reads take cursors of their own, and the signals' arrays work
+        # outside the interpreter lock for much of the time
+        with ThreadPoolExecutor(max_workers=len(scales), thread_name_prefix="rank-scale") as pool:
+            results = list(pool.map(one_scale, scales))
         return combine_scales(results, edges, limit=o.rank.max_candidates, scales_s=scales)
     w = choose_windows(events, alert_ns, o, end_ns=end_ns)
     ranges = w.history_ranges()
