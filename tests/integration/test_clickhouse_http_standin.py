@@ -101,7 +101,8 @@ def test_what_clickhouse_connect_reads_and_writes(client: Any) -> None:
     assert client.server_version and client.ping()
     client.command(
         "CREATE TABLE IF NOT EXISTS t (id UInt32, name LowCardinality(String), note String, up String"
-        " MATERIALIZED upperUTF8(note)) ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 10"
+        " MATERIALIZED upperUTF8(note)) ENGINE = MergeTree ORDER BY id"
+        " SETTINGS non_replicated_deduplication_window = 10"
     )
     client.command("TRUNCATE TABLE t")
     client.insert("t", [[1, "a", "x\ty"], [2, "b", "é'"]], column_names=["id", "name", "note"])  # Native, lz4
