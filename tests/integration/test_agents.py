@@ -161,6 +161,7 @@ def test_evidence_only_run_is_recorded_step_by_step(sample: ImportedSample, svc:
         "alert_ns": sample.fault_ns,
         "end_ns": None,  # a start alone: the window runs while the telemetry keeps coming
         "lead_s": 0,
+        "onset_given": True,  # its start was given: one window
         "service_hint": sample.fault_service,
         "modalities": ["logs", "traces", "metrics"],
         "call_edges": len(calls),
