@@ -55,9 +55,13 @@ class Database:
         try:
             conn = duckdb.connect(str(self.path) if self.path else ":memory:")
             try:
-                if self.compact_dir is not None:  # allowed_directories can only be set before access is cut
+                # a second open in this process shares the first one's database, already cut off
+                setting = conn.execute("SELECT current_setting('enable_external_access')").fetchone()
+                open_to_files = setting is None or bool(setting[0])
+                if open_to_files and self.compact_dir is not None:  # settable only before access is cut
                     conn.execute("SET allowed_directories = [?]", [str(self.compact_dir) + os.sep])
-                conn.execute("SET enable_external_access = false")
+                if open_to_files:
+                    conn.execute("SET enable_external_access = false")
             except BaseException:
                 conn.close()
                 raise

@@ -721,6 +721,20 @@ def test_store_connection_cannot_touch_files(duck_filled: EventStore) -> None:
     assert duck_filled.sql("SELECT current_setting('enable_external_access')")[1] == [(False,)]
 
 
+def test_second_open_in_one_process_shares_the_locked_down_file(tmp_path: Path) -> None:
+    # the server holds the store while a CLI helper in the same process opens it again
+    from retrieval.events.db import Database
+
+    first = Database(tmp_path / "events.duckdb")
+    second = Database(tmp_path / "events.duckdb")
+    try:
+        with second.read() as cur:
+            assert cur.execute("SELECT current_setting('enable_external_access')").fetchone() == (False,)
+    finally:
+        second.close()
+        first.close()
+
+
 def test_sql_errors_are_invalid_input(filled: EventStore) -> None:  # both dialects
     for bad in ("", "SELEC 1", "SELECT * FROM no_such_table"):
         with pytest.raises(InvalidInput) as e:
