@@ -175,6 +175,29 @@ def keyset_clause(q: LogQuery, after: tuple[int, int], params: list[Any]) -> str
     return "ts_ns <= ? AND (ts_ns < ? OR event_id < ?)"
 
 
+PAGE_PROBE_S = 60
+"""Seconds of a query's range nearest where its page starts that are read first (`page_probe`)."""
+
+
+def page_probe(q: LogQuery, after: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The slice of `q`'s time range nearest where its next page starts, `PAGE_PROBE_S` long, when the range is
+    bounded and more than twice as wide (else None). Every line in it comes before every line outside it in the
+    query's order, so when it holds more than a page, the page is in it. Trace lookups have an index of their
+    own and are not narrowed."""
+    if q.trace_id is not None or q.start_ns is None or q.end_ns is None:
+        return None
+    width = PAGE_PROBE_S * 1_000_000_000
+    if q.order == "asc":
+        edge = q.start_ns if after is None else max(q.start_ns, after[0])
+        lo, hi = edge, min(q.end_ns, edge + width)
+    else:
+        edge = q.end_ns if after is None else min(q.end_ns, after[0] + 1)
+        lo, hi = max(q.start_ns, edge - width), edge
+    if hi - lo < width or q.end_ns - q.start_ns <= 2 * width:
+        return None
+    return lo, hi
+
+
 def matches(q: LogQuery, event: dict[str, Any]) -> bool:
     """Whether one stored line (as returned by the store) passes `q`'s filters; the same rules as SQL."""
     ts = event["ts_ns"]

@@ -37,6 +37,7 @@ from retrieval.events.query import (
     encode_cursor,
     in_clause,
     keyset_clause,
+    page_probe,
     where_clause,
 )
 from retrieval.events.readonly_sql import run_read_only
@@ -132,8 +133,28 @@ class EventStore(TemplateTables, Aggregations, Retention, KeywordSearch):
     # -- log queries ---------------------------------------------------------------------------
 
     def query_logs(self, q: LogQuery) -> LogPage:
-        """One page of log lines, keyset-paginated on (ts_ns, event_id) in the query's order."""
+        """One page of log lines, keyset-paginated on (ts_ns, event_id) in the query's order.
+
+        A page of a wide time range is looked for first in the `PAGE_PROBE_S` seconds nearest where the page
+        starts (the end of the range, newest first; its start, oldest first): when that slice holds more than a
+        page, those are the page, read from the row groups of one slice instead of the whole range's (their
+        time zone maps skip the rest). Otherwise the whole range is read."""
         after = decode_cursor(q)
+        probe = page_probe(q, after)
+        columns, rows = (
+            self._page(q.model_copy(update={"start_ns": probe[0], "end_ns": probe[1]}), after) if probe else ([], [])
+        )
+        if len(rows) <= q.limit:
+            columns, rows = self._page(q, after)
+        events = [log_row(columns, r) for r in rows[: q.limit]]
+        next_cursor = None
+        if len(rows) > q.limit:
+            last = events[-1]
+            next_cursor = encode_cursor(q, last["ts_ns"], last["event_id"])
+        return LogPage(events=events, next_cursor=next_cursor)
+
+    def _page(self, q: LogQuery, after: tuple[int, int] | None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """At most `q.limit + 1` rows under `q`'s filters after the cursor position `after`, in its order."""
         clauses, params = where_clause(q, skip_trace=True)
         if after is not None:
             clauses.append(keyset_clause(q, after, params))
@@ -145,16 +166,10 @@ class EventStore(TemplateTables, Aggregations, Retention, KeywordSearch):
             # other filters or a top-N in the same scan it would read the whole table.
             source = "(WITH t AS MATERIALIZED (SELECT * FROM logs WHERE trace_id = ?) SELECT * FROM t)"
             params.insert(0, q.trace_id)
-        columns, rows = self._db.all(
+        return self._db.all(
             f"SELECT {LOG_SELECT} FROM {source} {where} ORDER BY ts_ns {direction}, event_id {direction} LIMIT ?",
             [*params, q.limit + 1],
         )
-        events = [log_row(columns, r) for r in rows[: q.limit]]
-        next_cursor = None
-        if len(rows) > q.limit:
-            last = events[-1]
-            next_cursor = encode_cursor(q, last["ts_ns"], last["event_id"])
-        return LogPage(events=events, next_cursor=next_cursor)
 
     def trace_spans(self, trace_id: str) -> list[dict[str, Any]]:
         """All stored spans of a trace, by start time."""

@@ -721,6 +721,32 @@ def test_store_connection_cannot_touch_files(duck_filled: EventStore) -> None:
     assert duck_filled.sql("SELECT current_setting('enable_external_access')")[1] == [(False,)]
 
 
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("layout", ["dense", "sparse at the start", "sparse at the end", "few at the edges"])
+def test_pages_of_a_wide_range_are_those_of_a_full_read(store: EventStore, order: str, layout: str) -> None:
+    # A page is looked for first in the minute nearest its start (`page_probe`): whether that minute holds a
+    # page or not, every page must be the one a read of the whole range gives.
+    span = {
+        "dense": range(0, 1200, 2),
+        "sparse at the start": range(0, 50),
+        "sparse at the end": range(1150, 1200),
+        "few at the edges": [*range(0, 6), *range(200, 1000, 2), *range(1194, 1200)],  # fewer than a page each
+    }
+    rows = [log(t / 2, f"line {t}", service="ts-seat-service" if t % 4 else "ts-order-service") for t in span[layout]]
+    assert store.append_logs(table(rows)).inserted == len(rows)
+    want = [r["message"] for r in sorted(rows, key=lambda r: r["ts_ns"], reverse=order == "desc")]
+    want = [m for m in want if int(m.split()[1]) % 4]
+    q = LogQuery(start_ns=s(-1), end_ns=s(601), service="ts-seat-service", order=order, limit=7)  # type: ignore[arg-type]
+    got: list[str] = []
+    while True:
+        page = store.query_logs(q)
+        got += messages(page.events)
+        if page.next_cursor is None:
+            break
+        q = q.model_copy(update={"cursor": page.next_cursor})
+    assert got == want
+
+
 def test_second_open_in_one_process_shares_the_locked_down_file(tmp_path: Path) -> None:
     # the server holds the store while a CLI helper in the same process opens it again
     from retrieval.events.db import Database
