@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.errors import InvalidInput, NotFound
 from core.telemetry import Level
 from core.timeutil import parse_time_arg
+from retrieval.events.schema import log_row
 
 LEVEL_ORDER: tuple[str, ...] = tuple(level.value for level in Level)
 
@@ -173,6 +174,17 @@ def keyset_clause(q: LogQuery, after: tuple[int, int], params: list[Any]) -> str
     if q.order == "asc":
         return "ts_ns >= ? AND (ts_ns > ? OR event_id > ?)"
     return "ts_ns <= ? AND (ts_ns < ? OR event_id < ?)"
+
+
+def log_page(q: LogQuery, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> LogPage:
+    """The page of `q` from the at most `q.limit + 1` rows read for it (one more than a page says there is a
+    next one)."""
+    events = [log_row(list(columns), r) for r in rows[: q.limit]]
+    next_cursor = None
+    if len(rows) > q.limit:
+        last = events[-1]
+        next_cursor = encode_cursor(q, last["ts_ns"], last["event_id"])
+    return LogPage(events=events, next_cursor=next_cursor)
 
 
 PAGE_PROBE_S = 60

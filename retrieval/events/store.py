@@ -34,15 +34,15 @@ from retrieval.events.query import (
     LogPage,
     LogQuery,
     decode_cursor,
-    encode_cursor,
     in_clause,
     keyset_clause,
+    log_page,
     page_probe,
     where_clause,
 )
 from retrieval.events.readonly_sql import run_read_only
 from retrieval.events.retention import Retention
-from retrieval.events.schema import LOG_SELECT, SPAN_SELECT, json_or_text, log_row, normalize
+from retrieval.events.schema import LOG_SELECT, SPAN_SELECT, json_or_text, normalize
 from retrieval.events.templates import TemplateTables
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,7 @@ class EventStore(TemplateTables, Aggregations, Retention, KeywordSearch):
         )
         if len(rows) <= q.limit:
             columns, rows = self._page(q, after)
-        events = [log_row(columns, r) for r in rows[: q.limit]]
-        next_cursor = None
-        if len(rows) > q.limit:
-            last = events[-1]
-            next_cursor = encode_cursor(q, last["ts_ns"], last["event_id"])
-        return LogPage(events=events, next_cursor=next_cursor)
+        return log_page(q, columns, rows)
 
     def _page(self, q: LogQuery, after: tuple[int, int] | None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """At most `q.limit + 1` rows under `q`'s filters after the cursor position `after`, in its order."""

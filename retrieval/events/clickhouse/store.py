@@ -38,8 +38,8 @@ from retrieval.events.clickhouse.retention import ClickHouseRetention
 from retrieval.events.clickhouse.schema import SCHEMA_VERSION, ddl
 from retrieval.events.clickhouse.state import ClickHouseDocStore, ClickHouseKeyValueStore, Versions
 from retrieval.events.clickhouse.templates import ClickHouseTemplates
-from retrieval.events.query import LogPage, LogQuery, decode_cursor, encode_cursor
-from retrieval.events.schema import LOG_SELECT, SPAN_SELECT, json_or_text, log_row, normalize
+from retrieval.events.query import LogPage, LogQuery, decode_cursor, log_page
+from retrieval.events.schema import LOG_SELECT, SPAN_SELECT, json_or_text, normalize
 from retrieval.events.store import AppendResult, _first_of_each_id, _sorted_by
 
 log = logging.getLogger(__name__)
@@ -173,12 +173,7 @@ class ClickHouseEventStore(ClickHouseTemplates, ClickHouseAggregations, ClickHou
             f" LIMIT {b.bind(q.limit + 1, 'UInt64')}",
             b.params,
         )
-        events = [log_row(columns, r) for r in rows[: q.limit]]
-        next_cursor = None
-        if len(rows) > q.limit:
-            last = events[-1]
-            next_cursor = encode_cursor(q, last["ts_ns"], last["event_id"])
-        return LogPage(events=events, next_cursor=next_cursor)
+        return log_page(q, columns, rows)
 
     def trace_spans(self, trace_id: str) -> list[dict[str, Any]]:
         """All stored spans of a trace, by start time."""
