@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.investigate import Investigation, InvestigationEvent
+from api.sql_limits import MAX_SQL_CHARS, MAX_SQL_ROWS
 from core.explanation import Explanation
 from core.incident import Feedback, Incident, IncidentStatus, InvestigationRequest
 from detect.node_changes import MetricShift
@@ -25,11 +26,6 @@ from ingest.batch import Kind
 from ingest.pipeline import IngestReport
 from retrieval.events import LogPage, LogQuery
 from retrieval.search import SearchResult
-
-MAX_SQL_ROWS = 10_000
-"""Most rows one read-only SQL statement returns (the CLI's --limit and GET /query/sql's limit)."""
-MAX_SQL_CHARS = 4000
-"""Longest read-only SQL statement: it travels in a URL (GET /query/sql), at most 3 bytes a character encoded."""
 
 __all__ = [
     "MAX_SQL_CHARS",

@@ -17,14 +17,8 @@ from typing import Any
 import typer
 
 from api.cli.common import JsonOpt, console, emit, progress, state
-from api.measure.bench_backup import run_backup_bench
-from api.measure.bench_chat import run_chat_bench
-from api.measure.bench_explain import run_explain_bench
-from api.measure.bench_ingest import run_ingest_bench
-from api.measure.bench_query import run_query_bench
-from api.wiring import open_services
-from ingest.nezha import plan
-from samples import sample_path
+
+# each benchmark imports its harness (and the engines) in its body: `devmesh` starts without them
 
 bench_app = typer.Typer(help="Benchmarks (throughput, latency, memory); JSON results with --json.")
 
@@ -44,6 +38,10 @@ def bench_ingest(
     as_json: bool = JsonOpt,
 ) -> None:
     """End-to-end ingest throughput (parse, template, dedup, store, embed new templates) and peak RSS."""
+    from api.measure.bench_ingest import run_ingest_bench
+    from api.wiring import open_services
+    from ingest.nezha import plan
+
     total = len([f for f in plan(directory).files if f.kind in ("logs", "spans")])
     with progress(not as_json) as bar:
         task = bar.add_task("bench ingest", total=total, status="")
@@ -67,6 +65,9 @@ def bench_query(
     as_json: bool = JsonOpt,
 ) -> None:
     """Query and semantic-search latency over a temporary store filled with EVENTS synthetic events."""
+    from api.measure.bench_query import run_query_bench
+    from api.wiring import open_services
+
     if backend not in ("duckdb", "chdb"):
         raise typer.BadParameter("duckdb or chdb", param_hint="--backend")
     settings = state(ctx).settings
@@ -107,6 +108,9 @@ def bench_explain(
     as_json: bool = JsonOpt,
 ) -> None:
     """POST /explain latency (p50, p95) in evidence-only mode on an imported Nezha case, and peak RSS."""
+    from api.measure.bench_explain import run_explain_bench
+    from samples import sample_path
+
     if client not in ("uvicorn", "testclient"):
         raise typer.BadParameter("uvicorn or testclient", param_hint="--client")
     result = run_explain_bench(
@@ -133,6 +137,8 @@ def bench_chat(
     as_json: bool = JsonOpt,
 ) -> None:
     """Chat bot latency on 127.0.0.1: slash command to acknowledgement (Slack wants < 3 s) and to the answer."""
+    from api.measure.bench_chat import run_chat_bench
+
     result = run_chat_bench(
         requests=requests, concurrency=concurrency, explain_ms=explain_ms, workers=workers, closed_loop=closed_loop
     )
@@ -173,5 +179,8 @@ def bench_backup(
 
     Run it on a home not held by `devmesh serve` (e.g. a Nezha day imported with `devmesh import nezha`).
     """
+    from api.measure.bench_backup import run_backup_bench
+    from api.wiring import open_services
+
     result = run_backup_bench(state(ctx).settings, open_services, keep_hours=keep_hours)
     emit(result, as_json, _print)

@@ -9,20 +9,20 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.cli.serve_file import live_server, read
-from api.engine_port import EnginePort
-from api.http_port import HttpPort
-from api.port import DevMeshPort
-from api.wiring import Services, open_services
 from core.errors import EngineUnavailable
 from core.redaction import RedactUrls, redact_url
 from core.settings import Settings
+
+if TYPE_CHECKING:  # the engines, agents and HTTP client load in the commands that use them, not on start-up
+    from api.port import DevMeshPort
+    from api.wiring import Services
 
 console = Console()
 err_console = Console(stderr=True)
@@ -84,10 +84,14 @@ def connect(ctx: typer.Context, *, graph: bool = True, vectors: bool = True) -> 
     st = state(ctx)
     url = st.server_url()
     if url is not None:
+        from api.http_port import HttpPort
+
         key = st.settings.api_key
         with HttpPort(url, key.get_secret_value() if key is not None else None) as port:
             yield port
         return
+    from api.engine_port import EnginePort
+
     with opened(ctx, graph=graph, vectors=vectors) as svc:
         yield EnginePort(svc)
 
@@ -103,6 +107,8 @@ def opened(ctx: typer.Context, *, graph: bool = True, vectors: bool = True) -> I
             f"{st.settings.home}: stop that server and run it again, or send the data through the server's API "
             f"({redact_url(url)}/docs)"
         )
+    from api.wiring import open_services
+
     try:
         svc = open_services(st.settings, graph=graph, vectors=vectors)
     except EngineUnavailable as exc:

@@ -7,22 +7,22 @@ import contextlib
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from api.cli import export_cmds
 from api.cli.common import JsonOpt, connect, console, emit, err_console, opened, progress, state
-from api.port import DevMeshPort
 from core.errors import InvalidInput
 from core.timeutil import now_ns
-from ingest.batch import Kind
-from ingest.devmesh_json import EventError, Limits, ParsedEvents, events_of, parse_events
-from ingest.feed import FeedOptions, FeedReport, LineFormat, RowSink, feed_lines
-from ingest.importers import import_nezha, import_runbooks
-from ingest.jsonlines import Readable, loads, numbered_lines, open_input
-from ingest.pipeline import IngestReport
-from ingest.topology_yaml import read_topology
+
+if TYPE_CHECKING:  # the ingest pipeline (pyarrow, the event store) loads in the commands that use it
+    from api.port import DevMeshPort
+    from ingest.batch import Kind
+    from ingest.devmesh_json import EventError, Limits, ParsedEvents
+    from ingest.feed import FeedReport, LineFormat, RowSink
+    from ingest.jsonlines import Readable
+    from ingest.pipeline import IngestReport
 
 import_app = typer.Typer(help="Import data sets: a Nezha-layout folder, Markdown runbooks, a declared topology.")
 
@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _limits(ctx: typer.Context) -> Limits:
+    from ingest.devmesh_json import Limits
+
     s = state(ctx).settings
     return Limits(s.max_batch_events, s.max_message_chars, s.min_timestamp_year, s.max_future_skew_s)
 
@@ -63,6 +65,9 @@ def ingest(
     Files may be gzip. Invalid events are reported by index or line, and the rest stored.
     Exit status: 0 all stored, 2 some events rejected, 1 nothing could be read.
     """
+    from ingest.feed import LineFormat
+    from ingest.jsonlines import open_input
+
     with contextlib.closing(open_input(sys.stdin.buffer if file == "-" else Path(file))) as stream:
         if fmt == Format.json:
             data = _ingest_json(ctx, stream.read(), batch_size, as_json)
@@ -82,6 +87,9 @@ def _ingest_lines(
 ) -> dict[str, Any]:
     """Line formats, streamed a batch at a time: journald through the port (parsed here, then a running
     server's POST /ingest/logs, or the home's pipeline), OTLP through the home's pipeline only."""
+    from ingest.feed import FeedOptions, LineFormat, feed_lines
+    from ingest.jsonlines import numbered_lines
+
     opts = FeedOptions.from_settings(state(ctx).settings, batch_rows=batch_size)
     lines = numbered_lines(stream, opts.max_line_bytes)
     with progress(not as_json) as bar:
@@ -118,6 +126,9 @@ class _PortSink:
 
 def _ingest_json(ctx: typer.Context, raw: bytes, batch_size: int, as_json: bool) -> dict[str, Any]:
     """A DevMesh JSON batch, or JSON Lines of events."""
+    from ingest.devmesh_json import parse_events
+    from ingest.pipeline import IngestReport
+
     limits = _limits(ctx)
     total = IngestReport(kind="logs")
     items, line_of, bad_lines = _read_json(raw)
@@ -141,6 +152,9 @@ def _read_json(raw: bytes) -> tuple[list[Any], list[int] | None, list[EventError
 
     Returns (events, line number of each event or None for a batch, errors of lines that are not JSON).
     """
+    from ingest.devmesh_json import EventError, events_of
+    from ingest.jsonlines import loads
+
     try:
         return events_of(loads(raw)), None, []
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -163,6 +177,8 @@ def _read_json(raw: bytes) -> tuple[list[Any], list[int] | None, list[EventError
 
 def _on_line(e: EventError, line: int) -> EventError:
     """An event error of JSON Lines input, named by its line ('line 3.timestamp')."""
+    from ingest.devmesh_json import EventError
+
     return EventError(line, e.field.replace(f"events[{e.index}]", f"line {line}", 1), e.problem)
 
 
@@ -197,6 +213,8 @@ def import_nezha_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import a Nezha fault-injection data set: logs, spans and per-pod metrics, then the call graph."""
+    from ingest.importers import import_nezha
+
     kinds = [k for k, off in (("logs", no_logs), ("spans", no_traces), ("metrics", no_metrics)) if not off]
     with opened(ctx) as svc, progress(not as_json) as bar:
         task = bar.add_task("import nezha", total=None, status="")
@@ -218,6 +236,8 @@ def import_runbooks_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import Markdown runbooks: split into sections, embedded, linked to the alerts and services they name."""
+    from ingest.importers import import_runbooks
+
     with opened(ctx) as svc, progress(not as_json) as bar:
         task = bar.add_task("import runbooks", total=None, status="")
         report = import_runbooks(
@@ -239,6 +259,8 @@ def import_topology_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import a declared topology (services, calls, pods and nodes) into the graph."""
+    from ingest.topology_yaml import read_topology
+
     topo = read_topology(file)
     with opened(ctx, vectors=False) as svc:
         assert svc.graph is not None

@@ -9,24 +9,19 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from agents.investigate import detection_context, investigate
 from api.cli.common import JsonOpt, console, emit, progress, state
-from api.render.terminal import terminal_renderable
-from api.wiring import Services, open_services
 from core.errors import InvalidInput
-from core.incident import InvestigationRequest
 from core.settings import Settings
-from detect.runner import DetectOptions, replay
-from graph.server import EmbeddedFalkorDB
-from ingest.importers import import_nezha, import_runbooks
-from samples import sample_path
+
+if TYPE_CHECKING:  # the engines and the agents load when the demo runs
+    from api.wiring import Services
 
 MARKER = ".devmesh-demo"
 """A file in the demo home: the folder is the demo's to delete."""
@@ -49,6 +44,14 @@ def demo(
 
     Each run starts from an empty demo home on the embedded engines, so it prints the same report every time.
     """
+    from agents.investigate import detection_context, investigate
+    from api.render.terminal import terminal_renderable
+    from api.wiring import open_services
+    from core.incident import InvestigationRequest
+    from detect.runner import DetectOptions, replay
+    from ingest.importers import import_nezha, import_runbooks
+    from samples import sample_path
+
     base = state(ctx).settings
     settings = demo_settings(base, home)
     fresh_home(settings, default=home is None)
@@ -117,6 +120,8 @@ def fresh_home(settings: Settings, *, default: bool) -> None:
 
     A folder that holds something else is refused: one with the marker, an empty one, and (for the default
     DEVMESH_HOME/demo) a DevMesh home an earlier demo left are emptied."""
+    from graph.server import EmbeddedFalkorDB
+
     home = settings.home
     if home.exists():
         ours = (home / MARKER).is_file() or not any(home.iterdir()) or (default and settings.events_path.is_file())

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from api.cli.common import JsonOpt, connect, console, emit, state
-from api.engine_port import EnginePort
-from api.notify import notifier_from_settings
 from core.timeutil import now_ns, parse_duration, parse_time_arg
-from detect.runner import DetectOptions
+
+if TYPE_CHECKING:  # detection (and the engines) load when the command runs
+    from detect.runner import DetectOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +31,8 @@ def detect(
     as_json: bool = JsonOpt,
 ) -> None:
     """Find anomalous services in the last window, open or update incidents, explain them and notify."""
+    from detect.runner import DetectOptions
+
     opt = DetectOptions(window_s=int(parse_duration(window).total_seconds()), explain=not no_explain)
     interval = parse_duration(every).total_seconds() if every else 0.0
     if server:
@@ -48,6 +50,9 @@ def detect(
 
 def _run(ctx: typer.Context, end: int, opt: DetectOptions) -> dict[str, Any]:
     """One run through the port: a server (it notifies as its settings say) or the home's engines."""
+    from api.engine_port import EnginePort
+    from api.notify import notifier_from_settings
+
     with connect(ctx) as port:
         if isinstance(port, EnginePort):  # the engines of this home: announce as this user's settings say
             port.notify = notifier_from_settings(port.svc.settings)

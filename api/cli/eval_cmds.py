@@ -15,17 +15,12 @@ from rich.table import Table
 
 from api.cli.common import JsonOpt, console, emit, err_console, progress, state
 from api.cli.eval_explain_cmds import explain_app
-from api.measure.eval_cases import evaluate_detect_cases, evaluate_rca_cases, find_cases
-from api.measure.eval_detect import evaluate_detect_nezha
-from api.measure.eval_rca import evaluate_rca_nezha
-from api.measure.nezha_cases import MODALITIES, CaseSpec, make_nezha_cases
-from api.wiring import open_services
+from api.measure.modalities import MODALITIES
 from core.errors import InvalidInput
 from core.timeutil import NS, parse_duration
-from detect.rank.windows import IncidentOptions
-from ingest.nezha import load_faults, plan
-from ingest.templates.scoring import DEFAULT_BATCH, evaluate_templates
-from retrieval.embedder_factory import make_embedder
+from ingest.templates.scoring import DEFAULT_BATCH
+
+# each evaluation imports its harness (and the engines) in its body: `devmesh` starts without them
 
 eval_app = typer.Typer(help="Accuracy evaluations on labelled data sets; JSON results with --json.")
 rca_app = typer.Typer(help="Root-cause ranking accuracy on labelled fault-injection data sets.")
@@ -58,6 +53,8 @@ def eval_templates(
     as_json: bool = JsonOpt,
 ) -> None:
     """Grouping accuracy of the template miner per system (Loghub definition) and the average."""
+    from ingest.templates.scoring import evaluate_templates
+
     result = evaluate_templates(
         directory,
         systems=system or None,
@@ -114,6 +111,11 @@ def eval_rca_nezha(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import DIR, rank each labelled fault from its start time alone (as POST /explain would), score."""
+    from api.measure.eval_rca import evaluate_rca_nezha
+    from api.wiring import open_services
+    from detect.rank.windows import IncidentOptions
+    from ingest.nezha import load_faults, plan
+
     settings = state(ctx).settings
     mods = [m for m, off in (("logs", no_logs), ("traces", no_traces), ("metrics", no_metrics)) if not off]
     if not mods:
@@ -150,6 +152,9 @@ def eval_detect_nezha(
     as_json: bool = JsonOpt,
 ) -> None:
     """Replay detection once a minute over the data; faults detected within 3 minutes, top-1, false incidents."""
+    from api.measure.eval_detect import evaluate_detect_nezha
+    from api.wiring import open_services
+
     with tempfile.TemporaryDirectory(prefix="devmesh-eval-") as tmp, progress(not as_json) as bar:
         settings = state(ctx).settings.model_copy(update={"home": home or Path(tmp)})
         task = bar.add_task("detect", total=None, status="")
@@ -185,6 +190,9 @@ def make_cases_nezha(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import SRC once, then export each labelled fault as a case bundle (truth.json from the label)."""
+    from api.measure.nezha_cases import CaseSpec, make_nezha_cases
+    from ingest.nezha import load_faults, plan
+
     name = system or src.resolve().name.removeprefix("nezha-")
     spec = CaseSpec(
         system=name,
@@ -240,6 +248,9 @@ def eval_rca_cases(
     """Replay each bundle into a fresh home, explain it as POST /explain would (evidence-only), score the
     ranking against truth.json: AC@1/3/5, Avg@5, fault-kind accuracy, per system and kind. Exit 2 when some
     bundles could not be scored (listed under errors)."""
+    from api.measure.eval_cases import evaluate_rca_cases, find_cases
+    from retrieval.embedder_factory import make_embedder
+
     settings = state(ctx).settings
     total = len(find_cases(directory))
     with tempfile.TemporaryDirectory(prefix="devmesh-eval-embedder-") as tmp, progress(not as_json) as bar:
@@ -291,6 +302,8 @@ def eval_detect_cases(
 ) -> None:
     """Replay scheduled detection once a minute over each bundle's telemetry (each in a fresh home): detected
     within 3 minutes of the fault, the root cause on the incident, false incidents before it."""
+    from api.measure.eval_cases import evaluate_detect_cases, find_cases
+
     settings = state(ctx).settings
     total = len(find_cases(directory))
     with progress(not as_json) as bar:

@@ -10,10 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from agents.llm_factory import make_llm
 from api.cli.common import JsonOpt, console, emit, err_console, progress, state
-from api.measure.eval_cases import find_cases
-from api.measure.eval_explain import evaluate_explain_cases
 
 explain_app = typer.Typer(
     help="Written explanations of the configured language model (OLLAMA_HOST or DEVMESH_LLM_URL)."
@@ -49,6 +46,10 @@ def eval_explain_cases(
     as_json: bool = JsonOpt,
 ) -> None:
     """Replay each bundle, explain it with the configured model (streamed), and measure the written answer."""
+    from agents.llm_factory import make_llm
+    from api.measure.eval_cases import find_cases
+    from api.measure.eval_explain import evaluate_explain_cases
+
     settings = state(ctx).settings
     llm = make_llm(settings)
     if llm is None:

@@ -10,7 +10,6 @@ import typer
 from api.cli.common import JsonOpt, console, emit, opened, progress
 from core.errors import InvalidInput
 from core.timeutil import NS, parse_duration, parse_time_arg
-from ingest.cases import ExportSpec, export_case
 
 export_app = typer.Typer(help="Export data: an incident as a case bundle to replay, share or score.")
 
@@ -42,6 +41,8 @@ def export_case_cmd(
 ) -> None:
     """Write an incident as a case bundle: case.json, telemetry/ (OTLP/JSON lines for logs, spans and
     metrics, journald lines where that was the source, topology.yaml), and truth.json with --truth."""
+    from ingest.cases import ExportSpec, export_case
+
     spec = ExportSpec(
         at_ns=parse_time_arg(at),
         before_ns=_ns(before, "--before"),

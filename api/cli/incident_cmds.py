@@ -6,20 +6,19 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Group, RenderableType
 from rich.text import Text
 
 from api.cli.common import JsonOpt, connect, console, emit
-from api.render.markdown import to_markdown
-from api.render.terminal import Indented, evidence_lines, one_line, terminal_renderable
-from api.render.text import plain, to_json
 from core.errors import InvalidInput
-from core.explanation import EvidenceItem, Explanation
 from core.incident import AlertIn, Feedback, IncidentStatus, InvestigationRequest
 from core.timeutil import iso, parse_time_arg
+
+if TYPE_CHECKING:  # the renderers (and the graph types they show) load when something is shown
+    from core.explanation import Explanation
 
 SOURCE = "cli"
 
@@ -39,6 +38,10 @@ def register(app: typer.Typer) -> None:
 
 
 def show_explanation(expl: Explanation, fmt: Format) -> None:
+    from api.render.markdown import to_markdown
+    from api.render.terminal import terminal_renderable
+    from api.render.text import to_json
+
     if fmt == Format.json:
         print(to_json(expl))
     elif fmt == Format.markdown:
@@ -103,6 +106,9 @@ def read_alert(source: str) -> AlertIn:
 
 def evidence(ctx: typer.Context, incident_id: str = typer.Argument(...), as_json: bool = JsonOpt) -> None:
     """The fused evidence list (graph and vector, reranked) behind an incident's explanation."""
+    from api.render.terminal import evidence_lines
+    from core.explanation import EvidenceItem
+
     with connect(ctx) as port:
         expl = port.latest_explanation(port.incident(incident_id))
     items = [e.model_dump(mode="json") for e in expl.evidence] if expl else []
@@ -126,6 +132,9 @@ def list_cmd(
 
     def render(data: list[dict[str, Any]]) -> None:
         """Each incident: id, status, start and source on one line; its root cause and title below it."""
+        from api.render.terminal import Indented, one_line
+        from api.render.text import plain
+
         lines: list[RenderableType] = []
         for i in data:
             head = f"{plain(i['id'])}  {i['status']:<8} {iso(i['alert_ns'])}  {plain(i['source'])}"

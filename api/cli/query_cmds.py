@@ -10,10 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from api.cli.common import JsonOpt, connect, console, emit
-from api.port import MAX_SQL_ROWS
-from api.render.terminal import Indented, one_line
-from api.render.text import plain
-from retrieval.events import query_from_args
+from api.sql_limits import MAX_SQL_ROWS
+
+# the event store's query model and the renderers load in the commands that use them
 
 query_app = typer.Typer(help="Query stored telemetry: log lines with filters, or read-only SQL.")
 search_app = typer.Typer(help="Semantic search over log templates (keywords while the vectors are down).")
@@ -65,6 +64,8 @@ def query_logs_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Log lines matching the filters, newest first, a page at a time."""
+    from retrieval.events import query_from_args
+
     q = query_from_args(
         _OPTION_OF,
         since=since,
@@ -86,6 +87,9 @@ def query_logs_cmd(
 
 def _render_logs(page: dict[str, Any]) -> None:
     """Each line: time, level and service, then the message below it."""
+    from api.render.terminal import Indented, one_line
+    from api.render.text import plain
+
     lines: list[RenderableType] = []
     for e in page["events"]:
         lines.append(one_line(f"{e['ts']} {e['level']:<5} {plain(e['service'])}", style="bold"))
@@ -134,6 +138,8 @@ def search_logs_cmd(
     """Log templates closest in meaning to TEXT, with scores, counts and example lines. While the vector store or
     the embedder is down, keyword matches from the event store instead, with a note saying so (--json: `mode`
     is text_fallback and `note` says why and how they were scored)."""
+    from retrieval.events import query_from_args
+
     filters = query_from_args(_OPTION_OF, since=since, until=until, service=service, host=host, level=level)
     with connect(ctx) as port:
         result = port.search_templates(text, filters, limit=limit)
@@ -143,6 +149,9 @@ def search_logs_cmd(
 def _render_search(r: dict[str, Any]) -> None:
     """The note of a degraded answer first; each template: score, count and level, then its text and an example
     line below it."""
+    from api.render.terminal import Indented, one_line
+    from api.render.text import plain
+
     lines: list[RenderableType] = []
     if r.get("note"):
         lines.append(Text(plain(r["note"], 600), style="yellow"))

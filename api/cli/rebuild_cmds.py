@@ -8,7 +8,6 @@ from typing import Any
 import typer
 
 from api.cli.common import JsonOpt, console, emit, opened, progress
-from ingest.repair import rebuild_graph, rebuild_vectors
 
 rebuild_app = typer.Typer(
     help="Rebuild a derived store (the graph, the vectors) from the stored events. Safe to run again.",
@@ -30,6 +29,8 @@ def rebuild_graph_cmd(
 ) -> None:
     """Write into the graph every pod placement, EMITS edge and CALLS edge the stored events imply;
     settles the owed graph writes."""
+    from ingest.repair import rebuild_graph
+
     with opened(ctx, vectors=False) as svc, progress(not as_json) as bar:
         task = bar.add_task("rebuild graph", total=None, status="templates")
         report = rebuild_graph(
@@ -41,6 +42,8 @@ def rebuild_graph_cmd(
 @rebuild_app.command("vectors")
 def rebuild_vectors_cmd(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Embed every stored template again and upsert its vector (same ids: nothing is doubled)."""
+    from ingest.repair import rebuild_vectors
+
     with opened(ctx, graph=False) as svc, progress(not as_json) as bar:
         task = bar.add_task("rebuild vectors", total=svc.events.stats()["templates"]["rows"], status="templates")
         report = rebuild_vectors(svc.pipeline, progress=lambda n: bar.update(task, advance=n))

@@ -7,17 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 
-from api.backup import backup_home, current_counts, load_graph_rows, load_vectors, restore_files
 from api.cli.common import JsonOpt, console, emit, opened, state
-from api.retention import RetentionPolicy, policy_from_settings, prune
-from api.wiring import open_services
 from core.errors import EngineUnavailable, InvalidInput
 from core.redaction import redact_url
 from core.settings import Settings
-from retrieval.events.retention import compact_file
+
+# the stores, the backup and the HTTP client load in the commands that use them
 
 SERVER_TIMEOUT_S = 1800.0
 """A backup of a large home inside the server may take minutes."""
@@ -63,6 +60,9 @@ def prune_cmd(
     While `devmesh serve` runs it holds the event store: it prunes by itself every DEVMESH_PRUNE_EVERY, and
     this command (and --compact) goes through it.
     """
+    from api.retention import RetentionPolicy, policy_from_settings, prune
+    from retrieval.events.retention import compact_file
+
     settings = state(ctx).settings
     policy = policy_from_settings(settings, logs=logs, spans=spans, metrics=metrics)
     if max_bytes is not None:
@@ -92,6 +92,8 @@ def backup_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Back up every store of the home (events, graph, vectors, keys, audit log, Slack replay db) with a manifest."""
+    from api.backup import backup_home
+
     try:
         with opened(ctx, graph=False, vectors=False) as probe:  # before the other engines are opened
             probe.events.check_sole_writer()
@@ -129,6 +131,9 @@ def restore_cmd(
 ) -> None:
     """Restore a backup into the home and its engines (a remote FalkorDB or Qdrant server too, when empty):
     checksums checked first, counts compared after."""
+    from api.backup import current_counts, load_graph_rows, load_vectors, restore_files
+    from api.wiring import open_services
+
     settings = state(ctx).settings
     started = time.perf_counter()
     manifest = restore_files(settings, directory, force=force)
@@ -158,6 +163,8 @@ def through_server(
     settings: Settings, server: str | None, path: str, body: dict[str, Any], held: EngineUnavailable
 ) -> dict[str, Any]:
     """POST `body` to the server that owns the home, with DEVMESH_API_KEY; its answer, or why it could not."""
+    import httpx
+
     host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
     url = (server or f"http://{host}:{settings.api_port}").rstrip("/")
     key = settings.api_key.get_secret_value() if settings.api_key else None

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import typer
 
 from api.cli import serve_file
 from api.cli.common import JsonOpt, connect, console, emit, err_console, opened, state
-from api.engine_port import EnginePort
-from api.http.access import LOCAL, Principal, authenticate, is_loopback
-from api.http.app import create_app
-from api.http.guard import allowed_hosts
 from api.keystore import KeyStore
 from core.errors import Unauthorized
 from core.settings import Settings
+
+if TYPE_CHECKING:  # the web app (FastAPI) and the engines load in the commands that serve
+    from api.http.access import Principal
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ def serve(
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs): ingestion, OTLP receivers, query and search."""
     import uvicorn
+
+    from api.http.access import is_loopback
+    from api.http.app import create_app
+    from api.http.guard import allowed_hosts
 
     settings = state(ctx).settings
     settings = settings.model_copy(update={"api_host": host or settings.api_host})
@@ -77,6 +81,8 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 def mcp(ctx: typer.Context) -> None:
     """Serve DevMesh's tools (explain, search logs, topology, incidents) over MCP on stdin/stdout."""
+    from api.engine_port import EnginePort
+
     settings = state(ctx).settings
     principal = mcp_principal(settings)
     with opened(ctx) as svc:
@@ -88,6 +94,8 @@ def mcp(ctx: typer.Context) -> None:
 
 def mcp_principal(settings: Settings) -> Principal:
     """Who `devmesh mcp` acts as: the key in DEVMESH_API_KEY once keys exist, else 'local' (every scope)."""
+    from api.http.access import LOCAL, authenticate
+
     keys = KeyStore(settings.keys_path)
     if not keys.configured():
         return LOCAL

@@ -12,10 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from api.http.access import is_loopback
-
 FILE_NAME = "serve.json"
 PROBE_TIMEOUT_S = 3.0
 
@@ -87,6 +83,10 @@ def pid_alive(pid: int) -> bool:
 
 def answers(url: str) -> bool:
     """Whether a DevMesh server answers GET /health at `url` (200 or 503: it is up, maybe degraded)."""
+    import httpx  # the HTTP client (and the access rules) load only when a serve.json is found
+
+    from api.http.access import is_loopback
+
     host = httpx.URL(url).host
     try:
         r = httpx.get(url.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S, trust_env=not is_loopback(host))

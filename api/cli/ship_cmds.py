@@ -7,16 +7,17 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from api.cli.common import JsonOpt, console, err_console, state
-from api.shipper.filters import FilterConfig, NoiseFilter, load_config, merge
-from api.shipper.ship import ShipOptions, Shipper, load_state, resume_position
-from api.shipper.source import FileSource, JournalSource, Source
 from api.shipper.unit import UNIT_PATH, install_steps, render_unit
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:  # the shipper (its HTTP client, YAML filters) loads when it ships
+    from api.shipper.filters import FilterConfig
+    from api.shipper.source import Source
 
 ship_app = typer.Typer(help="Ship telemetry from this host to a DevMesh API.", no_args_is_help=True)
 
@@ -60,6 +61,10 @@ def journald(
     batches to POST /ingest/journald with DEVMESH_API_KEY (an `ingest` key). The cursor file moves only past
     what the server acknowledged, and batches wait in a spool beside it while the API is down, so a restart
     resumes where it stopped: no gap, no duplicate."""
+    from api.shipper.filters import FilterConfig, NoiseFilter, load_config, merge
+    from api.shipper.ship import ShipOptions, Shipper, load_state, resume_position
+    from api.shipper.source import FileSource, JournalSource
+
     cli_filters = FilterConfig(
         exclude_units=exclude_unit,
         only_units=only_unit,

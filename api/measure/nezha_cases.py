@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.measure.modalities import MODALITIES
 from api.wiring import open_services
 from core.errors import DatasetError, InvalidInput
 from core.settings import Settings
@@ -41,7 +42,6 @@ from ingest.importers import import_nezha
 log = logging.getLogger(__name__)
 
 MINUTE_NS = 60 * NS
-MODALITIES = ("logs", "traces", "metrics")
 # the export's file names start with the kind they hold (ingest/cases/export.py)
 _FILE_MODALITY = {"logs.": "logs", "spans.": "traces", "metrics.": "metrics"}
 _ROW_MODALITY = {"logs": "logs", "journal": "logs", "spans": "traces", "metrics": "metrics"}
